@@ -1,0 +1,103 @@
+//! Command-line interface: open the GUI on a path, or inspect a file headless (`cxrlens inspect`),
+//! which exits non-zero with a message for files that cannot be read.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::imaging::voi::VoiMode;
+use crate::io::load_image;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cxrlens",
+    version,
+    about = "Chest X-ray viewer with explainable AI"
+)]
+pub struct Cli {
+    /// DICOM/PNG/JPEG file, folder or DICOMDIR to open.
+    pub path: Option<PathBuf>,
+    /// Renderer: wgpu (default when an adapter exists) or glow (OpenGL, CPU windowing).
+    #[arg(long, value_enum, default_value_t = RendererChoice::Auto)]
+    pub renderer: RendererChoice,
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RendererChoice {
+    Auto,
+    Wgpu,
+    Glow,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Decode a file without the GUI and print what the viewer would use (no patient identifiers).
+    Inspect {
+        file: PathBuf,
+        /// Decode this many times and report the median time.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+    },
+}
+
+/// Runs `inspect`; returns the report or a message for the user.
+pub fn inspect(file: &std::path::Path, repeat: usize) -> Result<String, String> {
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..repeat.max(1) {
+        let t = Instant::now();
+        let loaded = load_image(file).map_err(|e| e.to_string())?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        last = Some(loaded);
+    }
+    let Some(loaded) = last else {
+        return Err("nothing decoded".into());
+    };
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let info = &loaded.info;
+    let mut out = String::new();
+    out += &format!("format:        {}\n", info.format.label());
+    out += &format!(
+        "size:          {} x {}\n",
+        loaded.image.width, loaded.image.height
+    );
+    out += &format!("photometric:   {}\n", info.photometric);
+    out += &format!(
+        "bits:          {} stored / {} allocated{}\n",
+        info.bits_stored,
+        info.bits_allocated,
+        if info.signed { ", signed" } else { "" }
+    );
+    out += &format!(
+        "rescale:       slope {} intercept {}\n",
+        info.rescale_slope, info.rescale_intercept
+    );
+    out += &format!(
+        "values:        min {} max {}\n",
+        loaded.stats.min, loaded.stats.max
+    );
+    for (w, e) in &info.windows {
+        out += &format!(
+            "window:        C {} W {} {} {}\n",
+            w.center,
+            w.width,
+            w.function.label(),
+            e.as_deref().unwrap_or("")
+        );
+    }
+    out += &format!("VOI LUTs:      {}\n", info.voi_luts.len());
+    out += &format!("calibration:   {}\n", info.calibration.source_label());
+    let presets = crate::imaging::voi::presets(&info.windows, &info.voi_luts, loaded.stats);
+    if let Some(VoiMode::Window(w)) = presets.first().map(|p| p.voi) {
+        out += &format!("default VOI:   C {} W {}\n", w.center, w.width);
+    }
+    out += &format!(
+        "decode time:   {median:.1} ms (median of {})\n",
+        times.len()
+    );
+    Ok(out)
+}

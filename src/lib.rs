@@ -1,0 +1,13 @@
+//! cxrlens: a chest X-ray viewer with explainable AI.
+//!
+//! Compute modules (`imaging`, `io`, `render`, `worker`) never import egui widgets; the GUI (`ui`)
+//! and the command line (`cli`) are thin layers over them. See ARCHITECTURE.md.
+
+pub mod cli;
+pub mod imaging;
+pub mod io;
+pub mod render;
+pub mod ui;
+pub mod worker;
+
+pub use ui::{AppOptions, CxrApp};

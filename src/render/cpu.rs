@@ -1,0 +1,67 @@
+//! CPU rendering of the windowed image (and overlay) into RGBA8 at image resolution: the reference
+//! the shader is tested against, and the display path when no wgpu renderer is available.
+
+use rayon::prelude::*;
+
+use super::RenderSettings;
+use crate::imaging::ScalarImage;
+use crate::imaging::composite::{composite, to_byte};
+
+/// Renders every image pixel (sampled at its centre, so no interpolation is involved).
+pub fn render_rgba(image: &ScalarImage, settings: &RenderSettings) -> Vec<u8> {
+    let table = settings.overlay.as_ref().map(|o| o.colormap.table());
+    let overlay = settings.overlay.as_ref().filter(|o| {
+        o.params.visible && o.heat.image.width == image.width && o.heat.image.height == image.height
+    });
+    let mut out = vec![0u8; image.values.len() * 4];
+    out.par_chunks_mut(4 * image.width as usize)
+        .enumerate()
+        .for_each(|(y, row)| {
+            let start = y * image.width as usize;
+            for (x, px) in row.chunks_exact_mut(4).enumerate() {
+                let v = image.values[start + x];
+                let grey = settings.display.display_value(v, &settings.luts);
+                let rgb = match (overlay, &table) {
+                    (Some(o), Some(t)) => {
+                        composite(grey, Some(o.heat.image.values[start + x]), o.params, t)
+                    }
+                    _ => [grey; 3],
+                };
+                px.copy_from_slice(&[to_byte(rgb[0]), to_byte(rgb[1]), to_byte(rgb[2]), 255]);
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::imaging::voi::VoiMode;
+    use crate::imaging::{DisplayParams, VoiFunction, Window};
+
+    #[test]
+    fn renders_window_and_inversion_per_pixel() {
+        let img = ScalarImage::new(2, 1, vec![0.0, 100.0]).unwrap();
+        let mut settings = RenderSettings {
+            display: DisplayParams {
+                voi: VoiMode::Window(Window {
+                    center: 50.0,
+                    width: 100.0,
+                    function: VoiFunction::LinearExact,
+                }),
+                photometric_inverted: false,
+                user_inverted: false,
+            },
+            luts: Arc::new(vec![]),
+            overlay: None,
+            bilinear: true,
+        };
+        let rgba = render_rgba(&img, &settings);
+        assert_eq!(rgba, vec![0, 0, 0, 255, 255, 255, 255, 255]);
+        settings.display.photometric_inverted = true;
+        let rgba = render_rgba(&img, &settings);
+        assert_eq!(rgba, vec![255, 255, 255, 255, 0, 0, 0, 255]);
+    }
+}

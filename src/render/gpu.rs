@@ -1,0 +1,559 @@
+//! The wgpu path: `shaders/viewer.wgsl` drawn through an egui-wgpu paint callback. The pipeline is
+//! built once (`install`); textures are uploaded once per image and cached by image id; each frame
+//! only writes a small uniform buffer, so W/L drags and opacity changes never re-upload pixels.
+
+use std::collections::HashMap;
+
+use egui_wgpu::wgpu;
+use egui_wgpu::{CallbackResources, CallbackTrait, ScreenDescriptor};
+
+use super::{ImageHandle, RenderSettings};
+use crate::imaging::VoiLut;
+use crate::imaging::colormap::Colormap;
+use crate::imaging::voi::VoiMode;
+
+pub const SHADER_SOURCE: &str = include_str!("../../shaders/viewer.wgsl");
+/// Entries per row of the VOI LUT texture (must match `LUT_ROW` in the shader).
+const LUT_ROW: u32 = 256;
+
+/// The shader's `Params` struct, every field a vec4 so the layout needs no padding rules.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Uniforms {
+    pub view: [f32; 4],
+    pub image: [f32; 4],
+    pub voi: [f32; 4],
+    pub lut: [f32; 4],
+    pub overlay: [f32; 4],
+    pub background: [f32; 4],
+}
+
+impl Uniforms {
+    /// `origin_px`: framebuffer position of image point (0, 0); `px_per_image_px`: scale.
+    pub fn new(
+        settings: &RenderSettings,
+        image_size: [u32; 2],
+        origin_px: [f32; 2],
+        px_per_image_px: f32,
+        srgb_target: bool,
+        background: [f32; 3],
+    ) -> Self {
+        let (voi, lut) = match settings.display.voi {
+            VoiMode::Window(w) => (
+                [w.center, w.width, w.function.shader_code() as f32, 0.0],
+                [0.0; 4],
+            ),
+            VoiMode::Lut(i) => {
+                let (first, len) = settings.luts.get(i).map_or((0.0, 1.0), |l| {
+                    (l.first_input as f32, l.outputs.len() as f32)
+                });
+                ([0.0, 1.0, 3.0, 0.0], [first, len, 0.0, 0.0])
+            }
+        };
+        let inverted = if settings.display.output_inverted() {
+            1.0
+        } else {
+            0.0
+        };
+        let overlay = match &settings.overlay {
+            Some(o) if o.params.visible => [1.0, o.params.opacity, o.params.threshold, 0.0],
+            _ => [0.0; 4],
+        };
+        Self {
+            view: [
+                origin_px[0],
+                origin_px[1],
+                px_per_image_px,
+                if srgb_target { 1.0 } else { 0.0 },
+            ],
+            image: [
+                image_size[0] as f32,
+                image_size[1] as f32,
+                if settings.bilinear { 1.0 } else { 0.0 },
+                0.0,
+            ],
+            voi: [voi[0], voi[1], voi[2], inverted],
+            lut,
+            overlay,
+            background: [background[0], background[1], background[2], 1.0],
+        }
+    }
+}
+
+/// Pipeline and layout, built once per render target format.
+pub struct ViewerPipeline {
+    pipeline: wgpu::RenderPipeline,
+    layout: wgpu::BindGroupLayout,
+    srgb_target: bool,
+}
+
+impl ViewerPipeline {
+    pub fn new(device: &wgpu::Device, target_format: wgpu::TextureFormat) -> Self {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("cxrlens viewer shader"),
+            source: wgpu::ShaderSource::Wgsl(SHADER_SOURCE.into()),
+        });
+        let texture_entry = |binding: u32| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::FRAGMENT,
+            ty: wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                view_dimension: wgpu::TextureViewDimension::D2,
+                multisampled: false,
+            },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("cxrlens viewer bind group layout"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
+                texture_entry(1),
+                texture_entry(2),
+                texture_entry(3),
+                texture_entry(4),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("cxrlens viewer pipeline layout"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("cxrlens viewer pipeline"),
+            layout: Some(&pipeline_layout),
+            vertex: wgpu::VertexState {
+                module: &module,
+                entry_point: Some("vs_main"),
+                compilation_options: Default::default(),
+                buffers: &[],
+            },
+            fragment: Some(wgpu::FragmentState {
+                module: &module,
+                entry_point: Some("fs_main"),
+                compilation_options: Default::default(),
+                targets: &[Some(wgpu::ColorTargetState {
+                    format: target_format,
+                    blend: None,
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
+            }),
+            primitive: wgpu::PrimitiveState::default(),
+            depth_stencil: None,
+            multisample: wgpu::MultisampleState::default(),
+            multiview_mask: None,
+            cache: None,
+        });
+        Self {
+            pipeline,
+            layout,
+            srgb_target: target_format.is_srgb(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum TextureKey {
+    Image(u64),
+    /// VOI LUT `index` of image `id`.
+    Lut(u64, usize),
+    Colormap(Colormap),
+    Dummy,
+}
+
+struct PaneGpu {
+    uniform: wgpu::Buffer,
+    bind_group: Option<wgpu::BindGroup>,
+    bound: [TextureKey; 4],
+}
+
+/// GPU state shared by every viewer pane, stored in egui-wgpu's callback resources.
+pub struct ViewerResources {
+    pipeline: ViewerPipeline,
+    textures: HashMap<TextureKey, wgpu::TextureView>,
+    panes: HashMap<u64, PaneGpu>,
+    max_texture_dimension: u32,
+}
+
+impl ViewerResources {
+    pub fn new(device: &wgpu::Device, target_format: wgpu::TextureFormat) -> Self {
+        let mut resources = Self {
+            pipeline: ViewerPipeline::new(device, target_format),
+            textures: HashMap::new(),
+            panes: HashMap::new(),
+            max_texture_dimension: device.limits().max_texture_dimension_2d,
+        };
+        let dummy = create_texture(
+            device,
+            [1, 1],
+            wgpu::TextureFormat::R32Float,
+            "cxrlens dummy",
+        );
+        resources
+            .textures
+            .insert(TextureKey::Dummy, dummy.create_view(&Default::default()));
+        resources
+    }
+
+    fn ensure_texture(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        key: TextureKey,
+        upload: impl FnOnce() -> Upload,
+    ) {
+        if self.textures.contains_key(&key) {
+            return;
+        }
+        let up = upload();
+        let texture = create_texture(device, up.size, up.format, "cxrlens image");
+        queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            &up.bytes,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(up.size[0] * 4),
+                rows_per_image: Some(up.size[1]),
+            },
+            wgpu::Extent3d {
+                width: up.size[0],
+                height: up.size[1],
+                depth_or_array_layers: 1,
+            },
+        );
+        self.textures
+            .insert(key, texture.create_view(&Default::default()));
+    }
+
+    /// Uploads what `callback` needs, writes its uniforms and (re)binds its textures.
+    fn prepare_pane(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        callback: &ViewerCallback,
+        ppp: f32,
+    ) {
+        let image = &callback.image;
+        if image.image.width > self.max_texture_dimension
+            || image.image.height > self.max_texture_dimension
+        {
+            return; // the UI uses the CPU path for such images
+        }
+        let image_key = TextureKey::Image(image.id);
+        self.ensure_texture(device, queue, image_key, || {
+            Upload::scalar(&image.image.values, [image.image.width, image.image.height])
+        });
+        let lut_key = match callback.settings.display.voi {
+            VoiMode::Lut(i) if i < callback.settings.luts.len() => {
+                let key = TextureKey::Lut(image.id, i);
+                let lut = &callback.settings.luts[i];
+                self.ensure_texture(device, queue, key, || Upload::lut(lut));
+                key
+            }
+            _ => TextureKey::Dummy,
+        };
+        let (overlay_key, colormap_key) = match &callback.settings.overlay {
+            Some(o)
+                if o.heat.image.width == image.image.width
+                    && o.heat.image.height == image.image.height =>
+            {
+                let key = TextureKey::Image(o.heat.id);
+                self.ensure_texture(device, queue, key, || {
+                    Upload::scalar(
+                        &o.heat.image.values,
+                        [o.heat.image.width, o.heat.image.height],
+                    )
+                });
+                let cm = TextureKey::Colormap(o.colormap);
+                self.ensure_texture(device, queue, cm, || Upload::colormap(o.colormap));
+                (key, cm)
+            }
+            _ => (TextureKey::Dummy, TextureKey::Dummy),
+        };
+        let mut settings = callback.settings.clone();
+        if overlay_key == TextureKey::Dummy {
+            settings.overlay = None;
+        }
+        let uniforms = Uniforms::new(
+            &settings,
+            [image.image.width, image.image.height],
+            [
+                callback.image_origin_points[0] * ppp,
+                callback.image_origin_points[1] * ppp,
+            ],
+            callback.zoom * ppp,
+            self.pipeline.srgb_target,
+            callback.background,
+        );
+        let bound = [image_key, lut_key, overlay_key, colormap_key];
+        let pane = self
+            .panes
+            .entry(callback.pane_id)
+            .or_insert_with(|| PaneGpu {
+                uniform: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("cxrlens viewer uniforms"),
+                    size: std::mem::size_of::<Uniforms>() as u64,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                bind_group: None,
+                bound,
+            });
+        queue.write_buffer(&pane.uniform, 0, bytemuck::bytes_of(&uniforms));
+        if pane.bind_group.is_none() || pane.bound != bound {
+            let view = |k: &TextureKey| &self.textures[k];
+            pane.bind_group = Some(device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("cxrlens viewer bind group"),
+                layout: &self.pipeline.layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: pane.uniform.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: wgpu::BindingResource::TextureView(view(&bound[0])),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: wgpu::BindingResource::TextureView(view(&bound[1])),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: wgpu::BindingResource::TextureView(view(&bound[2])),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 4,
+                        resource: wgpu::BindingResource::TextureView(view(&bound[3])),
+                    },
+                ],
+            }));
+            pane.bound = bound;
+            // Drop textures no pane uses any more (a closed image's pixels leave the GPU).
+            let used: Vec<TextureKey> = self.panes.values().flat_map(|p| p.bound).collect();
+            self.textures.retain(|k, _| {
+                matches!(k, TextureKey::Dummy | TextureKey::Colormap(_)) || used.contains(k)
+            });
+        }
+    }
+
+    fn draw_pane(&self, pane_id: u64, render_pass: &mut wgpu::RenderPass<'_>) {
+        let Some(bind_group) = self.panes.get(&pane_id).and_then(|p| p.bind_group.as_ref()) else {
+            return;
+        };
+        render_pass.set_pipeline(&self.pipeline.pipeline);
+        render_pass.set_bind_group(0, bind_group, &[]);
+        render_pass.draw(0..3, 0..1);
+    }
+}
+
+struct Upload {
+    size: [u32; 2],
+    format: wgpu::TextureFormat,
+    bytes: Vec<u8>,
+}
+
+impl Upload {
+    fn scalar(values: &[f32], size: [u32; 2]) -> Self {
+        Self {
+            size,
+            format: wgpu::TextureFormat::R32Float,
+            bytes: bytemuck::cast_slice(values).to_vec(),
+        }
+    }
+
+    fn lut(lut: &VoiLut) -> Self {
+        let rows = (lut.outputs.len() as u32).div_ceil(LUT_ROW).max(1);
+        let mut values = lut.outputs.clone();
+        values.resize(
+            (rows * LUT_ROW) as usize,
+            *lut.outputs.last().unwrap_or(&0.0),
+        );
+        Self::scalar(&values, [LUT_ROW, rows])
+    }
+
+    fn colormap(colormap: Colormap) -> Self {
+        let bytes = colormap.table().into_iter().flatten().collect();
+        Self {
+            size: [256, 1],
+            format: wgpu::TextureFormat::Rgba8Unorm,
+            bytes,
+        }
+    }
+}
+
+fn create_texture(
+    device: &wgpu::Device,
+    size: [u32; 2],
+    format: wgpu::TextureFormat,
+    label: &str,
+) -> wgpu::Texture {
+    device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width: size[0],
+            height: size[1],
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    })
+}
+
+/// Installs the viewer's pipeline into eframe's wgpu renderer. Returns the largest texture side the
+/// device accepts (larger images use the CPU path).
+pub fn install(render_state: &egui_wgpu::RenderState) -> u32 {
+    let resources = ViewerResources::new(&render_state.device, render_state.target_format);
+    let max = resources.max_texture_dimension;
+    render_state
+        .renderer
+        .write()
+        .callback_resources
+        .insert(resources);
+    max
+}
+
+/// One pane's draw request for this frame.
+pub struct ViewerCallback {
+    pub pane_id: u64,
+    pub image: ImageHandle,
+    pub settings: RenderSettings,
+    /// Screen position (points) of image point (0, 0).
+    pub image_origin_points: [f32; 2],
+    /// Screen points per image pixel.
+    pub zoom: f32,
+    pub background: [f32; 3],
+}
+
+impl CallbackTrait for ViewerCallback {
+    fn prepare(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        screen_descriptor: &ScreenDescriptor,
+        _egui_encoder: &mut wgpu::CommandEncoder,
+        callback_resources: &mut CallbackResources,
+    ) -> Vec<wgpu::CommandBuffer> {
+        if let Some(resources) = callback_resources.get_mut::<ViewerResources>() {
+            resources.prepare_pane(device, queue, self, screen_descriptor.pixels_per_point);
+        }
+        Vec::new()
+    }
+
+    fn paint(
+        &self,
+        _info: egui::PaintCallbackInfo,
+        render_pass: &mut wgpu::RenderPass<'static>,
+        callback_resources: &CallbackResources,
+    ) {
+        if let Some(resources) = callback_resources.get::<ViewerResources>() {
+            resources.draw_pane(self.pane_id, render_pass);
+        }
+    }
+}
+
+/// Renders `callback` into an offscreen RGBA8 target of `size` pixels (ppp = 1) and reads it back.
+/// Used by the shader-vs-CPU tests; the same resources and pipeline as on screen.
+pub fn render_offscreen(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    callback: &ViewerCallback,
+    size: [u32; 2],
+) -> Result<Vec<u8>, String> {
+    let format = wgpu::TextureFormat::Rgba8Unorm;
+    let mut resources = ViewerResources::new(device, format);
+    resources.prepare_pane(device, queue, callback, 1.0);
+    let target = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("cxrlens offscreen target"),
+        size: wgpu::Extent3d {
+            width: size[0],
+            height: size[1],
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+        view_formats: &[],
+    });
+    let view = target.create_view(&Default::default());
+    let padded_row = (size[0] * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+        * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+    let readback = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("cxrlens readback"),
+        size: (padded_row * size[1]) as u64,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+            label: Some("cxrlens offscreen pass"),
+            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                view: &view,
+                depth_slice: None,
+                resolve_target: None,
+                ops: wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
+                    store: wgpu::StoreOp::Store,
+                },
+            })],
+            depth_stencil_attachment: None,
+            timestamp_writes: None,
+            occlusion_query_set: None,
+            multiview_mask: None,
+        });
+        resources.draw_pane(callback.pane_id, &mut pass);
+    }
+    encoder.copy_texture_to_buffer(
+        wgpu::TexelCopyTextureInfo {
+            texture: &target,
+            mip_level: 0,
+            origin: wgpu::Origin3d::ZERO,
+            aspect: wgpu::TextureAspect::All,
+        },
+        wgpu::TexelCopyBufferInfo {
+            buffer: &readback,
+            layout: wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(padded_row),
+                rows_per_image: Some(size[1]),
+            },
+        },
+        wgpu::Extent3d {
+            width: size[0],
+            height: size[1],
+            depth_or_array_layers: 1,
+        },
+    );
+    queue.submit([encoder.finish()]);
+    let slice = readback.slice(..);
+    slice.map_async(wgpu::MapMode::Read, |_| {});
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| e.to_string())?;
+    let data = slice.get_mapped_range().map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity((size[0] * size[1] * 4) as usize);
+    for row in data.chunks(padded_row as usize).take(size[1] as usize) {
+        out.extend_from_slice(&row[..(size[0] * 4) as usize]);
+    }
+    Ok(out)
+}

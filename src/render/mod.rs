@@ -1,0 +1,50 @@
+//! Drawing the image: the wgpu path (`gpu`, a paint callback running `shaders/viewer.wgsl` on an
+//! R32Float texture) and the CPU path (`cpu`, the same math into an RGBA8 buffer) used with the glow
+//! renderer, in UI tests without a GPU, and for images beyond the GPU's texture limit.
+//! Neither path imports egui widgets; `gpu` depends on egui-wgpu's callback trait only.
+
+pub mod cpu;
+pub mod gpu;
+pub mod probe;
+
+use std::sync::Arc;
+
+use crate::imaging::colormap::Colormap;
+use crate::imaging::composite::OverlayParams;
+use crate::imaging::{DisplayParams, ScalarImage, VoiLut};
+
+/// An image plus a process-unique id, so GPU textures can be cached per image.
+#[derive(Clone, Debug)]
+pub struct ImageHandle {
+    pub id: u64,
+    pub image: Arc<ScalarImage>,
+}
+
+impl ImageHandle {
+    pub fn new(image: Arc<ScalarImage>) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            image,
+        }
+    }
+}
+
+/// A heatmap/mask layer in image space, values in [0, 1], same size as the image.
+#[derive(Clone, Debug)]
+pub struct OverlayLayer {
+    pub heat: ImageHandle,
+    pub params: OverlayParams,
+    pub colormap: Colormap,
+}
+
+/// What to draw, independent of where it is drawn.
+#[derive(Clone, Debug)]
+pub struct RenderSettings {
+    pub display: DisplayParams,
+    pub luts: Arc<Vec<VoiLut>>,
+    pub overlay: Option<OverlayLayer>,
+    /// Bilinear interpolation of modality values when magnifying; nearest otherwise.
+    pub bilinear: bool,
+}

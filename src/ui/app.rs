@@ -1,0 +1,691 @@
+//! `CxrApp`: the eframe application. Owns the worker pool, the open study and image, and the UI
+//! state; applies `Command`s once per frame in `logic`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::browser::browser_ui;
+use super::command::{Command, Tool};
+use super::notices::Notices;
+use super::state::{CpuTexture, ViewerState};
+use super::tags_panel::TagBrowser;
+use super::viewer::{DrawPath, viewer_ui};
+use crate::imaging::VoiFunction;
+use crate::imaging::voi::VoiMode;
+use crate::io::study::StudyTree;
+use crate::worker::{WorkerEvent, Workers};
+
+/// The sample study shipped in `assets/` (public NEMA WG-04 data, no identifiers; see assets/README.md).
+pub const SAMPLE_DICOM: &[u8] = include_bytes!("../../assets/sample_chest.dcm");
+const RECENT_KEY: &str = "cxrlens.recent";
+const MAX_RECENT: usize = 10;
+
+/// Start-up options (from the command line).
+#[derive(Clone, Debug, Default)]
+pub struct AppOptions {
+    /// File, folder or DICOMDIR to open at start.
+    pub open: Option<PathBuf>,
+    /// Why the app is not on wgpu, when it is not (shown once as a notice).
+    pub renderer_note: Option<String>,
+}
+
+pub struct CxrApp {
+    workers: Workers,
+    commands: Vec<Command>,
+    notices: Notices,
+    /// Largest texture side for the GPU path; `None` when drawing on the CPU.
+    gpu_max_texture: Option<u32>,
+    renderer_label: String,
+    study: Option<(PathBuf, StudyTree)>,
+    viewer: Option<ViewerState>,
+    /// What is being loaded (file name), for the status bar.
+    loading: Option<String>,
+    recent: Vec<PathBuf>,
+    tool: Tool,
+    tag_browser: TagBrowser,
+    show_tags: bool,
+    show_study_browser: bool,
+    path_entry: Option<String>,
+    show_shortcuts: bool,
+}
+
+impl CxrApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
+        let ctx = cc.egui_ctx.clone();
+        let workers = Workers::new(Arc::new(move || ctx.request_repaint()));
+        let (gpu_max_texture, renderer_label) = match &cc.wgpu_render_state {
+            Some(rs) => {
+                let max = crate::render::gpu::install(rs);
+                let info = rs.adapter.get_info();
+                (
+                    Some(max),
+                    format!("wgpu · {} ({:?})", info.name, info.backend),
+                )
+            }
+            None => (None, "CPU rendering".to_string()),
+        };
+        let recent = cc
+            .storage
+            .and_then(|s| eframe::get_value::<Vec<PathBuf>>(s, RECENT_KEY))
+            .unwrap_or_default();
+        let mut app = Self {
+            workers,
+            commands: Vec::new(),
+            notices: Notices::default(),
+            gpu_max_texture,
+            renderer_label,
+            study: None,
+            viewer: None,
+            loading: None,
+            recent,
+            tool: Tool::default(),
+            tag_browser: TagBrowser::default(),
+            show_tags: false,
+            show_study_browser: true,
+            path_entry: None,
+            show_shortcuts: false,
+        };
+        if let Some(note) = options.renderer_note {
+            app.notices.info(note);
+        }
+        if let Some(path) = options.open {
+            app.commands.push(Command::Open(path));
+        }
+        app
+    }
+
+    /// Queues a command as a widget would (used by tests and the CLI).
+    pub fn push_command(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
+    pub fn viewer(&self) -> Option<&ViewerState> {
+        self.viewer.as_ref()
+    }
+
+    pub fn study(&self) -> Option<&StudyTree> {
+        self.study.as_ref().map(|(_, t)| t)
+    }
+
+    pub fn notices(&self) -> &Notices {
+        &self.notices
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.workers.decode.is_busy()
+            || self.workers.scan.is_busy()
+            || self.workers.render.is_busy()
+    }
+
+    pub fn tool(&self) -> Tool {
+        self.tool
+    }
+
+    pub fn draw_path(&self) -> DrawPath {
+        match (self.gpu_max_texture, &self.viewer) {
+            (Some(max), Some(v)) if v.handle.image.width <= max && v.handle.image.height <= max => {
+                DrawPath::Gpu
+            }
+            (Some(_), None) => DrawPath::Gpu,
+            _ => DrawPath::Cpu,
+        }
+    }
+
+    fn open(&mut self, path: PathBuf, keep_study: bool) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let result = if path.is_dir() || name == "DICOMDIR" {
+            let root = if path.is_dir() {
+                path.clone()
+            } else {
+                path.parent().map(Path::to_path_buf).unwrap_or_default()
+            };
+            self.loading = Some(format!(
+                "Scanning {}",
+                root.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ));
+            self.workers.scan(root)
+        } else {
+            if !keep_study {
+                self.study = None;
+            }
+            self.loading = Some(format!("Decoding {name}"));
+            self.workers.decode(path.clone())
+        };
+        match result {
+            Ok(()) => self.remember(path),
+            Err(e) => self.notices.error(e),
+        }
+    }
+
+    fn remember(&mut self, path: PathBuf) {
+        self.recent.retain(|p| p != &path);
+        self.recent.insert(0, path);
+        self.recent.truncate(MAX_RECENT);
+    }
+
+    fn open_sample(&mut self) {
+        let target = std::env::temp_dir().join("cxrlens-sample_chest.dcm");
+        match crate::io::write::write_atomically(&target, SAMPLE_DICOM) {
+            Ok(()) => self.open(target, false),
+            Err(e) => self
+                .notices
+                .error(format!("cannot unpack the sample study: {e}")),
+        }
+    }
+
+    fn step_image(&mut self, forward: bool) {
+        let (Some((_, tree)), Some(v)) = (&self.study, &self.viewer) else {
+            return;
+        };
+        let paths: Vec<&PathBuf> = tree.all_images().map(|i| &i.path).collect();
+        let Some(pos) = paths.iter().position(|p| **p == v.path) else {
+            return;
+        };
+        let next = if forward {
+            pos + 1
+        } else {
+            pos.wrapping_sub(1)
+        };
+        if let Some(p) = paths.get(next) {
+            let p = (*p).clone();
+            self.open(p, true);
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Open(path) => self.open(path, false),
+            Command::OpenInstance(path) => self.open(path, true),
+            Command::OpenSample => self.open_sample(),
+            Command::ShowFileDialog { folder } => {
+                if let Err(e) = self.workers.open_dialog(folder) {
+                    self.notices.error(e);
+                }
+            }
+            Command::ShowPathEntry => self.path_entry = Some(String::new()),
+            Command::SetTool(tool) => self.tool = tool,
+            Command::ToggleTagBrowser => self.show_tags = !self.show_tags,
+            Command::ToggleStudyBrowser => self.show_study_browser = !self.show_study_browser,
+            Command::DismissNotice(i) => self.notices.dismiss(i),
+            Command::NextImage => self.step_image(true),
+            Command::PreviousImage => self.step_image(false),
+            Command::ApplyPreset(_)
+            | Command::ToggleInvert
+            | Command::Fit
+            | Command::OneToOne
+            | Command::Reset
+            | Command::ClearMeasurements => {
+                let ppp = 1.0; // refined in ui() where pixels_per_point is known
+                if let Some(v) = &mut self.viewer {
+                    match command {
+                        Command::ApplyPreset(i) => v.apply_preset(i),
+                        Command::ToggleInvert => v.display.user_inverted = !v.display.user_inverted,
+                        Command::Fit => v.view.fit_mode = true,
+                        Command::OneToOne => v.view = v.view.one_to_one(ppp),
+                        Command::Reset => v.reset(),
+                        Command::ClearMeasurements => v.measurements.clear(),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: WorkerEvent, ctx: &egui::Context) {
+        match event {
+            WorkerEvent::Decoded {
+                generation,
+                path,
+                result,
+            } => {
+                if !self.workers.decode.finish(generation) {
+                    return;
+                }
+                self.loading = None;
+                match result {
+                    Ok(loaded) => {
+                        let mut state = ViewerState::new(path, loaded);
+                        if let Some(old) = &self.viewer {
+                            // Keep the user's invert choice while stepping through a study.
+                            state.display.user_inverted =
+                                old.display.user_inverted && self.study.is_some();
+                        }
+                        self.viewer = Some(state);
+                    }
+                    Err(e) => {
+                        let name = path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        self.notices.error(format!("{e} — {name}"));
+                    }
+                }
+            }
+            WorkerEvent::Scanned {
+                generation,
+                root,
+                tree,
+            } => {
+                if !self.workers.scan.finish(generation) {
+                    return;
+                }
+                self.loading = None;
+                let first = tree.all_images().next().map(|i| i.path.clone());
+                for p in tree.problems.iter().take(3) {
+                    self.notices.error(p.clone());
+                }
+                if tree.problems.len() > 3 {
+                    self.notices.error(format!(
+                        "{} more problems, listed in the study browser",
+                        tree.problems.len() - 3
+                    ));
+                }
+                match first {
+                    Some(p) => {
+                        self.study = Some((root, tree));
+                        self.show_study_browser = true;
+                        self.open(p, true);
+                    }
+                    None => self
+                        .notices
+                        .error("no DICOM, PNG or JPEG images found in the folder"),
+                }
+            }
+            WorkerEvent::DialogClosed { picked, detail } => {
+                self.workers.dialog_closed();
+                if let Some(p) = picked {
+                    self.commands.push(Command::Open(p));
+                } else if let Some(d) = detail {
+                    self.notices.error(d);
+                }
+            }
+            WorkerEvent::CpuRendered {
+                generation,
+                image_id,
+                size,
+                rgba,
+            } => {
+                if !self.workers.render.finish(generation) {
+                    return;
+                }
+                let Some(v) = &mut self.viewer else { return };
+                if v.handle.id != image_id {
+                    return;
+                }
+                let image = egui::ColorImage::from_rgba_unmultiplied(size, &rgba);
+                let key = v.cpu_requested.take();
+                match &mut v.cpu_texture {
+                    Some(t) => {
+                        t.texture.set(image, egui::TextureOptions::LINEAR);
+                        t.rendered = key;
+                    }
+                    None => {
+                        let texture =
+                            ctx.load_texture("cxrlens-image", image, egui::TextureOptions::LINEAR);
+                        v.cpu_texture = Some(CpuTexture {
+                            texture,
+                            rendered: key,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn keyboard_commands(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        use egui::Key;
+        let keys = [
+            Key::Num1,
+            Key::Num2,
+            Key::Num3,
+            Key::Num4,
+            Key::Num5,
+            Key::Num6,
+            Key::Num7,
+            Key::Num8,
+            Key::Num9,
+        ];
+        ctx.input(|i| {
+            for (n, k) in keys.iter().enumerate() {
+                if i.key_pressed(*k) {
+                    self.commands.push(Command::ApplyPreset(n));
+                }
+            }
+            let map = [
+                (Key::I, Command::ToggleInvert),
+                (Key::F, Command::Fit),
+                (Key::O, Command::OneToOne),
+                (Key::R, Command::Reset),
+                (Key::W, Command::SetTool(Tool::WindowLevel)),
+                (Key::P, Command::SetTool(Tool::Pan)),
+                (Key::M, Command::SetTool(Tool::Measure)),
+                (Key::T, Command::ToggleTagBrowser),
+                (Key::PageDown, Command::NextImage),
+                (Key::PageUp, Command::PreviousImage),
+                (Key::Delete, Command::ClearMeasurements),
+            ];
+            for (k, c) in map {
+                if i.key_pressed(k) {
+                    self.commands.push(c);
+                }
+            }
+        });
+    }
+
+    /// Keeps the CPU texture in step with the display settings (one render in flight at a time).
+    fn schedule_cpu_render(&mut self) {
+        if self.draw_path() != DrawPath::Cpu {
+            return;
+        }
+        let Some(v) = &mut self.viewer else { return };
+        let key = v.settings_key();
+        let up_to_date = v.cpu_texture.as_ref().and_then(|t| t.rendered) == Some(key);
+        if up_to_date || v.cpu_requested == Some(key) {
+            return;
+        }
+        let (handle, settings) = (v.handle.clone(), v.render_settings());
+        match self.workers.render_cpu(handle, settings) {
+            Ok(_) => v.cpu_requested = Some(key),
+            Err(e) => self.notices.error(e),
+        }
+    }
+
+    fn menu_ui(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("Open file…").clicked() {
+                    self.commands
+                        .push(Command::ShowFileDialog { folder: false });
+                }
+                if ui.button("Open folder…").clicked() {
+                    self.commands.push(Command::ShowFileDialog { folder: true });
+                }
+                if ui.button("Open path…").clicked() {
+                    self.commands.push(Command::ShowPathEntry);
+                }
+                if ui.button("Open sample study").clicked() {
+                    self.commands.push(Command::OpenSample);
+                }
+                ui.menu_button("Recent", |ui| {
+                    if self.recent.is_empty() {
+                        ui.weak("none yet");
+                    }
+                    for p in &self.recent {
+                        let label = p
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        if ui
+                            .button(label)
+                            .on_hover_text(p.display().to_string())
+                            .clicked()
+                        {
+                            self.commands.push(Command::Open(p.clone()));
+                        }
+                    }
+                });
+                ui.separator();
+                if ui.button("Quit").clicked() {
+                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+            });
+            ui.menu_button("View", |ui| {
+                for (label, c) in [
+                    ("Fit (F)", Command::Fit),
+                    ("1:1 (O)", Command::OneToOne),
+                    ("Reset (R)", Command::Reset),
+                    ("Invert (I)", Command::ToggleInvert),
+                    ("Tag browser (T)", Command::ToggleTagBrowser),
+                    ("Study browser", Command::ToggleStudyBrowser),
+                ] {
+                    if ui.button(label).clicked() {
+                        self.commands.push(c);
+                    }
+                }
+            });
+            ui.menu_button("Help", |ui| {
+                if ui.button("Keyboard and mouse").clicked() {
+                    self.show_shortcuts = true;
+                }
+            });
+        });
+    }
+
+    fn toolbar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            for tool in [Tool::WindowLevel, Tool::Pan, Tool::Measure] {
+                if ui
+                    .selectable_label(self.tool == tool, tool.label())
+                    .clicked()
+                {
+                    self.commands.push(Command::SetTool(tool));
+                }
+            }
+            ui.separator();
+            let Some(v) = &mut self.viewer else {
+                ui.weak(
+                    "No image open — File ▸ Open, drop a file here, or File ▸ Open sample study",
+                );
+                return;
+            };
+            let current = v
+                .active_preset
+                .and_then(|i| v.presets.get(i))
+                .map_or("Custom".to_string(), |p| p.name.clone());
+            egui::ComboBox::from_id_salt("preset")
+                .selected_text(current)
+                .width(150.0)
+                .show_ui(ui, |ui| {
+                    for (i, p) in v.presets.iter().enumerate() {
+                        let key = if i < 9 {
+                            format!("{}  ", i + 1)
+                        } else {
+                            String::new()
+                        };
+                        if ui
+                            .selectable_label(
+                                v.active_preset == Some(i),
+                                format!("{key}{}", p.name),
+                            )
+                            .clicked()
+                        {
+                            self.commands.push(Command::ApplyPreset(i));
+                        }
+                    }
+                });
+            if let VoiMode::Window(w) = v.display.voi {
+                egui::ComboBox::from_id_salt("voi-function")
+                    .selected_text(w.function.label())
+                    .show_ui(ui, |ui| {
+                        for f in VoiFunction::ALL {
+                            if ui.selectable_label(w.function == f, f.label()).clicked() {
+                                v.set_function(f);
+                            }
+                        }
+                    });
+            }
+            let mut inverted = v.display.user_inverted;
+            if ui.toggle_value(&mut inverted, "Invert").clicked() {
+                self.commands.push(Command::ToggleInvert);
+            }
+            ui.separator();
+            for (label, c) in [
+                ("Fit", Command::Fit),
+                ("1:1", Command::OneToOne),
+                ("Reset", Command::Reset),
+            ] {
+                if ui.button(label).clicked() {
+                    self.commands.push(c);
+                }
+            }
+            if !v.measurements.is_empty() && ui.button("Clear measurements").clicked() {
+                self.commands.push(Command::ClearMeasurements);
+            }
+            ui.separator();
+            let mut tags = self.show_tags;
+            if ui.toggle_value(&mut tags, "Tags").clicked() {
+                self.commands.push(Command::ToggleTagBrowser);
+            }
+        });
+    }
+
+    fn path_entry_ui(&mut self, ctx: &egui::Context) {
+        let Some(text) = &mut self.path_entry else {
+            return;
+        };
+        let mut open = true;
+        let mut submit = false;
+        egui::Window::new("Open path")
+            .open(&mut open)
+            .collapsible(false)
+            .show(ctx, |ui| {
+                ui.label("File, folder or DICOMDIR:");
+                let r = ui.text_edit_singleline(text);
+                submit = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                submit |= ui.button("Open").clicked();
+            });
+        if submit && !text.trim().is_empty() {
+            self.commands
+                .push(Command::Open(PathBuf::from(text.trim())));
+            open = false;
+        }
+        if !open {
+            self.path_entry = None;
+        }
+    }
+
+    fn shortcuts_ui(&mut self, ctx: &egui::Context) {
+        egui::Window::new("Keyboard and mouse")
+            .open(&mut self.show_shortcuts)
+            .show(ctx, |ui| {
+                egui::Grid::new("shortcuts").striped(true).show(ui, |ui| {
+                    for (k, what) in [
+                        (
+                            "Left drag (W/L tool)",
+                            "horizontal: window width, vertical: centre",
+                        ),
+                        ("Left drag (Measure tool)", "distance line"),
+                        ("Middle drag, Shift+left drag", "pan"),
+                        ("Right drag, wheel", "zoom"),
+                        ("1 … 9", "window presets (file windows first)"),
+                        ("I", "invert"),
+                        ("F / O / R", "fit / 1:1 / reset"),
+                        ("W / P / M", "W/L, pan, measure tools"),
+                        ("T", "tag browser"),
+                        ("Page Up / Down", "previous / next image in the study"),
+                        ("Delete", "clear measurements"),
+                    ] {
+                        ui.monospace(k);
+                        ui.label(what);
+                        ui.end_row();
+                    }
+                });
+            });
+    }
+}
+
+impl eframe::App for CxrApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        for event in self.workers.drain() {
+            self.handle_event(event, ctx);
+        }
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        if let Some(p) = dropped.into_iter().next() {
+            self.commands.push(Command::Open(p));
+        }
+        self.keyboard_commands(ctx);
+        let ppp = ctx.pixels_per_point();
+        for command in std::mem::take(&mut self.commands) {
+            if command == Command::OneToOne {
+                if let Some(v) = &mut self.viewer {
+                    v.view = v.view.one_to_one(ppp);
+                }
+                continue;
+            }
+            self.apply(command);
+        }
+        self.schedule_cpu_render();
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        egui::Panel::top("toolbar").show(ui, |ui| self.toolbar_ui(ui));
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                if let Some(what) = &self.loading {
+                    ui.spinner();
+                    ui.label(what);
+                } else if let Some(v) = &self.viewer {
+                    ui.label(&v.loaded.display_name);
+                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.weak(&self.renderer_label);
+                });
+            });
+        });
+        if !self.notices.items.is_empty() {
+            egui::Panel::top("notices").show(ui, |ui| {
+                if let Some(i) = self.notices.ui(ui) {
+                    self.commands.push(Command::DismissNotice(i));
+                }
+            });
+        }
+        if self.show_study_browser
+            && let Some((_, tree)) = &self.study
+        {
+            let current = self.viewer.as_ref().map(|v| v.path.as_path());
+            egui::Panel::left("studies")
+                .default_size(240.0)
+                .show(ui, |ui| browser_ui(ui, tree, current, &mut self.commands));
+        }
+        if self.show_tags
+            && let Some(v) = &self.viewer
+        {
+            egui::Panel::right("tags")
+                .default_size(460.0)
+                .show(ui, |ui| {
+                    ui.heading("DICOM attributes");
+                    self.tag_browser.ui(ui, &v.loaded.tags);
+                });
+        }
+        let path = self.draw_path();
+        egui::CentralPanel::no_frame().show(ui, |ui| match &mut self.viewer {
+            Some(v) => viewer_ui(ui, v, self.tool, path, &self.renderer_label),
+            None => {
+                ui.centered_and_justified(|ui| {
+                    ui.vertical_centered(|ui| {
+                        ui.add_space(ui.available_height() / 3.0);
+                        ui.heading("cxrlens");
+                        ui.label(
+                            "Drop a DICOM, PNG or JPEG file or a folder here, or use File ▸ Open.",
+                        );
+                        if ui.button("Open sample study").clicked() {
+                            self.commands.push(Command::OpenSample);
+                        }
+                    });
+                });
+            }
+        });
+        let ctx = ui.ctx().clone();
+        self.path_entry_ui(&ctx);
+        self.shortcuts_ui(&ctx);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, RECENT_KEY, &self.recent);
+    }
+}

@@ -1,0 +1,218 @@
+//! Named worker threads for slow work: decoding, folder scans, file dialogs and CPU rendering.
+//! Each kind of job has a slot; starting a new job cancels the previous one in that slot (its result
+//! is dropped when it arrives). Results come back over one channel and wake the UI with a repaint.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use crate::io::study::{StudyTree, scan_folder};
+use crate::io::{LoadError, LoadedImage, load_image};
+use crate::render::cpu::render_rgba;
+use crate::render::{ImageHandle, RenderSettings};
+
+/// Something a worker finished.
+pub enum WorkerEvent {
+    Decoded {
+        generation: u64,
+        path: PathBuf,
+        result: Result<LoadedImage, LoadError>,
+    },
+    Scanned {
+        generation: u64,
+        root: PathBuf,
+        tree: StudyTree,
+    },
+    DialogClosed {
+        picked: Option<PathBuf>,
+        detail: Option<String>,
+    },
+    CpuRendered {
+        generation: u64,
+        image_id: u64,
+        size: [usize; 2],
+        rgba: Vec<u8>,
+    },
+}
+
+/// A job slot: one job at a time, newer jobs cancel older ones.
+#[derive(Default)]
+pub struct JobSlot {
+    generation: u64,
+    cancel: Arc<AtomicBool>,
+    busy: bool,
+}
+
+impl JobSlot {
+    /// Cancels the running job (if any) and returns the new job's generation and cancel flag.
+    pub fn start(&mut self) -> (u64, Arc<AtomicBool>) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.cancel = Arc::new(AtomicBool::new(false));
+        self.generation += 1;
+        self.busy = true;
+        (self.generation, self.cancel.clone())
+    }
+
+    /// True when `generation` is the current job; marks the slot idle.
+    pub fn finish(&mut self, generation: u64) -> bool {
+        let current = generation == self.generation;
+        if current {
+            self.busy = false;
+        }
+        current
+    }
+
+    pub fn cancel(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.generation += 1;
+        self.busy = false;
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.busy
+    }
+}
+
+/// Spawns jobs on named threads and funnels their results to the UI.
+pub struct Workers {
+    tx: Sender<WorkerEvent>,
+    rx: Receiver<WorkerEvent>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    pub decode: JobSlot,
+    pub scan: JobSlot,
+    pub render: JobSlot,
+    dialog_open: bool,
+}
+
+impl Workers {
+    /// `wake` is called after each result is sent (the UI passes `ctx.request_repaint`).
+    pub fn new(wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let (tx, rx) = mpsc::channel();
+        Self {
+            tx,
+            rx,
+            wake,
+            decode: JobSlot::default(),
+            scan: JobSlot::default(),
+            render: JobSlot::default(),
+            dialog_open: false,
+        }
+    }
+
+    fn spawn(
+        &self,
+        name: &str,
+        job: impl FnOnce() -> Option<WorkerEvent> + Send + 'static,
+    ) -> Result<(), String> {
+        let tx = self.tx.clone();
+        let wake = self.wake.clone();
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                if let Some(event) = job() {
+                    // The UI may have quit; nothing to report to then.
+                    let _ = tx.send(event);
+                    wake();
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start worker thread {name}: {e}"))
+    }
+
+    pub fn decode(&mut self, path: PathBuf) -> Result<(), String> {
+        let (generation, cancel) = self.decode.start();
+        self.spawn("cxrlens-decode", move || {
+            let result = load_image(&path);
+            (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::Decoded {
+                generation,
+                path,
+                result,
+            })
+        })
+    }
+
+    pub fn scan(&mut self, root: PathBuf) -> Result<(), String> {
+        let (generation, cancel) = self.scan.start();
+        self.spawn("cxrlens-scan", move || {
+            let tree = scan_folder(&root, &cancel);
+            (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::Scanned {
+                generation,
+                root,
+                tree,
+            })
+        })
+    }
+
+    /// Renders with the CPU path; only the newest request's result is used.
+    pub fn render_cpu(
+        &mut self,
+        image: ImageHandle,
+        settings: RenderSettings,
+    ) -> Result<u64, String> {
+        let (generation, cancel) = self.render.start();
+        self.spawn("cxrlens-cpu-render", move || {
+            let rgba = render_rgba(&image.image, &settings);
+            let size = [image.image.width as usize, image.image.height as usize];
+            (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::CpuRendered {
+                generation,
+                image_id: image.id,
+                size,
+                rgba,
+            })
+        })?;
+        Ok(generation)
+    }
+
+    /// Shows the system file dialog (rfd) off the UI thread. Without an xdg portal or GTK it reports
+    /// that no dialog is available, and the UI offers its own path entry instead.
+    pub fn open_dialog(&mut self, folder: bool) -> Result<(), String> {
+        if self.dialog_open {
+            return Ok(());
+        }
+        self.dialog_open = true;
+        self.spawn("cxrlens-file-dialog", move || {
+            let dialog =
+                rfd::FileDialog::new().set_title(if folder { "Open folder" } else { "Open image" });
+            let picked = if folder {
+                dialog.pick_folder()
+            } else {
+                dialog
+                    .add_filter("Images", &["dcm", "dicom", "png", "jpg", "jpeg", "DCM"])
+                    .add_filter("All files", &["*"])
+                    .pick_file()
+            };
+            Some(WorkerEvent::DialogClosed {
+                picked,
+                detail: None,
+            })
+        })
+    }
+
+    pub fn dialog_closed(&mut self) {
+        self.dialog_open = false;
+    }
+
+    /// Results that arrived since the last call.
+    pub fn drain(&self) -> Vec<WorkerEvent> {
+        self.rx.try_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_job_cancels_older_and_stale_results_are_rejected() {
+        let mut slot = JobSlot::default();
+        let (g1, c1) = slot.start();
+        let (g2, c2) = slot.start();
+        assert!(c1.load(Ordering::Relaxed));
+        assert!(!c2.load(Ordering::Relaxed));
+        assert!(!slot.finish(g1));
+        assert!(slot.is_busy());
+        assert!(slot.finish(g2));
+        assert!(!slot.is_busy());
+    }
+}
