@@ -472,7 +472,7 @@ impl CxrApp {
             ui.separator();
             let Some(v) = &mut self.viewer else {
                 ui.weak(
-                    "No image open — File ▸ Open, drop a file here, or File ▸ Open sample study",
+                    "No image open — File > Open, drop a file here, or File > Open sample study",
                 );
                 return;
             };
@@ -671,7 +671,7 @@ impl eframe::App for CxrApp {
                         ui.add_space(ui.available_height() / 3.0);
                         ui.heading("cxrlens");
                         ui.label(
-                            "Drop a DICOM, PNG or JPEG file or a folder here, or use File ▸ Open.",
+                            "Drop a DICOM, PNG or JPEG file or a folder here, or use File > Open.",
                         );
                         if ui.button("Open sample study").clicked() {
                             self.commands.push(Command::OpenSample);

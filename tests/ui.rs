@@ -1,0 +1,174 @@
+//! egui UI tests: the real app, built by egui_kittest, opening a shared DICOM, dragging W/L,
+//! toggling invert by its button and by key, applying presets, and reporting bad files.
+//! No GPU is used here: the app takes its CPU rendering path, which is what these tests observe.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::dicom;
+use cxrlens::imaging::voi::VoiMode;
+use cxrlens::ui::Command;
+use cxrlens::{AppOptions, CxrApp};
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+fn harness(open: Option<std::path::PathBuf>) -> Harness<'static, CxrApp> {
+    Harness::builder()
+        .with_size([1200.0, 800.0])
+        .build_eframe(move |cc| {
+            CxrApp::new(
+                cc,
+                AppOptions {
+                    open,
+                    renderer_note: None,
+                },
+            )
+        })
+}
+
+/// Steps the UI until `done` holds or the timeout passes (workers run on real threads).
+fn step_until(h: &mut Harness<'_, CxrApp>, what: &str, done: impl Fn(&CxrApp) -> bool) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.step();
+}
+
+fn window(app: &CxrApp) -> (f32, f32) {
+    match app.viewer().unwrap().display.voi {
+        VoiMode::Window(w) => (w.center, w.width),
+        VoiMode::Lut(_) => panic!("expected a window"),
+    }
+}
+
+#[test]
+fn open_drag_window_level_and_invert() {
+    let mut h = harness(Some(dicom("RG1_UNCR.dcm")));
+    step_until(&mut h, "RG1 to decode", |a| a.viewer().is_some());
+    step_until(&mut h, "the first CPU render", |a| {
+        let v = a.viewer().unwrap();
+        v.cpu_texture.as_ref().and_then(|t| t.rendered) == Some(v.settings_key())
+    });
+    let v = h.state().viewer().unwrap();
+    assert!(v.display.photometric_inverted, "RG1 is MONOCHROME1");
+    assert_eq!(
+        window(h.state()),
+        (15000.0, 30000.0),
+        "the file's window is the default"
+    );
+    let panel = v.last_panel.expect("viewer drawn");
+
+    // Left drag (W/L tool): 60 points right, 30 points down.
+    let start = egui::pos2(panel.center().x, panel.center().y);
+    h.event(egui::Event::PointerMoved(start));
+    h.step();
+    h.event(egui::Event::PointerButton {
+        pos: start,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: Default::default(),
+    });
+    h.step();
+    for i in 1..=6 {
+        h.event(egui::Event::PointerMoved(
+            start + egui::vec2(10.0 * i as f32, 5.0 * i as f32),
+        ));
+        h.step();
+    }
+    let end = start + egui::vec2(60.0, 30.0);
+    h.event(egui::Event::PointerButton {
+        pos: end,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: Default::default(),
+    });
+    h.step();
+    let (center, width) = window(h.state());
+    let range = 26479.0 - 874.0;
+    let per_point = range / 600.0;
+    assert!(
+        width > 30000.0 && center > 15000.0,
+        "drag right/down must widen and raise: C {center} W {width}"
+    );
+    // The drag may lose a few points to egui's drag threshold.
+    assert!(
+        (width - (30000.0 + 60.0 * per_point)).abs() < 8.0 * per_point,
+        "W {width}"
+    );
+    assert!(
+        (center - (15000.0 + 30.0 * per_point)).abs() < 8.0 * per_point,
+        "C {center}"
+    );
+    assert_eq!(h.state().viewer().unwrap().active_preset, None);
+
+    // Invert by the toolbar button; the CPU texture is re-rendered with it.
+    h.get_by_role_and_label(Role::Button, "Invert").click();
+    // The click queues a command, applied at the start of the next frame.
+    h.run_steps(2);
+    assert!(h.state().viewer().unwrap().display.user_inverted);
+    step_until(&mut h, "the inverted render", |a| {
+        let v = a.viewer().unwrap();
+        v.cpu_texture.as_ref().and_then(|t| t.rendered) == Some(v.settings_key())
+    });
+    // And back with the I key.
+    h.key_press(egui::Key::I);
+    h.step();
+    assert!(!h.state().viewer().unwrap().display.user_inverted);
+
+    // Preset 1 restores the file window.
+    h.key_press(egui::Key::Num1);
+    h.step();
+    assert_eq!(window(h.state()), (15000.0, 30000.0));
+    assert_eq!(h.state().viewer().unwrap().active_preset, Some(0));
+}
+
+#[test]
+fn bad_file_shows_a_clear_error_and_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("report.dcm");
+    std::fs::write(&bad, "not an image at all ".repeat(20)).unwrap();
+    let mut h = harness(Some(bad));
+    step_until(&mut h, "the error", |a| !a.notices().items.is_empty());
+    assert!(h.state().viewer().is_none());
+    let text = &h.state().notices().items[0].text;
+    assert!(text.contains("not a DICOM file"), "{text}");
+    assert!(
+        h.query_by_label_contains("not a DICOM file").is_some(),
+        "error must be on screen"
+    );
+    // The app still opens a good file afterwards.
+    h.state_mut()
+        .push_command(Command::Open(dicom(common::RSNA)));
+    step_until(&mut h, "RSNA to decode", |a| a.viewer().is_some());
+}
+
+#[test]
+fn folder_becomes_a_study_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [common::RSNA, common::SIIM] {
+        std::fs::copy(dicom(name), dir.path().join(name)).unwrap();
+    }
+    std::fs::write(dir.path().join("README.txt"), "not an image").unwrap();
+    let mut h = harness(Some(dir.path().to_path_buf()));
+    step_until(&mut h, "the scan and first image", |a| {
+        a.study().is_some() && a.viewer().is_some()
+    });
+    let tree = h.state().study().unwrap();
+    assert_eq!(tree.image_count(), 2);
+    assert!(tree.problems.is_empty(), "{:?}", tree.problems);
+    // The two files are different studies.
+    assert_eq!(tree.studies.len(), 2);
+    let first = h.state().viewer().unwrap().path.clone();
+    h.key_press(egui::Key::PageDown);
+    step_until(&mut h, "the next image", |a| {
+        a.viewer().is_some_and(|v| v.path != first)
+    });
+}
