@@ -17,7 +17,7 @@ pub enum WorkerEvent {
     Decoded {
         generation: u64,
         path: PathBuf,
-        result: Result<LoadedImage, LoadError>,
+        result: Box<Result<LoadedImage, LoadError>>,
     },
     Scanned {
         generation: u64,
@@ -127,7 +127,7 @@ impl Workers {
             (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::Decoded {
                 generation,
                 path,
-                result,
+                result: Box::new(result),
             })
         })
     }

@@ -247,7 +247,7 @@ impl CxrApp {
                     return;
                 }
                 self.loading = None;
-                match result {
+                match *result {
                     Ok(loaded) => {
                         let mut state = ViewerState::new(path, loaded);
                         if let Some(old) = &self.viewer {
