@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds cxrlens in release mode and installs it for the current user (default ~/.local) or into
+# PREFIX: binary, desktop entry, icon and the sample study.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix=${PREFIX:-$HOME/.local}
+source scripts/setup.sh
+cargo build --locked --release
+install -Dm755 target/release/cxrlens "$prefix/bin/cxrlens"
+install -Dm644 packaging/cxrlens.desktop "$prefix/share/applications/cxrlens.desktop"
+install -Dm644 packaging/cxrlens.svg "$prefix/share/icons/hicolor/scalable/apps/cxrlens.svg"
+install -Dm644 assets/sample_chest.dcm "$prefix/share/cxrlens/sample_chest.dcm"
+echo "installed to $prefix (run: cxrlens $prefix/share/cxrlens/sample_chest.dcm)"
