@@ -322,5 +322,10 @@ mod tests {
         assert_eq!(p.len(), 3);
         assert_eq!(p[0].name, "LUNG");
         assert_eq!(p[1].voi, VoiMode::Window(Window::from_range(0.0, 1000.0)));
+        // The full-range window maps the minimum to black and the maximum to white.
+        let full = Window::from_range(0.0, 1000.0);
+        assert_eq!(full.apply(0.0), 0.0);
+        assert_eq!(full.apply(1000.0), 1.0);
+        assert!((full.apply(500.0) - 0.5).abs() < 1e-3);
     }
 }

@@ -197,7 +197,7 @@ impl CxrApp {
         }
     }
 
-    fn apply(&mut self, command: Command) {
+    fn apply(&mut self, command: Command, pixels_per_point: f32) {
         match command {
             Command::Open(path) => self.open(path, false),
             Command::OpenInstance(path) => self.open(path, true),
@@ -220,13 +220,12 @@ impl CxrApp {
             | Command::OneToOne
             | Command::Reset
             | Command::ClearMeasurements => {
-                let ppp = 1.0; // refined in ui() where pixels_per_point is known
                 if let Some(v) = &mut self.viewer {
                     match command {
                         Command::ApplyPreset(i) => v.apply_preset(i),
                         Command::ToggleInvert => v.display.user_inverted = !v.display.user_inverted,
                         Command::Fit => v.view.fit_mode = true,
-                        Command::OneToOne => v.view = v.view.one_to_one(ppp),
+                        Command::OneToOne => v.view = v.view.one_to_one(pixels_per_point),
                         Command::Reset => v.reset(),
                         Command::ClearMeasurements => v.measurements.clear(),
                         _ => {}
@@ -608,15 +607,9 @@ impl eframe::App for CxrApp {
             self.commands.push(Command::Open(p));
         }
         self.keyboard_commands(ctx);
-        let ppp = ctx.pixels_per_point();
+        let pixels_per_point = ctx.pixels_per_point();
         for command in std::mem::take(&mut self.commands) {
-            if command == Command::OneToOne {
-                if let Some(v) = &mut self.viewer {
-                    v.view = v.view.one_to_one(ppp);
-                }
-                continue;
-            }
-            self.apply(command);
+            self.apply(command, pixels_per_point);
         }
         self.schedule_cpu_render();
     }
@@ -664,7 +657,7 @@ impl eframe::App for CxrApp {
         }
         let path = self.draw_path();
         egui::CentralPanel::no_frame().show(ui, |ui| match &mut self.viewer {
-            Some(v) => viewer_ui(ui, v, self.tool, path, &self.renderer_label),
+            Some(v) => viewer_ui(ui, v, self.tool, path),
             None => {
                 ui.centered_and_justified(|ui| {
                     ui.vertical_centered(|ui| {

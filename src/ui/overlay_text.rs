@@ -21,7 +21,7 @@ pub fn shadowed(painter: &egui::Painter, pos: Pos2, align: Align2, text: &str, c
     painter.text(pos, align, text, font, color);
 }
 
-pub fn paint(painter: &egui::Painter, rect: Rect, state: &ViewerState, renderer_label: &str) {
+pub fn paint(painter: &egui::Painter, rect: Rect, state: &ViewerState) {
     let info = &state.loaded.info;
     let margin = 8.0;
 
@@ -63,7 +63,6 @@ pub fn paint(painter: &egui::Painter, rect: Rect, state: &ViewerState, renderer_
 
     let top_right = vec![
         info.format.label(),
-        renderer_label.to_string(),
         state.loaded.info.calibration.source_label().to_string(),
     ];
     paint_lines(

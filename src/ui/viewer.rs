@@ -36,14 +36,8 @@ pub fn panel_of(rect: Rect) -> PanelRect {
     }
 }
 
-/// Shows the pane. `renderer_label` names the renderer for the corner overlay.
-pub fn viewer_ui(
-    ui: &mut egui::Ui,
-    state: &mut ViewerState,
-    tool: Tool,
-    path: DrawPath,
-    renderer_label: &str,
-) {
+/// Shows the pane: the image, its measurements and the corner overlay.
+pub fn viewer_ui(ui: &mut egui::Ui, state: &mut ViewerState, tool: Tool, path: DrawPath) {
     let rect = ui.available_rect_before_wrap();
     let response = ui.allocate_rect(rect, Sense::click_and_drag());
     let panel = panel_of(rect);
@@ -86,7 +80,7 @@ pub fn viewer_ui(
     }
 
     paint_measurements(&painter, state, panel);
-    overlay_text::paint(&painter, rect, state, renderer_label);
+    overlay_text::paint(&painter, rect, state);
 }
 
 fn handle_input(
