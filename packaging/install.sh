@@ -10,4 +10,11 @@ install -Dm755 target/release/cxrlens "$prefix/bin/cxrlens"
 install -Dm644 packaging/cxrlens.desktop "$prefix/share/applications/cxrlens.desktop"
 install -Dm644 packaging/cxrlens.svg "$prefix/share/icons/hicolor/scalable/apps/cxrlens.svg"
 install -Dm644 assets/sample_chest.dcm "$prefix/share/cxrlens/sample_chest.dcm"
+# Model bundles: found by the binary at <bin>/../share/cxrlens/models.
+for bundle in models/*/; do
+    name=$(basename "$bundle")
+    for f in config.json weights.bpk card.json MODEL_CARD.md; do
+        [ -f "$bundle$f" ] && install -Dm644 "$bundle$f" "$prefix/share/cxrlens/models/$name/$f"
+    done
+done
 echo "installed to $prefix (run: cxrlens $prefix/share/cxrlens/sample_chest.dcm)"

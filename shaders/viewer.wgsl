@@ -12,8 +12,10 @@ struct Params {
     voi: vec4<f32>,
     // x: first input value of the VOI LUT, y: number of entries, zw: unused.
     lut: vec4<f32>,
-    // x: 1 = overlay visible, y: opacity, z: threshold, w: unused.
-    overlay: vec4<f32>,
+    // Overlay layers, drawn in order (0: lung mask, 1: heatmap).
+    // x: 1 = visible, y: opacity, z: threshold, w: 1 = contour only (boundary of heat >= threshold).
+    overlay0: vec4<f32>,
+    overlay1: vec4<f32>,
     // Background colour outside the image (display values, not linear).
     background: vec4<f32>,
 };
@@ -21,8 +23,10 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var image_tex: texture_2d<f32>;
 @group(0) @binding(2) var lut_tex: texture_2d<f32>;
-@group(0) @binding(3) var overlay_tex: texture_2d<f32>;
-@group(0) @binding(4) var colormap_tex: texture_2d<f32>;
+@group(0) @binding(3) var overlay0_tex: texture_2d<f32>;
+@group(0) @binding(4) var overlay1_tex: texture_2d<f32>;
+// 256 x 2 RGBA: row i is the colormap of overlay layer i.
+@group(0) @binding(5) var colormap_tex: texture_2d<f32>;
 
 const LUT_ROW: i32 = 256;
 
@@ -113,14 +117,37 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
         grey = 1.0 - grey;
     }
     var rgb = vec3<f32>(grey);
-    if (params.overlay.x > 0.5) {
-        let heat = sample(overlay_tex, p, bilinear);
-        if (heat > 0.0 && heat >= params.overlay.z) {
-            let index = i32(round(clamp(heat, 0.0, 1.0) * 255.0));
-            let color = textureLoad(colormap_tex, vec2<i32>(index, 0), 0).rgb;
-            let a = clamp(params.overlay.y, 0.0, 1.0);
-            rgb = rgb * (1.0 - a) + color * a;
-        }
-    }
+    rgb = blend_layer(rgb, overlay0_tex, params.overlay0, 0, p, bilinear);
+    rgb = blend_layer(rgb, overlay1_tex, params.overlay1, 1, p, bilinear);
     return output(rgb);
+}
+
+// Same rule as imaging::composite::composite_layer.
+fn blend_layer(rgb: vec3<f32>, tex: texture_2d<f32>, layer: vec4<f32>, row: i32, p: vec2<f32>, bilinear: bool) -> vec3<f32> {
+    if (layer.x < 0.5) {
+        return rgb;
+    }
+    var heat = sample(tex, p, bilinear);
+    if (layer.w > 0.5) {
+        // Contour: inside pixels with a 4-neighbour outside, the neighbours `d` image pixels away
+        // so the line stays about 1.5 screen pixels wide at any zoom.
+        let d = i32(max(1.0, floor(1.5 / params.view.z)));
+        let i = vec2<i32>(floor(p));
+        let inside = load_value(tex, i) >= layer.z;
+        let edge = load_value(tex, i + vec2<i32>(d, 0)) < layer.z
+            || load_value(tex, i - vec2<i32>(d, 0)) < layer.z
+            || load_value(tex, i + vec2<i32>(0, d)) < layer.z
+            || load_value(tex, i - vec2<i32>(0, d)) < layer.z;
+        if (!(inside && edge)) {
+            return rgb;
+        }
+        heat = 1.0;
+    }
+    if (heat > 0.0 && heat >= layer.z) {
+        let index = i32(round(clamp(heat, 0.0, 1.0) * 255.0));
+        let color = textureLoad(colormap_tex, vec2<i32>(index, row), 0).rgb;
+        let a = clamp(layer.y, 0.0, 1.0);
+        return rgb * (1.0 - a) + color * a;
+    }
+    return rgb;
 }

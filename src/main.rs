@@ -3,14 +3,22 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cxrlens::cli::{Cli, CliCommand, RendererChoice, inspect};
+use cxrlens::cli::{Cli, CliCommand, RendererChoice, inspect, ml};
+use cxrlens::ml::device::{BackendChoice, probe_adapter, select};
 use cxrlens::{AppOptions, CxrApp};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    if let Some(CliCommand::Inspect { file, repeat }) = &cli.command {
-        return match inspect(file, *repeat) {
+    if let Some(command) = &cli.command {
+        let backend = cli.backend.as_deref();
+        let result = match command {
+            CliCommand::Inspect { file, repeat } => inspect(file, *repeat),
+            CliCommand::Analyze(args) => ml::run_analyze(args, backend),
+            CliCommand::Train(args) => ml::run_train(args, backend),
+            CliCommand::BenchBackends(args) => ml::run_bench(args),
+        };
+        return match result {
             Ok(report) => {
                 print!("{report}");
                 ExitCode::SUCCESS
@@ -27,6 +35,35 @@ fn main() -> ExitCode {
         eprintln!("cxrlens: no such file or folder: {}", path.display());
         return ExitCode::FAILURE;
     }
+
+    // The compute device first: on a real GPU burn creates the wgpu device and the window
+    // renderer reuses it (eframe's own device lacks features burn's kernels need).
+    let choice = match cli.backend.as_deref().map(BackendChoice::parse).transpose() {
+        Ok(Some(c)) => c,
+        Ok(None) => match BackendChoice::from_env() {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("cxrlens: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => {
+            eprintln!("cxrlens: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let adapter = if choice == BackendChoice::Flex {
+        None
+    } else {
+        probe_adapter()
+    };
+    let (compute, shared_wgpu) = match select(choice, adapter.as_ref()) {
+        Ok((c, s)) => (Some(c), s),
+        Err(e) => {
+            eprintln!("cxrlens: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     // Probe for a wgpu adapter first: winit's event loop cannot be created twice in one process, so a
     // failed wgpu start could not fall back to glow afterwards.
@@ -47,8 +84,18 @@ fn main() -> ExitCode {
             ),
         },
     };
+    let mut wgpu_options = egui_wgpu::WgpuConfiguration::default();
+    if let (Some(setup), eframe::Renderer::Wgpu) = (shared_wgpu, renderer) {
+        wgpu_options.wgpu_setup = egui_wgpu::WgpuSetup::Existing(egui_wgpu::WgpuSetupExisting {
+            instance: setup.instance,
+            adapter: setup.adapter,
+            device: setup.device,
+            queue: setup.queue,
+        });
+    }
     let options = eframe::NativeOptions {
         renderer,
+        wgpu_options,
         viewport: egui::ViewportBuilder::default()
             .with_title("cxrlens")
             .with_app_id("cxrlens")
@@ -59,6 +106,9 @@ fn main() -> ExitCode {
     let app_options = AppOptions {
         open: cli.path.clone(),
         renderer_note: note,
+        compute,
+        backend: choice,
+        analyze_on_open: cli.analyze,
     };
     match eframe::run_native(
         "cxrlens",

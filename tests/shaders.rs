@@ -62,6 +62,22 @@ fn shader_matches_cpu_twin() {
     let (w, h) = (image.width, image.height);
     let heat =
         ScalarImage::new(w, h, (0..w * h).map(|i| (i % 50) as f32 / 49.0).collect()).unwrap();
+    // A blob for the mask layer (fill and contour cases).
+    let mask = ScalarImage::new(
+        w,
+        h,
+        (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) as f32 - 18.0, (i / w) as f32 - 11.0);
+                if x * x / 150.0 + y * y / 50.0 < 1.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
+    )
+    .unwrap();
     let lut = VoiLut::from_raw(
         1000,
         &(0..30000u32)
@@ -91,6 +107,18 @@ fn shader_matches_cpu_twin() {
                 visible: true,
                 opacity: 0.35,
                 threshold: 0.2,
+                contour: false,
+            }),
+        ),
+        (
+            window(VoiFunction::Linear),
+            false,
+            false,
+            Some(OverlayParams {
+                visible: true,
+                opacity: 0.8,
+                threshold: 0.5,
+                contour: true,
             }),
         ),
     ];
@@ -102,11 +130,22 @@ fn shader_matches_cpu_twin() {
                 user_inverted,
             },
             luts: Arc::new(vec![lut.clone()]),
-            overlay: overlay.map(|params| OverlayLayer {
-                heat: ImageHandle::new(Arc::new(heat.clone())),
-                params,
-                colormap: Colormap::Inferno,
-            }),
+            // Layer 0 (mask-like, solid colour) under layer 1 (heatmap), both from `params`.
+            overlays: [
+                overlay.map(|params| OverlayLayer {
+                    heat: ImageHandle::new(Arc::new(mask.clone())),
+                    params,
+                    colormap: Colormap::Solid([0, 200, 255]),
+                }),
+                overlay.map(|params| OverlayLayer {
+                    heat: ImageHandle::new(Arc::new(heat.clone())),
+                    params: OverlayParams {
+                        contour: false,
+                        ..params
+                    },
+                    colormap: Colormap::Inferno,
+                }),
+            ],
             bilinear: true,
         };
         let expected = cpu::render_rgba(&image, &settings);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::dicom;
 use cxrlens::imaging::voi::VoiMode;
+use cxrlens::ml::device::BackendChoice;
 use cxrlens::ui::Command;
 use cxrlens::{AppOptions, CxrApp};
 use egui::accesskit::Role;
@@ -22,7 +23,8 @@ fn harness(open: Option<std::path::PathBuf>) -> Harness<'static, CxrApp> {
                 cc,
                 AppOptions {
                     open,
-                    renderer_note: None,
+                    backend: BackendChoice::Flex,
+                    ..Default::default()
                 },
             )
         })
@@ -171,4 +173,60 @@ fn folder_becomes_a_study_browser() {
     step_until(&mut h, "the next image", |a| {
         a.viewer().is_some_and(|v| v.path != first)
     });
+}
+
+#[test]
+fn analyze_shows_probabilities_mask_and_heatmap_layers() {
+    use cxrlens::ui::analysis::ModelsStatus;
+    let mut h = harness(Some(dicom(common::RSNA)));
+    step_until(&mut h, "the RSNA image to decode", |a| a.viewer().is_some());
+    step_until(&mut h, "the models to load", |a| {
+        !matches!(a.analysis_panel().models, ModelsStatus::Loading)
+    });
+    match &h.state().analysis_panel().models {
+        ModelsStatus::Ready(r) => assert!(r.models.len() >= 2, "{:?}", r.models),
+        other => panic!("models not ready: {other:?}"),
+    }
+    // No overlay before the user asks for one.
+    assert!(
+        h.state()
+            .viewer()
+            .unwrap()
+            .layers()
+            .iter()
+            .all(Option::is_none)
+    );
+    h.get_by_role_and_label(Role::Button, "Analyze (A)").click();
+    h.run_steps(2);
+    step_until(&mut h, "the analysis", |a| {
+        a.viewer().unwrap().analysis.is_some()
+    });
+    let v = h.state().viewer().unwrap();
+    let [mask, heat] = v.layers();
+    let (mask, heat) = (mask.expect("a mask layer"), heat.expect("a heatmap layer"));
+    assert!(mask.params.visible && heat.params.visible);
+    assert_eq!(heat.handle.image.width, v.handle.image.width);
+    assert_eq!(mask.handle.image.height, v.handle.image.height);
+    assert!(h.query_by_label_contains("lung-unet").is_some());
+    assert!(h.query_by_label_contains("cxr-resnet").is_some());
+    // Opacity changes the layer (a uniform on the GPU path), not the heatmap pixels.
+    let key_before = v.settings_key();
+    let heat_id = heat.handle.id;
+    let mut params = heat.params;
+    params.opacity = 0.9;
+    let colormap = heat.colormap;
+    h.state_mut().push_command(Command::SetLayer {
+        index: 1,
+        params,
+        colormap,
+    });
+    h.run_steps(2);
+    let v = h.state().viewer().unwrap();
+    let heat = v.layers()[1].unwrap();
+    assert_eq!(heat.params.opacity, 0.9);
+    assert_eq!(
+        heat.handle.id, heat_id,
+        "the heatmap was recomputed for an opacity change"
+    );
+    assert_ne!(v.settings_key(), key_before);
 }

@@ -6,6 +6,7 @@ pub mod colormap;
 pub mod composite;
 pub mod image;
 pub mod measure;
+pub mod resample;
 pub mod view;
 pub mod voi;
 

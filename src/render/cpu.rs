@@ -5,14 +5,23 @@ use rayon::prelude::*;
 
 use super::RenderSettings;
 use crate::imaging::ScalarImage;
-use crate::imaging::composite::{composite, to_byte};
+use crate::imaging::composite::{blend_layer, contour_step, on_contour, to_byte};
 
 /// Renders every image pixel (sampled at its centre, so no interpolation is involved).
 pub fn render_rgba(image: &ScalarImage, settings: &RenderSettings) -> Vec<u8> {
-    let table = settings.overlay.as_ref().map(|o| o.colormap.table());
-    let overlay = settings.overlay.as_ref().filter(|o| {
-        o.params.visible && o.heat.image.width == image.width && o.heat.image.height == image.height
-    });
+    let layers: Vec<_> = settings
+        .overlays
+        .iter()
+        .flatten()
+        .filter(|o| {
+            o.params.visible
+                && o.heat.image.width == image.width
+                && o.heat.image.height == image.height
+        })
+        .map(|o| (o, o.colormap.table()))
+        .collect();
+    // Rendered at image resolution: one screen pixel per image pixel.
+    let step = contour_step(1.0);
     let mut out = vec![0u8; image.values.len() * 4];
     out.par_chunks_mut(4 * image.width as usize)
         .enumerate()
@@ -21,12 +30,16 @@ pub fn render_rgba(image: &ScalarImage, settings: &RenderSettings) -> Vec<u8> {
             for (x, px) in row.chunks_exact_mut(4).enumerate() {
                 let v = image.values[start + x];
                 let grey = settings.display.display_value(v, &settings.luts);
-                let rgb = match (overlay, &table) {
-                    (Some(o), Some(t)) => {
-                        composite(grey, Some(o.heat.image.values[start + x]), o.params, t)
-                    }
-                    _ => [grey; 3],
-                };
+                let mut rgb = [grey; 3];
+                for (o, table) in &layers {
+                    let heat = if o.params.contour {
+                        on_contour(&o.heat.image, x as i64, y as i64, o.params.threshold, step)
+                            .then_some(1.0)
+                    } else {
+                        Some(o.heat.image.values[start + x])
+                    };
+                    rgb = blend_layer(rgb, heat, o.params, table);
+                }
                 px.copy_from_slice(&[to_byte(rgb[0]), to_byte(rgb[1]), to_byte(rgb[2]), 255]);
             }
         });
@@ -55,7 +68,7 @@ mod tests {
                 user_inverted: false,
             },
             luts: Arc::new(vec![]),
-            overlay: None,
+            overlays: [None, None],
             bilinear: true,
         };
         let rgba = render_rgba(&img, &settings);

@@ -24,7 +24,8 @@ pub struct Uniforms {
     pub image: [f32; 4],
     pub voi: [f32; 4],
     pub lut: [f32; 4],
-    pub overlay: [f32; 4],
+    pub overlay0: [f32; 4],
+    pub overlay1: [f32; 4],
     pub background: [f32; 4],
 }
 
@@ -55,8 +56,13 @@ impl Uniforms {
         } else {
             0.0
         };
-        let overlay = match &settings.overlay {
-            Some(o) if o.params.visible => [1.0, o.params.opacity, o.params.threshold, 0.0],
+        let layer = |o: &Option<super::OverlayLayer>| match o {
+            Some(o) if o.params.visible => [
+                1.0,
+                o.params.opacity,
+                o.params.threshold,
+                if o.params.contour { 1.0 } else { 0.0 },
+            ],
             _ => [0.0; 4],
         };
         Self {
@@ -74,7 +80,8 @@ impl Uniforms {
             ],
             voi: [voi[0], voi[1], voi[2], inverted],
             lut,
-            overlay,
+            overlay0: layer(&settings.overlays[0]),
+            overlay1: layer(&settings.overlays[1]),
             background: [background[0], background[1], background[2], 1.0],
         }
     }
@@ -120,6 +127,7 @@ impl ViewerPipeline {
                 texture_entry(2),
                 texture_entry(3),
                 texture_entry(4),
+                texture_entry(5),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -165,14 +173,15 @@ enum TextureKey {
     Image(u64),
     /// VOI LUT `index` of image `id`.
     Lut(u64, usize),
-    Colormap(Colormap),
+    /// Colormaps of overlay layers 0 and 1, one row each.
+    Colormaps(Colormap, Colormap),
     Dummy,
 }
 
 struct PaneGpu {
     uniform: wgpu::Buffer,
     bind_group: Option<wgpu::BindGroup>,
-    bound: [TextureKey; 4],
+    bound: [TextureKey; 5],
 }
 
 /// GPU state shared by every viewer pane, stored in egui-wgpu's callback resources.
@@ -265,28 +274,35 @@ impl ViewerResources {
             }
             _ => TextureKey::Dummy,
         };
-        let (overlay_key, colormap_key) = match &callback.settings.overlay {
-            Some(o)
-                if o.heat.image.width == image.image.width
-                    && o.heat.image.height == image.image.height =>
-            {
-                let key = TextureKey::Image(o.heat.id);
-                self.ensure_texture(device, queue, key, || {
-                    Upload::scalar(
-                        &o.heat.image.values,
-                        [o.heat.image.width, o.heat.image.height],
-                    )
-                });
-                let cm = TextureKey::Colormap(o.colormap);
-                self.ensure_texture(device, queue, cm, || Upload::colormap(o.colormap));
-                (key, cm)
-            }
-            _ => (TextureKey::Dummy, TextureKey::Dummy),
-        };
         let mut settings = callback.settings.clone();
-        if overlay_key == TextureKey::Dummy {
-            settings.overlay = None;
+        let mut overlay_keys = [TextureKey::Dummy; 2];
+        for (slot, layer) in settings.overlays.iter_mut().enumerate() {
+            match layer {
+                Some(o)
+                    if o.heat.image.width == image.image.width
+                        && o.heat.image.height == image.image.height =>
+                {
+                    let key = TextureKey::Image(o.heat.id);
+                    self.ensure_texture(device, queue, key, || {
+                        Upload::scalar(
+                            &o.heat.image.values,
+                            [o.heat.image.width, o.heat.image.height],
+                        )
+                    });
+                    overlay_keys[slot] = key;
+                }
+                _ => *layer = None,
+            }
         }
+        let colormap_of = |i: usize| {
+            settings.overlays[i]
+                .as_ref()
+                .map_or(Colormap::Inferno, |o| o.colormap)
+        };
+        let colormap_key = TextureKey::Colormaps(colormap_of(0), colormap_of(1));
+        self.ensure_texture(device, queue, colormap_key, || {
+            Upload::colormaps(colormap_of(0), colormap_of(1))
+        });
         let uniforms = Uniforms::new(
             &settings,
             [image.image.width, image.image.height],
@@ -298,7 +314,13 @@ impl ViewerResources {
             self.pipeline.srgb_target,
             callback.background,
         );
-        let bound = [image_key, lut_key, overlay_key, colormap_key];
+        let bound = [
+            image_key,
+            lut_key,
+            overlay_keys[0],
+            overlay_keys[1],
+            colormap_key,
+        ];
         let pane = self
             .panes
             .entry(callback.pane_id)
@@ -339,13 +361,17 @@ impl ViewerResources {
                         binding: 4,
                         resource: wgpu::BindingResource::TextureView(view(&bound[3])),
                     },
+                    wgpu::BindGroupEntry {
+                        binding: 5,
+                        resource: wgpu::BindingResource::TextureView(view(&bound[4])),
+                    },
                 ],
             }));
             pane.bound = bound;
             // Drop textures no pane uses any more (a closed image's pixels leave the GPU).
             let used: Vec<TextureKey> = self.panes.values().flat_map(|p| p.bound).collect();
             self.textures.retain(|k, _| {
-                matches!(k, TextureKey::Dummy | TextureKey::Colormap(_)) || used.contains(k)
+                matches!(k, TextureKey::Dummy | TextureKey::Colormaps(..)) || used.contains(k)
             });
         }
     }
@@ -385,10 +411,15 @@ impl Upload {
         Self::scalar(&values, [LUT_ROW, rows])
     }
 
-    fn colormap(colormap: Colormap) -> Self {
-        let bytes = colormap.table().into_iter().flatten().collect();
+    fn colormaps(first: Colormap, second: Colormap) -> Self {
+        let bytes = first
+            .table()
+            .into_iter()
+            .chain(second.table())
+            .flatten()
+            .collect();
         Self {
-            size: [256, 1],
+            size: [256, 2],
             format: wgpu::TextureFormat::Rgba8Unorm,
             bytes,
         }

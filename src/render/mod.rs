@@ -44,7 +44,8 @@ pub struct OverlayLayer {
 pub struct RenderSettings {
     pub display: DisplayParams,
     pub luts: Arc<Vec<VoiLut>>,
-    pub overlay: Option<OverlayLayer>,
+    /// Overlay layers in drawing order: `[0]` the lung mask, `[1]` the heatmap.
+    pub overlays: [Option<OverlayLayer>; 2],
     /// Bilinear interpolation of modality values when magnifying; nearest otherwise.
     pub bilinear: bool,
 }

@@ -4,15 +4,21 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::analysis::{AnalysisPanel, MASK_COLOR, ModelsStatus, analysis_ui};
 use super::browser::browser_ui;
 use super::command::{Command, Tool};
 use super::notices::Notices;
-use super::state::{CpuTexture, ViewerState};
+use super::state::{AnalysisView, CpuTexture, LayerState, ViewerState};
 use super::tags_panel::TagBrowser;
 use super::viewer::{DrawPath, viewer_ui};
 use crate::imaging::VoiFunction;
+use crate::imaging::colormap::Colormap;
+use crate::imaging::composite::OverlayParams;
 use crate::imaging::voi::VoiMode;
 use crate::io::study::StudyTree;
+use crate::ml::analysis::{AnalysisRequest, AnalysisResult};
+use crate::ml::device::{BackendChoice, ComputeDevice};
+use crate::render::ImageHandle;
 use crate::worker::{WorkerEvent, Workers};
 
 /// The sample study shipped in `assets/` (public NEMA WG-04 data, no identifiers; see assets/README.md).
@@ -27,6 +33,12 @@ pub struct AppOptions {
     pub open: Option<PathBuf>,
     /// Why the app is not on wgpu, when it is not (shown once as a notice).
     pub renderer_note: Option<String>,
+    /// The compute device chosen before the window opened (shared with the renderer on a GPU);
+    /// `None` lets the inference worker choose with `backend`.
+    pub compute: Option<ComputeDevice>,
+    pub backend: BackendChoice,
+    /// Run Analyze as soon as the first image and the models are ready.
+    pub analyze_on_open: bool,
 }
 
 pub struct CxrApp {
@@ -47,12 +59,21 @@ pub struct CxrApp {
     show_study_browser: bool,
     path_entry: Option<String>,
     show_shortcuts: bool,
+    analysis: AnalysisPanel,
+    show_analysis: bool,
+    /// Image id the analysis in flight belongs to.
+    analysis_image: Option<u64>,
+    /// `--analyze`: analyse the first image once it and the models are ready.
+    analyze_pending: bool,
 }
 
 impl CxrApp {
     pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
         let ctx = cc.egui_ctx.clone();
-        let workers = Workers::new(Arc::new(move || ctx.request_repaint()));
+        let mut workers = Workers::new(Arc::new(move || ctx.request_repaint()));
+        let inference_error = workers
+            .start_inference(options.compute.clone(), options.backend)
+            .err();
         let (gpu_max_texture, renderer_label) = match &cc.wgpu_render_state {
             Some(rs) => {
                 let max = crate::render::gpu::install(rs);
@@ -84,7 +105,15 @@ impl CxrApp {
             show_study_browser: true,
             path_entry: None,
             show_shortcuts: false,
+            analysis: AnalysisPanel::default(),
+            show_analysis: true,
+            analysis_image: None,
+            analyze_pending: options.analyze_on_open,
         };
+        if let Some(e) = inference_error {
+            app.analysis.models = ModelsStatus::Failed(e.clone());
+            app.notices.error(e);
+        }
         if let Some(note) = options.renderer_note {
             app.notices.info(note);
         }
@@ -115,6 +144,12 @@ impl CxrApp {
         self.workers.decode.is_busy()
             || self.workers.scan.is_busy()
             || self.workers.render.is_busy()
+            || self.analysis.running.is_some()
+            || matches!(self.analysis.models, ModelsStatus::Loading)
+    }
+
+    pub fn analysis_panel(&self) -> &AnalysisPanel {
+        &self.analysis
     }
 
     pub fn tool(&self) -> Tool {
@@ -214,6 +249,33 @@ impl CxrApp {
             Command::DismissNotice(i) => self.notices.dismiss(i),
             Command::NextImage => self.step_image(true),
             Command::PreviousImage => self.step_image(false),
+            Command::Analyze => self.start_analysis(),
+            Command::CancelAnalysis => {
+                if let Some(w) = &mut self.workers.inference {
+                    w.cancel();
+                }
+                self.analysis.running = None;
+                self.analysis_image = None;
+            }
+            Command::SetMethod(m) => self.analysis.method = m,
+            Command::SetExplainTarget(t) => self.analysis.target = t,
+            Command::ToggleAnalysisPanel => self.show_analysis = !self.show_analysis,
+            Command::NudgeOpacity { index, delta } => {
+                if let Some(layer) = self.viewer.as_mut().and_then(|v| v.layer_mut(index)) {
+                    layer.params.opacity = (layer.params.opacity + delta).clamp(0.0, 1.0);
+                    layer.params.visible = true;
+                }
+            }
+            Command::SetLayer {
+                index,
+                params,
+                colormap,
+            } => {
+                if let Some(layer) = self.viewer.as_mut().and_then(|v| v.layer_mut(index)) {
+                    layer.params = params;
+                    layer.colormap = colormap;
+                }
+            }
             Command::ApplyPreset(_)
             | Command::ToggleInvert
             | Command::Fit
@@ -235,8 +297,127 @@ impl CxrApp {
         }
     }
 
+    fn start_analysis(&mut self) {
+        let (Some(v), Some(worker)) = (&self.viewer, &mut self.workers.inference) else {
+            return;
+        };
+        let request = AnalysisRequest {
+            image: v.handle.image.clone(),
+            photometric_inverted: v.loaded.info.photometric_inverted,
+            low: v.loaded.stats.p01,
+            high: v.loaded.stats.p99,
+            method: self.analysis.method,
+            target: self.analysis.target,
+            class: None,
+        };
+        match worker.analyze(request) {
+            Ok(generation) => {
+                self.analysis.running = Some((generation, 0.0, "queued".into()));
+                self.analysis_image = Some(v.handle.id);
+            }
+            Err(e) => self.notices.error(e),
+        }
+    }
+
+    fn show_analysis_result(&mut self, result: AnalysisResult) {
+        let Some(v) = &mut self.viewer else { return };
+        if self.analysis_image != Some(v.handle.id) {
+            return;
+        }
+        let old = v.analysis.take();
+        let keep = |old: Option<&LayerState>, params: OverlayParams, colormap: Colormap| {
+            old.map_or((params, colormap), |l| (l.params, l.colormap))
+        };
+        let lung_title = result
+            .predictions
+            .first()
+            .map(|p| p.model_title.clone())
+            .unwrap_or_default();
+        let mask = result.lung_probability.map(|m| {
+            let (params, colormap) = keep(
+                old.as_ref().and_then(|o| o.mask.as_ref()),
+                OverlayParams {
+                    visible: true,
+                    opacity: 0.8,
+                    threshold: 0.5,
+                    contour: true,
+                },
+                Colormap::Solid(MASK_COLOR),
+            );
+            LayerState {
+                handle: ImageHandle::new(Arc::new(m)),
+                params,
+                colormap,
+                label: format!("Lung mask ({lung_title})"),
+            }
+        });
+        let heatmap = result.heatmap.map(|h| {
+            let (params, colormap) = keep(
+                old.as_ref().and_then(|o| o.heatmap.as_ref()),
+                OverlayParams {
+                    visible: true,
+                    opacity: 0.45,
+                    threshold: 0.15,
+                    contour: false,
+                },
+                Colormap::Inferno,
+            );
+            LayerState {
+                handle: ImageHandle::new(Arc::new(h)),
+                params,
+                colormap,
+                label: result.method.label().to_string(),
+            }
+        });
+        v.analysis = Some(AnalysisView {
+            mask,
+            heatmap,
+            predictions: result.predictions,
+            explained: result.explained,
+            method: result.method,
+            seconds: result.seconds,
+        });
+    }
+
     fn handle_event(&mut self, event: WorkerEvent, ctx: &egui::Context) {
         match event {
+            WorkerEvent::ModelsReady(ready) => {
+                self.analysis.models = match *ready {
+                    Ok(r) => ModelsStatus::Ready(r),
+                    Err(e) => {
+                        self.notices.error(format!("models unavailable: {e}"));
+                        ModelsStatus::Failed(e)
+                    }
+                };
+            }
+            WorkerEvent::AnalysisProgress {
+                generation,
+                fraction,
+                step,
+            } => {
+                if let Some(r) = &mut self.analysis.running
+                    && r.0 == generation
+                {
+                    r.1 = fraction;
+                    r.2 = step;
+                }
+            }
+            WorkerEvent::Analyzed { generation, result } => {
+                if self
+                    .analysis
+                    .running
+                    .as_ref()
+                    .is_none_or(|r| r.0 != generation)
+                {
+                    return;
+                }
+                self.analysis.running = None;
+                match *result {
+                    Ok(r) => self.show_analysis_result(r),
+                    Err(e) => self.notices.error(format!("analysis failed: {e}")),
+                }
+                self.analysis_image = None;
+            }
             WorkerEvent::Decoded {
                 generation,
                 path,
@@ -370,6 +551,21 @@ impl CxrApp {
                 (Key::PageDown, Command::NextImage),
                 (Key::PageUp, Command::PreviousImage),
                 (Key::Delete, Command::ClearMeasurements),
+                (Key::A, Command::Analyze),
+                (
+                    Key::OpenBracket,
+                    Command::NudgeOpacity {
+                        index: 1,
+                        delta: -0.1,
+                    },
+                ),
+                (
+                    Key::CloseBracket,
+                    Command::NudgeOpacity {
+                        index: 1,
+                        delta: 0.1,
+                    },
+                ),
             ];
             for (k, c) in map {
                 if i.key_pressed(k) {
@@ -444,6 +640,7 @@ impl CxrApp {
                     ("Invert (I)", Command::ToggleInvert),
                     ("Tag browser (T)", Command::ToggleTagBrowser),
                     ("Study browser", Command::ToggleStudyBrowser),
+                    ("Analysis panel", Command::ToggleAnalysisPanel),
                 ] {
                     if ui.button(label).clicked() {
                         self.commands.push(c);
@@ -581,6 +778,8 @@ impl CxrApp {
                         ("T", "tag browser"),
                         ("Page Up / Down", "previous / next image in the study"),
                         ("Delete", "clear measurements"),
+                        ("A", "analyze: lung mask, classification, explanation"),
+                        ("[ / ]", "heatmap opacity − / +"),
                     ] {
                         ui.monospace(k);
                         ui.label(what);
@@ -607,6 +806,13 @@ impl eframe::App for CxrApp {
             self.commands.push(Command::Open(p));
         }
         self.keyboard_commands(ctx);
+        if self.analyze_pending
+            && self.viewer.is_some()
+            && matches!(self.analysis.models, ModelsStatus::Ready(_))
+        {
+            self.analyze_pending = false;
+            self.commands.push(Command::Analyze);
+        }
         let pixels_per_point = ctx.pixels_per_point();
         for command in std::mem::take(&mut self.commands) {
             self.apply(command, pixels_per_point);
@@ -644,6 +850,21 @@ impl eframe::App for CxrApp {
             egui::Panel::left("studies")
                 .default_size(240.0)
                 .show(ui, |ui| browser_ui(ui, tree, current, &mut self.commands));
+        }
+        if self.show_analysis && self.viewer.is_some() {
+            egui::Panel::right("analysis")
+                .default_size(300.0)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| {
+                        analysis_ui(
+                            ui,
+                            &self.analysis,
+                            self.viewer.as_ref().and_then(|v| v.analysis.as_ref()),
+                            self.viewer.is_some(),
+                            &mut self.commands,
+                        );
+                    });
+                });
         }
         if self.show_tags
             && let Some(v) = &self.viewer

@@ -2,6 +2,11 @@
 
 use std::path::PathBuf;
 
+use crate::imaging::colormap::Colormap;
+use crate::imaging::composite::OverlayParams;
+use crate::ml::analysis::ExplainTarget;
+use crate::ml::explain::Method;
+
 /// What a left-drag on the image does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Tool {
@@ -45,4 +50,21 @@ pub enum Command {
     NextImage,
     PreviousImage,
     DismissNotice(usize),
+    /// Run lung mask + classification + the chosen explanation on the open image.
+    Analyze,
+    CancelAnalysis,
+    SetMethod(Method),
+    SetExplainTarget(ExplainTarget),
+    /// Change overlay layer `index` (0 lung mask, 1 heatmap).
+    SetLayer {
+        index: usize,
+        params: OverlayParams,
+        colormap: Colormap,
+    },
+    ToggleAnalysisPanel,
+    /// Change the opacity of overlay layer `index` by `delta` (keys `[` and `]` for the heatmap).
+    NudgeOpacity {
+        index: usize,
+        delta: f32,
+    },
 }

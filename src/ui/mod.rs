@@ -2,6 +2,7 @@
 //! once per frame; slow work goes to `crate::worker`. Rendering math lives in `crate::render` and
 //! `crate::imaging`, never here.
 
+pub mod analysis;
 pub mod app;
 pub mod browser;
 pub mod command;

@@ -4,12 +4,37 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::imaging::colormap::Colormap;
+use crate::imaging::composite::OverlayParams;
 use crate::imaging::measure::DistanceLine;
 use crate::imaging::view::{PanelRect, Point, ViewTransform};
 use crate::imaging::voi::{Preset, VoiMode, presets};
 use crate::imaging::{DisplayParams, VoiFunction, Window};
 use crate::io::LoadedImage;
-use crate::render::{ImageHandle, RenderSettings};
+use crate::ml::analysis::Prediction;
+use crate::ml::explain::Method;
+use crate::render::{ImageHandle, OverlayLayer, RenderSettings};
+
+/// One overlay layer of the open image (image space, values in [0, 1]).
+#[derive(Clone, Debug)]
+pub struct LayerState {
+    pub handle: ImageHandle,
+    pub params: OverlayParams,
+    pub colormap: Colormap,
+    pub label: String,
+}
+
+/// The result of the last analysis of the open image.
+#[derive(Clone, Debug)]
+pub struct AnalysisView {
+    pub mask: Option<LayerState>,
+    pub heatmap: Option<LayerState>,
+    pub predictions: Vec<Prediction>,
+    /// (model title, class name) the heatmap explains.
+    pub explained: Option<(String, String)>,
+    pub method: Method,
+    pub seconds: f64,
+}
 
 /// CPU-rendered texture for the current settings (glow renderer, tests without a GPU, huge images).
 pub struct CpuTexture {
@@ -23,6 +48,7 @@ pub struct CpuTexture {
 pub struct RenderSettingsKey {
     pub image_id: u64,
     pub display: DisplayParams,
+    pub overlays: [Option<(u64, OverlayParams, Colormap)>; 2],
 }
 
 pub struct ViewerState {
@@ -46,6 +72,8 @@ pub struct ViewerState {
     pub cpu_requested: Option<RenderSettingsKey>,
     /// Last panel rectangle, for commands that need it (fit, 1:1).
     pub last_panel: Option<PanelRect>,
+    /// Overlays from the last analysis (none until the user asks: overlays default off).
+    pub analysis: Option<AnalysisView>,
 }
 
 impl ViewerState {
@@ -75,6 +103,7 @@ impl ViewerState {
             cpu_texture: None,
             cpu_requested: None,
             last_panel: None,
+            analysis: None,
         }
     }
 
@@ -132,8 +161,31 @@ impl ViewerState {
         RenderSettings {
             display: self.display,
             luts: self.luts.clone(),
-            overlay: None,
+            overlays: self.layers().map(|l| {
+                l.map(|l| OverlayLayer {
+                    heat: l.handle.clone(),
+                    params: l.params,
+                    colormap: l.colormap,
+                })
+            }),
             bilinear: true,
+        }
+    }
+
+    /// The overlay layers in drawing order (mask, heatmap).
+    pub fn layers(&self) -> [Option<&LayerState>; 2] {
+        match &self.analysis {
+            Some(a) => [a.mask.as_ref(), a.heatmap.as_ref()],
+            None => [None, None],
+        }
+    }
+
+    pub fn layer_mut(&mut self, index: usize) -> Option<&mut LayerState> {
+        let a = self.analysis.as_mut()?;
+        match index {
+            0 => a.mask.as_mut(),
+            1 => a.heatmap.as_mut(),
+            _ => None,
         }
     }
 
@@ -141,6 +193,9 @@ impl ViewerState {
         RenderSettingsKey {
             image_id: self.handle.id,
             display: self.display,
+            overlays: self
+                .layers()
+                .map(|l| l.map(|l| (l.handle.id, l.params, l.colormap))),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Named worker threads for slow work: decoding, folder scans, file dialogs and CPU rendering.
+//! Named worker threads for slow work: decoding, folder scans, file dialogs, CPU rendering, and the
+//! long-lived inference worker (`inference`) that owns the burn device and models.
 //! Each kind of job has a slot; starting a new job cancels the previous one in that slot (its result
 //! is dropped when it arrives). Results come back over one channel and wake the UI with a repaint.
 
@@ -7,8 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 
+pub mod inference;
+
 use crate::io::study::{StudyTree, scan_folder};
 use crate::io::{LoadError, LoadedImage, load_image};
+use crate::ml::analysis::AnalysisResult;
 use crate::render::cpu::render_rgba;
 use crate::render::{ImageHandle, RenderSettings};
 
@@ -33,6 +37,17 @@ pub enum WorkerEvent {
         image_id: u64,
         size: [usize; 2],
         rgba: Vec<u8>,
+    },
+    /// The inference worker chose its device and loaded the models (or could not).
+    ModelsReady(Box<Result<inference::ModelsReady, String>>),
+    AnalysisProgress {
+        generation: u64,
+        fraction: f32,
+        step: String,
+    },
+    Analyzed {
+        generation: u64,
+        result: Box<Result<AnalysisResult, String>>,
     },
 }
 
@@ -83,6 +98,7 @@ pub struct Workers {
     pub scan: JobSlot,
     pub render: JobSlot,
     dialog_open: bool,
+    pub inference: Option<inference::InferenceWorker>,
 }
 
 impl Workers {
@@ -97,7 +113,25 @@ impl Workers {
             scan: JobSlot::default(),
             render: JobSlot::default(),
             dialog_open: false,
+            inference: None,
         }
+    }
+
+    /// Start the inference worker (once).
+    pub fn start_inference(
+        &mut self,
+        compute: Option<crate::ml::device::ComputeDevice>,
+        choice: crate::ml::device::BackendChoice,
+    ) -> Result<(), String> {
+        if self.inference.is_none() {
+            self.inference = Some(inference::InferenceWorker::start(
+                compute,
+                choice,
+                self.tx.clone(),
+                self.wake.clone(),
+            )?);
+        }
+        Ok(())
     }
 
     fn spawn(

@@ -1,5 +1,8 @@
-//! Command-line interface: open the GUI on a path, or inspect a file headless (`cxrlens inspect`),
-//! which exits non-zero with a message for files that cannot be read.
+//! Command-line interface: open the GUI on a path, or work headless — `inspect` a file, `analyze`
+//! it with the bundled models, `train` a model, `bench-backends`. Every subcommand exits non-zero
+//! with a message for input it cannot use.
+
+pub mod ml;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,6 +24,13 @@ pub struct Cli {
     /// Renderer: wgpu (default when an adapter exists) or glow (OpenGL, CPU windowing).
     #[arg(long, value_enum, default_value_t = RendererChoice::Auto)]
     pub renderer: RendererChoice,
+    /// Compute backend for the networks: auto (wgpu on a real GPU, else the flex CPU backend),
+    /// flex or wgpu. Also settable with CXRLENS_BACKEND.
+    #[arg(long, global = true)]
+    pub backend: Option<String>,
+    /// Run Analyze on the opened image as soon as the models are loaded.
+    #[arg(long)]
+    pub analyze: bool,
     #[command(subcommand)]
     pub command: Option<CliCommand>,
 }
@@ -41,6 +51,12 @@ pub enum CliCommand {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+    /// Run the bundled models on a file: lung mask, class probabilities, an explanation.
+    Analyze(ml::AnalyzeArgs),
+    /// Train a model on a local dataset folder (labels.csv, images/, masks/).
+    Train(ml::TrainArgs),
+    /// Time forward and forward+backward of the lung network on each available backend.
+    BenchBackends(ml::BenchArgs),
 }
 
 /// Runs `inspect`; returns the report or a message for the user.

@@ -1,0 +1,290 @@
+//! Headless ML subcommands: `analyze`, `train`, `bench-backends`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::prelude::*;
+use clap::Args;
+
+use crate::ml::analysis::{AnalysisRequest, ExplainTarget, Models, analyze};
+use crate::ml::bundle::{ModelKind, discover};
+use crate::ml::device::{BackendChoice, ComputeDevice, probe_adapter, select};
+use crate::ml::explain::Method;
+use crate::ml::lung::LungNetConfig;
+use crate::ml::tensor_to_vec;
+use crate::ml::train::{TrainOptions, TrainProgress, default_out_dir, train};
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    pub file: PathBuf,
+    /// gradcam, gradcam++, guided-backprop, deconvnet, guided-gradcam, smoothgrad, lung-cam
+    #[arg(long, default_value = "gradcam")]
+    pub method: String,
+    /// Explain the classifier (default) or the lung network's head.
+    #[arg(long, default_value = "classifier")]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// lung or classifier
+    #[arg(long)]
+    pub model: String,
+    /// Dataset folder with labels.csv, images/ and optional masks/.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder (default models/<name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    #[arg(long, default_value_t = 16)]
+    pub base_channels: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_fraction: f64,
+    /// Use at most this many images.
+    #[arg(long)]
+    pub max_images: Option<usize>,
+    /// Turn augmentation off.
+    #[arg(long)]
+    pub no_augment: bool,
+    #[arg(long, default_value = "1.0.0")]
+    pub version: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Input side in pixels.
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Also time wgpu when the only adapter is a CPU one (slow: kernel compilation takes minutes).
+    #[arg(long)]
+    pub include_cpu_adapter: bool,
+}
+
+/// The compute device for a headless command.
+pub fn compute_device(backend: Option<&str>) -> Result<ComputeDevice, String> {
+    let choice = match backend {
+        Some(b) => BackendChoice::parse(b).map_err(|e| e.to_string())?,
+        None => BackendChoice::from_env()
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default(),
+    };
+    let adapter = if choice == BackendChoice::Flex {
+        None
+    } else {
+        probe_adapter()
+    };
+    select(choice, adapter.as_ref())
+        .map(|(d, _)| d)
+        .map_err(|e| e.to_string())
+}
+
+pub fn parse_method(text: &str) -> Result<Method, String> {
+    Ok(match text.to_ascii_lowercase().as_str() {
+        "gradcam" | "grad-cam" => Method::GradCam,
+        "gradcam++" | "grad-cam++" | "gradcampp" => Method::GradCamPlusPlus,
+        "guided-backprop" | "guided" => Method::GuidedBackprop,
+        "deconvnet" | "deconv" => Method::Deconvnet,
+        "guided-gradcam" | "guided-grad-cam" => Method::GuidedGradCam,
+        "smoothgrad" => Method::SmoothGrad,
+        "lung-cam" | "lung-cropped-cam" => Method::LungCroppedCam,
+        other => return Err(format!("unknown method {other:?}")),
+    })
+}
+
+pub fn run_analyze(args: &AnalyzeArgs, backend: Option<&str>) -> Result<String, String> {
+    let method = parse_method(&args.method)?;
+    let target = match args.target.as_str() {
+        "classifier" => ExplainTarget::Classifier,
+        "lung" => ExplainTarget::LungHead,
+        other => return Err(format!("unknown target {other:?} (classifier or lung)")),
+    };
+    let loaded = crate::io::load_image(&args.file).map_err(|e| e.to_string())?;
+    let compute = compute_device(backend)?;
+    let (bundles, mut problems) = discover();
+    let (models, load_problems) = Models::load(&bundles, &compute.device);
+    problems.extend(load_problems);
+    if models.lung.is_none() && models.classifier.is_none() {
+        return Err(format!("no model could be loaded: {}", problems.join("; ")));
+    }
+    let request = AnalysisRequest {
+        image: Arc::clone(&loaded.image),
+        photometric_inverted: loaded.info.photometric_inverted,
+        low: loaded.stats.p01,
+        high: loaded.stats.p99,
+        method,
+        target,
+        class: None,
+    };
+    let result = analyze(&models, &request, &mut |_, _| true).map_err(|e| e.to_string())?;
+    let mut out = format!(
+        "device:        {} ({})\n",
+        compute.description, compute.reason
+    );
+    for p in &result.predictions {
+        out += &format!("{}:\n", p.model_title);
+        for (name, prob) in &p.classes {
+            out += &format!("  {name:<18} {prob:.3}\n");
+        }
+    }
+    if let Some(mask) = &result.lung_probability {
+        let lung = mask.values.iter().filter(|&&v| v >= 0.5).count();
+        out += &format!(
+            "lung area:     {:.1} % of the image\n",
+            100.0 * lung as f64 / mask.values.len() as f64
+        );
+    }
+    if let (Some(map), Some((model, class))) = (&result.heatmap, &result.explained) {
+        let mean = map.values.iter().sum::<f32>() / map.values.len() as f32;
+        out += &format!(
+            "{}:      {model}, class {class}, {}×{}, mean {mean:.3}\n",
+            method.label(),
+            map.width,
+            map.height
+        );
+    }
+    out += &format!("time:          {:.2} s\n", result.seconds);
+    for p in problems {
+        out += &format!("note:          {p}\n");
+    }
+    Ok(out)
+}
+
+pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, String> {
+    let kind = ModelKind::parse(&args.model).map_err(|e| e.to_string())?;
+    let compute = compute_device(backend)?;
+    let mut options = TrainOptions::new(kind);
+    options.epochs = args.epochs;
+    options.batch_size = args.batch_size;
+    options.learning_rate = args.lr;
+    options.input_size = args.size;
+    options.base_channels = args.base_channels;
+    options.seed = args.seed;
+    options.validation_fraction = args.validation_fraction;
+    options.max_images = args.max_images;
+    options.version = args.version.clone();
+    options.command = std::iter::once("cxrlens".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if args.no_augment {
+        options.augment = None;
+    }
+    let out = args.out.clone().unwrap_or_else(|| default_out_dir(kind));
+    eprintln!("device: {} ({})", compute.description, compute.reason);
+    let cancel = AtomicBool::new(false);
+    let report = train(&args.data, &options, &compute, &out, &mut |p| match p {
+        TrainProgress::Message(m) => eprintln!("{m}"),
+        TrainProgress::Batch { .. } => {}
+        TrainProgress::Epoch { epoch, epochs, train_loss, evaluation, seconds } => {
+            eprintln!(
+                "epoch {epoch}/{epochs}: loss {train_loss:.4}, val dice {}, acc {:.3}, macro AUC {} ({seconds:.0} s)",
+                evaluation.dice.map_or("-".into(), |d| format!("{d:.4}")),
+                evaluation.accuracy,
+                evaluation.macro_auc.map_or("-".into(), |a| format!("{a:.3}")),
+            );
+        }
+    }, &cancel)
+    .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "trained {} epochs in {:.0} s on {}; wrote {}\n",
+        report.epochs_run,
+        report.seconds,
+        report.device,
+        out.display()
+    ))
+}
+
+fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<String, String> {
+    let config =
+        LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()]).with_input_size(args.size);
+    let model = config.init(&compute.device).train();
+    let x = Tensor::<4>::random(
+        [args.batch, 1, args.size, args.size],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &compute.device,
+    );
+    let valid = model.valid();
+    let inner = compute.device.clone().inner();
+    let x_inner = x.clone().inner();
+    let sync = |t: Tensor<1>| tensor_to_vec(t).map(|v| v[0]).map_err(|e| e.to_string());
+    let mut forward = Vec::new();
+    let mut backward = Vec::new();
+    let first = Instant::now();
+    sync(
+        valid
+            .forward(x_inner.clone().to_device(&inner))
+            .mask_logits
+            .sum(),
+    )?;
+    let loss = model.forward(x.clone()).mask_logits.sum();
+    let _ = loss.backward();
+    let warmup = first.elapsed().as_secs_f64();
+    for _ in 0..args.repeat.max(1) {
+        let t = Instant::now();
+        sync(valid.forward(x_inner.clone()).mask_logits.sum())?;
+        forward.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let out = model.forward(x.clone());
+        let loss = out.mask_logits.sum() + out.class_logits.sum();
+        let grads = loss.backward();
+        let _ = grads;
+        backward.push(t.elapsed().as_secs_f64());
+    }
+    forward.sort_by(f64::total_cmp);
+    backward.sort_by(f64::total_cmp);
+    Ok(format!(
+        "{:<40} forward {:>8.1} ms   forward+backward {:>8.1} ms   (first call incl. compile {:.1} s)\n",
+        compute.description,
+        1000.0 * forward[forward.len() / 2],
+        1000.0 * backward[backward.len() / 2],
+        warmup
+    ))
+}
+
+pub fn run_bench(args: &BenchArgs) -> Result<String, String> {
+    let params = LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()])
+        .with_input_size(args.size)
+        .init(&Device::flex())
+        .num_params();
+    let mut out = format!(
+        "lung network ({params} parameters), batch {} × 1 × {}², median of {}\n",
+        args.batch, args.size, args.repeat
+    );
+    out += &time_backend(
+        &select(BackendChoice::Flex, None)
+            .map_err(|e| e.to_string())?
+            .0,
+        args,
+    )?;
+    match probe_adapter() {
+        Some(a) if !a.is_cpu || args.include_cpu_adapter => {
+            let (d, _) = select(BackendChoice::Wgpu, Some(&a)).map_err(|e| e.to_string())?;
+            out += &time_backend(&d, args)?;
+        }
+        Some(a) => {
+            out += &format!(
+                "wgpu on {} skipped: a CPU adapter (pass --include-cpu-adapter to time it)\n",
+                a.name
+            )
+        }
+        None => out += "wgpu: no adapter\n",
+    }
+    Ok(out)
+}

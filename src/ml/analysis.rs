@@ -1,0 +1,236 @@
+//! One analysis of one image: lung mask + classification from the lung network, class
+//! probabilities from the classifier, and the chosen explanation — every map returned in image
+//! space at image resolution. Used by the inference worker, the CLI and the tests.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::activation::{sigmoid, softmax};
+
+use super::bundle::{BundleInfo, LoadedModel, ModelKind, load_bundle};
+use super::classifier::Classifier;
+use super::error::MlError;
+use super::explain::{Method, ModelMap, explain};
+use super::lung::LungNet;
+use super::preprocess::{model_input, to_image_space};
+use super::tensor_to_vec;
+use crate::imaging::ScalarImage;
+
+/// The networks loaded on one device, frozen for inference and explanation.
+pub struct Models {
+    pub device: Device,
+    pub lung: Option<(LungNet, BundleInfo)>,
+    pub classifier: Option<(Classifier, BundleInfo)>,
+}
+
+impl Models {
+    /// Load the first lung and classifier bundles among `bundles` (others are skipped) onto `device`.
+    pub fn load(bundles: &[BundleInfo], device: &Device) -> (Self, Vec<String>) {
+        let mut models = Self {
+            device: device.clone(),
+            lung: None,
+            classifier: None,
+        };
+        let mut problems = Vec::new();
+        for info in bundles {
+            let wanted = match info.card.kind {
+                ModelKind::Lung => models.lung.is_none(),
+                ModelKind::Classifier => models.classifier.is_none(),
+                ModelKind::Saliency => false,
+            };
+            if !wanted {
+                continue;
+            }
+            match load_bundle(info, device) {
+                Ok(LoadedModel::Lung(m, _)) => models.lung = Some((m.freeze(), info.clone())),
+                Ok(LoadedModel::Classifier(m, _)) => {
+                    models.classifier = Some((m.freeze(), info.clone()))
+                }
+                Ok(LoadedModel::Saliency(..)) => {}
+                Err(e) => problems.push(format!("{}: {e}", info.title())),
+            }
+        }
+        (models, problems)
+    }
+}
+
+/// Which network's decision to explain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExplainTarget {
+    LungHead,
+    Classifier,
+}
+
+/// What to analyse.
+#[derive(Clone, Debug)]
+pub struct AnalysisRequest {
+    pub image: Arc<ScalarImage>,
+    /// MONOCHROME1: flip to MONOCHROME2 polarity before the model.
+    pub photometric_inverted: bool,
+    /// Robust value range (1st, 99th percentile) of the image.
+    pub low: f32,
+    pub high: f32,
+    pub method: Method,
+    pub target: ExplainTarget,
+    /// Class to explain; `None` = the predicted class.
+    pub class: Option<usize>,
+}
+
+/// Class probabilities from one model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    pub model_title: String,
+    pub classes: Vec<(String, f32)>,
+}
+
+/// Everything an analysis produces. Maps are in image space, image resolution.
+#[derive(Clone, Debug)]
+pub struct AnalysisResult {
+    /// Lung probability per pixel, [0, 1].
+    pub lung_probability: Option<ScalarImage>,
+    /// The explanation heatmap, [0, 1].
+    pub heatmap: Option<ScalarImage>,
+    pub method: Method,
+    pub explained: Option<(String, String)>,
+    pub predictions: Vec<Prediction>,
+    pub seconds: f64,
+}
+
+/// Run an analysis. `progress(fraction, step)` is called between steps; returning `false` cancels.
+pub fn analyze(
+    models: &Models,
+    request: &AnalysisRequest,
+    progress: &mut dyn FnMut(f32, &str) -> bool,
+) -> Result<AnalysisResult, MlError> {
+    let mut step = |fraction: f32, name: &str| {
+        if progress(fraction, name) {
+            Ok(())
+        } else {
+            Err(MlError::Cancelled)
+        }
+    };
+    let started = Instant::now();
+    let image = &request.image;
+    let (w, h) = (image.width, image.height);
+    let mut predictions = Vec::new();
+    let mut lung_grid: Option<ModelMap> = None;
+    let mut lung_probability = None;
+    if let Some((lung, info)) = &models.lung {
+        step(0.1, "lung mask and classification")?;
+        let size = info.card.input_size;
+        let x = model_input(
+            image,
+            request.photometric_inverted,
+            request.low,
+            request.high,
+            size,
+        )
+        .to_tensor(&models.device);
+        let out = lung.forward(x);
+        let mask = ModelMap {
+            width: size,
+            height: size,
+            values: tensor_to_vec(sigmoid(out.mask_logits))?,
+        };
+        lung_probability = Some(to_image_space(&mask, w, h));
+        lung_grid = Some(mask);
+        predictions.push(prediction(info, out.class_logits)?);
+    }
+    if let Some((classifier, info)) = &models.classifier {
+        step(0.3, "classifier")?;
+        let size = info.card.input_size;
+        let x = model_input(
+            image,
+            request.photometric_inverted,
+            request.low,
+            request.high,
+            size,
+        )
+        .to_tensor(&models.device);
+        predictions.push(prediction(info, classifier.forward(x))?);
+    }
+    step(0.5, request.method.label())?;
+    let pick_class = |p: Option<&Prediction>| -> usize {
+        request.class.unwrap_or_else(|| {
+            p.and_then(|p| {
+                p.classes
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.1.total_cmp(&b.1.1))
+                    .map(|(i, _)| i)
+            })
+            .unwrap_or(0)
+        })
+    };
+    let lung_prediction = models.lung.as_ref().and_then(|_| predictions.first());
+    let classifier_prediction = models.classifier.as_ref().and_then(|_| predictions.last());
+    let (heatmap, explained) = match (request.method, request.target) {
+        // The lung-cropped CAM is defined on the lung network's own head.
+        (Method::LungCroppedCam, _) | (_, ExplainTarget::LungHead) => match &models.lung {
+            Some((lung, info)) => {
+                let class = pick_class(lung_prediction);
+                let size = info.card.input_size;
+                let x = model_input(
+                    image,
+                    request.photometric_inverted,
+                    request.low,
+                    request.high,
+                    size,
+                )
+                .to_tensor(&models.device);
+                let map = explain(lung, x, class, request.method, lung_grid.as_ref())?;
+                (
+                    Some(to_image_space(&map, w, h)),
+                    Some((info.title(), class_name(&info.card.class_names, class))),
+                )
+            }
+            None => return Err(MlError::Input("no lung network is loaded".into())),
+        },
+        (_, ExplainTarget::Classifier) => match &models.classifier {
+            Some((classifier, info)) => {
+                let class = pick_class(classifier_prediction);
+                let size = info.card.input_size;
+                let x = model_input(
+                    image,
+                    request.photometric_inverted,
+                    request.low,
+                    request.high,
+                    size,
+                )
+                .to_tensor(&models.device);
+                let map = explain(classifier, x, class, request.method, None)?;
+                (
+                    Some(to_image_space(&map, w, h)),
+                    Some((info.title(), class_name(&info.card.class_names, class))),
+                )
+            }
+            None => return Err(MlError::Input("no classifier is loaded".into())),
+        },
+    };
+    step(1.0, "done")?;
+    Ok(AnalysisResult {
+        lung_probability,
+        heatmap,
+        method: request.method,
+        explained,
+        predictions,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn class_name(names: &[String], class: usize) -> String {
+    names
+        .get(class)
+        .cloned()
+        .unwrap_or_else(|| format!("class {class}"))
+}
+
+fn prediction(info: &BundleInfo, logits: Tensor<2>) -> Result<Prediction, MlError> {
+    let p = tensor_to_vec(softmax(logits, 1))?;
+    Ok(Prediction {
+        model_title: info.title(),
+        classes: info.card.class_names.iter().cloned().zip(p).collect(),
+    })
+}

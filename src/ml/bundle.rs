@@ -1,0 +1,376 @@
+//! Model bundles on disk: a folder with `config.json` (the burn Config), `weights.bpk` (burnpack),
+//! `card.json` (machine-readable model card) and `MODEL_CARD.md`.
+//!
+//! Shipped bundles live in the repository's `models/` (installed beside the binary); models the
+//! user trains go to the user's data directory and are listed the same way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::classifier::{Classifier, ClassifierConfig};
+use super::error::MlError;
+use super::lung::{LungNet, LungNetConfig};
+use super::saliency::{SaliencyNet, SaliencyNetConfig};
+use super::train::TrainReport;
+use crate::io::write::write_atomically;
+
+/// Which architecture a bundle holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Lung,
+    Classifier,
+    Saliency,
+}
+
+impl ModelKind {
+    pub fn default_name(self) -> &'static str {
+        match self {
+            ModelKind::Lung => "lung-unet",
+            ModelKind::Classifier => "cxr-resnet",
+            ModelKind::Saliency => "gaze-saliency",
+        }
+    }
+    pub fn parse(text: &str) -> Result<Self, MlError> {
+        match text {
+            "lung" => Ok(Self::Lung),
+            "classifier" => Ok(Self::Classifier),
+            "saliency" => Ok(Self::Saliency),
+            other => Err(MlError::Config(format!(
+                "unknown model kind {other:?} (lung, classifier, saliency)"
+            ))),
+        }
+    }
+}
+
+/// The machine-readable model card (`card.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub kind: ModelKind,
+    pub name: String,
+    pub version: String,
+    pub class_names: Vec<String>,
+    pub input_size: usize,
+    pub parameters: usize,
+    /// Free text: what it was trained on, how it was split.
+    pub data: String,
+    pub epochs: usize,
+    pub device: String,
+    pub training_seconds: f64,
+    /// Validation metrics (name → value), e.g. "dice", "macro_auc", "auc_covid19", "auc_covid19_ci_low".
+    pub metrics: BTreeMap<String, f64>,
+    /// Caveats a user must read (label bias, simulated gaze, …).
+    pub limitations: Vec<String>,
+    /// True if any gaze used in training was simulated.
+    pub simulated_gaze: bool,
+    /// The command that reproduces the weights.
+    pub command: String,
+}
+
+impl ModelCard {
+    pub fn from_report(report: &TrainReport, data_root: &Path) -> Self {
+        let o = &report.options;
+        let mut metrics = BTreeMap::new();
+        let e = &report.final_evaluation;
+        if let Some(d) = e.dice {
+            metrics.insert("dice".into(), d);
+        }
+        metrics.insert("accuracy".into(), e.accuracy);
+        if let Some(m) = e.macro_auc {
+            metrics.insert("macro_auc".into(), m);
+        }
+        for (name, auc) in &e.per_class_auc {
+            metrics.insert(format!("auc_{name}"), auc.auc);
+            metrics.insert(format!("auc_{name}_ci_low"), auc.ci_low);
+            metrics.insert(format!("auc_{name}_ci_high"), auc.ci_high);
+        }
+        let folder = data_root
+            .file_name()
+            .map_or_else(|| "dataset".into(), |n| n.to_string_lossy().into_owned());
+        Self {
+            kind: o.kind,
+            name: o.name.clone(),
+            version: o.version.clone(),
+            class_names: report.class_names.clone(),
+            input_size: o.input_size,
+            parameters: 0,
+            data: format!(
+                "{folder}: {} training images ({} patients), {} validation images ({} patients); split by patient_id, seed {}",
+                report.train_images,
+                report.train_patients,
+                report.validation_images,
+                report.validation_patients,
+                o.seed
+            ),
+            epochs: report.epochs_run,
+            device: report.device.clone(),
+            training_seconds: report.seconds,
+            metrics,
+            limitations: Vec::new(),
+            simulated_gaze: false,
+            command: String::new(),
+        }
+    }
+}
+
+/// Caveats every card of this kind carries.
+pub fn default_limitations(kind: ModelKind, data_folder: &str) -> Vec<String> {
+    let mut l = vec![
+        "Research and teaching tool; not a medical device and not validated for diagnosis."
+            .to_string(),
+    ];
+    match kind {
+        ModelKind::Lung => {
+            l.push(format!("Trained at 128×128 on the lung masks of {data_folder}: frontal (PA, AP, AP supine) adult radiographs, mostly COVID-19 pneumonia. Masks include lung behind the heart. Not validated on paediatric, lateral, post-surgical or very low-quality images."));
+            l.push("The classification head's labels (covid19 / other_pneumonia / normal) follow the image source in this collection; the head can learn the source rather than the disease, its classes are very unbalanced (18 normal images), and its AUCs are not clinical evidence.".into());
+        }
+        ModelKind::Classifier => {
+            l.push(format!("Trained on {data_folder}: NIH ChestX-ray14 images distributed as 64×64 thumbnails, upsampled to the 128×128 input; the network sees only coarse structure."));
+            l.push("'abnormal' pools 14 text-mined NIH findings (label accuracy estimated around 90 %); the validation set is small, hence the wide confidence intervals.".into());
+        }
+        ModelKind::Saliency => l.push(
+            "Any saliency model trained here on simulated gaze says so in `simulated_gaze`.".into(),
+        ),
+    }
+    l
+}
+
+impl ModelCard {
+    /// The human-readable card.
+    pub fn markdown(&self) -> String {
+        let mut md = format!(
+            "# {} {}
+
+",
+            self.name, self.version
+        );
+        md += &format!(
+            "- **Architecture:** {:?} (see `config.json`), input {0}×{0}, {1} parameters
+",
+            self.input_size, self.parameters
+        );
+        md += &format!(
+            "- **Classes:** {}
+",
+            self.class_names.join(", ")
+        );
+        md += &format!(
+            "- **Data:** {}
+",
+            self.data
+        );
+        md += &format!(
+            "- **Training:** {} epochs on {}, {:.0} s
+",
+            self.epochs, self.device, self.training_seconds
+        );
+        md += &format!(
+            "- **Simulated gaze used:** {}
+",
+            if self.simulated_gaze { "yes" } else { "no" }
+        );
+        md += &format!(
+            "- **Reproduce:** `{}`
+
+## Validation metrics (held-out patients)
+
+| metric | value |
+|---|---|
+",
+            self.command
+        );
+        for (k, v) in &self.metrics {
+            md += &format!(
+                "| {k} | {v:.4} |
+"
+            );
+        }
+        md += "
+## Limitations
+
+";
+        for l in &self.limitations {
+            md += &format!(
+                "- {l}
+"
+            );
+        }
+        md
+    }
+
+    /// Write `card.json` and `MODEL_CARD.md` into `dir`, atomically.
+    pub fn write(&self, dir: &Path) -> Result<(), MlError> {
+        let json =
+            serde_json::to_string_pretty(self).map_err(|e| MlError::Config(e.to_string()))?;
+        write_atomically(&dir.join("card.json"), json.as_bytes())?;
+        write_atomically(&dir.join("MODEL_CARD.md"), self.markdown().as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Serialise a module's parameters to burnpack bytes and write them atomically.
+pub fn save_module<M: Module>(module: M, path: &Path) -> Result<(), MlError> {
+    let bytes = module
+        .into_record()
+        .into_bytes()
+        .map_err(|e| MlError::Weights(format!("{e:?}")))?;
+    write_atomically(path, &bytes)?;
+    Ok(())
+}
+
+fn load_into<M: Module>(module: M, path: &Path) -> Result<M, MlError> {
+    let bytes = std::fs::read(path).map_err(|e| MlError::ModelFile {
+        message: e.to_string(),
+        path: path.to_path_buf(),
+    })?;
+    let record =
+        ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| MlError::ModelFile {
+            message: format!("not a burnpack file: {e:?}"),
+            path: path.to_path_buf(),
+        })?;
+    module
+        .try_load_record(record)
+        .map_err(|e| MlError::Weights(format!("{e:?} ({})", path.display())))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, MlError> {
+    let text = std::fs::read(path).map_err(|e| MlError::ModelFile {
+        message: e.to_string(),
+        path: path.to_path_buf(),
+    })?;
+    serde_json::from_slice(&text).map_err(|e| MlError::ModelFile {
+        message: format!("invalid JSON: {e}"),
+        path: path.to_path_buf(),
+    })
+}
+
+/// A bundle found on disk (not yet loaded).
+#[derive(Clone, Debug)]
+pub struct BundleInfo {
+    pub dir: PathBuf,
+    pub card: ModelCard,
+    /// Shipped with the application (vs. trained by the user).
+    pub shipped: bool,
+}
+
+impl BundleInfo {
+    pub fn open(dir: &Path, shipped: bool) -> Result<Self, MlError> {
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            card: read_json(&dir.join("card.json"))?,
+            shipped,
+        })
+    }
+    pub fn title(&self) -> String {
+        format!("{} {}", self.card.name, self.card.version)
+    }
+}
+
+/// A loaded network with its configuration.
+pub enum LoadedModel {
+    Lung(LungNet, LungNetConfig),
+    Classifier(Classifier, ClassifierConfig),
+    Saliency(SaliencyNet, SaliencyNetConfig),
+}
+
+/// Load a bundle's network onto `device`.
+pub fn load_bundle(info: &BundleInfo, device: &Device) -> Result<LoadedModel, MlError> {
+    let config_path = info.dir.join("config.json");
+    let weights = info.dir.join("weights.bpk");
+    Ok(match info.card.kind {
+        ModelKind::Lung => {
+            let config: LungNetConfig = read_json(&config_path)?;
+            validate_sizes(config.input_size, config.depth)?;
+            LoadedModel::Lung(load_into(config.init(device), &weights)?, config)
+        }
+        ModelKind::Classifier => {
+            let config: ClassifierConfig = read_json(&config_path)?;
+            validate_sizes(config.input_size, config.blocks_per_stage.len() + 1)?;
+            LoadedModel::Classifier(load_into(config.init(device), &weights)?, config)
+        }
+        ModelKind::Saliency => {
+            let config: SaliencyNetConfig = read_json(&config_path)?;
+            validate_sizes(config.input_size, config.depth)?;
+            LoadedModel::Saliency(load_into(config.init(device), &weights)?, config)
+        }
+    })
+}
+
+fn validate_sizes(input_size: usize, downsamplings: usize) -> Result<(), MlError> {
+    if input_size == 0
+        || input_size > 2048
+        || downsamplings > 8
+        || input_size % (1 << downsamplings) != 0
+    {
+        return Err(MlError::Config(format!(
+            "input size {input_size} does not suit {downsamplings} downsampling steps"
+        )));
+    }
+    Ok(())
+}
+
+/// Folders searched for shipped bundles, in order: `$CXRLENS_MODELS`, `<exe>/../share/cxrlens/models`,
+/// `<exe dir>/models`, and the source tree's `models/` (development and tests).
+pub fn shipped_model_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("CXRLENS_MODELS") {
+        dirs.push(PathBuf::from(d));
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(bin) = exe.parent()
+    {
+        dirs.push(bin.join("../share/cxrlens/models"));
+        dirs.push(bin.join("models"));
+    }
+    dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    dirs
+}
+
+/// Where models the user trains are written: `$XDG_DATA_HOME/cxrlens/models` (or `~/.local/share`).
+pub fn user_model_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(base.join("cxrlens/models"))
+}
+
+/// Every bundle in the first shipped folder that has any, plus the user's; unreadable bundles are
+/// returned as problems.
+pub fn discover() -> (Vec<BundleInfo>, Vec<String>) {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    let mut scan = |root: &Path, shipped: bool, found: &mut Vec<BundleInfo>| -> bool {
+        let Ok(entries) = std::fs::read_dir(root) else {
+            return false;
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("card.json").is_file())
+            .collect();
+        dirs.sort();
+        let any = !dirs.is_empty();
+        for dir in dirs {
+            match BundleInfo::open(&dir, shipped) {
+                Ok(info) => found.push(info),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        any
+    };
+    for dir in shipped_model_dirs() {
+        if scan(&dir, true, &mut found) {
+            break;
+        }
+    }
+    if let Some(user) = user_model_dir() {
+        scan(&user, false, &mut found);
+    }
+    (found, problems)
+}

@@ -1,0 +1,117 @@
+//! ResNet-style chest X-ray classifier. Its last residual stage is the Grad-CAM target layer; the
+//! head is global average pooling + a linear layer, so per-class probabilities come from a
+//! softmax over the logits.
+
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+use super::blocks::{BasicBlock, ReluRule, conv3x3, global_avg_pool, max_pool2, vjp};
+use super::explain::Explainable;
+
+/// Architecture of [`Classifier`]. Stored as `config.json` beside the weights.
+#[derive(Config, Debug)]
+pub struct ClassifierConfig {
+    /// Square input side in pixels; images are resampled to it.
+    #[config(default = 128)]
+    pub input_size: usize,
+    /// Channels of the stem; doubled at each stage after the first.
+    #[config(default = 16)]
+    pub base_channels: usize,
+    /// Residual blocks per stage (each stage after the first halves the resolution).
+    #[config(default = "vec![1, 1, 1, 1]")]
+    pub blocks_per_stage: Vec<usize>,
+    /// Class names, in output order.
+    pub class_names: Vec<String>,
+}
+
+/// The classifier. Build with [`ClassifierConfig::init`].
+#[derive(Module, Debug)]
+pub struct Classifier {
+    stem_conv: Conv2d,
+    stem_bn: BatchNorm,
+    pool: MaxPool2d,
+    blocks: Vec<BasicBlock>,
+    head: Linear,
+}
+
+impl ClassifierConfig {
+    pub fn init(&self, device: &Device) -> Classifier {
+        let mut blocks = Vec::new();
+        let mut channels = self.base_channels;
+        for (stage, &count) in self.blocks_per_stage.iter().enumerate() {
+            let out = self.base_channels << stage;
+            for i in 0..count {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                blocks.push(BasicBlock::new(channels, out, stride, device));
+                channels = out;
+            }
+        }
+        Classifier {
+            stem_conv: conv3x3(1, self.base_channels, 2, device),
+            stem_bn: BatchNormConfig::new(self.base_channels).init(device),
+            pool: max_pool2(),
+            blocks,
+            head: LinearConfig::new(channels, self.class_names.len()).init(device),
+        }
+    }
+
+    /// Side of the target feature map for an input of `input_size`.
+    pub fn feature_size(&self) -> usize {
+        let stages = self.blocks_per_stage.len().saturating_sub(1);
+        self.input_size / 4 >> stages
+    }
+}
+
+impl Classifier {
+    fn stem(&self, x: Tensor<4>) -> Tensor<4> {
+        self.pool
+            .forward(relu(self.stem_bn.forward(self.stem_conv.forward(x))))
+    }
+
+    /// Activations of the last residual stage, `[B, C_last, S/4/2^(stages-1), …]`.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.blocks
+            .iter()
+            .fold(self.stem(x), |h, block| block.forward(h))
+    }
+
+    /// `x`: `[B, 1, S, S]` normalised image → `[B, classes]` logits.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.head.forward(global_avg_pool(self.features(x)))
+    }
+}
+
+impl Explainable for Classifier {
+    fn target_features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.features(x)
+    }
+
+    fn head(&self, features: Tensor<4>) -> Tensor<2> {
+        self.head.forward(global_avg_pool(features))
+    }
+
+    fn backprop_features(&self, x: Tensor<4>, upstream: Tensor<4>, rule: ReluRule) -> Tensor<4> {
+        let x = x.detach();
+        let mut inputs = Vec::with_capacity(self.blocks.len());
+        let mut h = self.stem(x.clone()).detach();
+        for block in &self.blocks {
+            inputs.push(h.clone());
+            h = block.forward(h).detach();
+        }
+        let mut g = upstream;
+        for (block, input) in self.blocks.iter().zip(inputs).rev() {
+            g = block.backprop(input, g, rule);
+        }
+        // Stem: conv → BN → ReLU → max-pool.
+        let z = self
+            .stem_bn
+            .forward(self.stem_conv.forward(x.clone()))
+            .detach();
+        g = vjp(|t| self.pool.forward(t), relu(z.clone()), g);
+        g = rule.apply(g, z);
+        vjp(|t| self.stem_bn.forward(self.stem_conv.forward(t)), x, g)
+    }
+}

@@ -1,0 +1,266 @@
+//! Local training datasets: a folder with `labels.csv` (id, image, label, optional mask,
+//! patient_id, …), `images/` and optional `masks/` (PNG: 0 background, 255 lung, 127 ignore).
+//!
+//! Problems with single rows (missing file, unreadable image, size mismatch, unknown label,
+//! duplicate id) are collected and reported; the rest still loads. Splits are by patient.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::error::MlError;
+use super::metrics::SplitMix64;
+use super::preprocess::{ModelInput, model_input};
+use crate::imaging::resample::resize_area;
+
+/// One row of `labels.csv`.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub id: String,
+    pub image: PathBuf,
+    pub mask: Option<PathBuf>,
+    pub label: String,
+    pub patient_id: String,
+}
+
+/// A problem with one row, reported without stopping the scan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowProblem {
+    /// 1-based line in `labels.csv` (the header is line 1).
+    pub line: usize,
+    pub message: String,
+}
+
+/// Read `labels.csv` under `root`. Rows missing required columns are reported, not fatal.
+pub fn read_labels(root: &Path) -> Result<(Vec<Record>, Vec<RowProblem>), MlError> {
+    let path = root.join("labels.csv");
+    let mut reader = csv::Reader::from_path(&path).map_err(|e| {
+        MlError::Dataset(format!("cannot open labels.csv: {e} ({})", path.display()))
+    })?;
+    let headers = reader
+        .headers()
+        .map_err(|e| MlError::Dataset(format!("labels.csv header: {e}")))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let (Some(c_id), Some(c_image), Some(c_label)) =
+        (column("id"), column("image"), column("label"))
+    else {
+        return Err(MlError::Dataset(
+            "labels.csv needs the columns id, image and label".into(),
+        ));
+    };
+    let (c_mask, c_patient) = (column("mask"), column("patient_id"));
+    let mut records = Vec::new();
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (index, row) in reader.records().enumerate() {
+        let line = index + 2;
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(RowProblem {
+                    line,
+                    message: format!("unreadable row: {e}"),
+                });
+                continue;
+            }
+        };
+        let field = |c: usize| row.get(c).map(str::trim).unwrap_or("");
+        let id = field(c_id).to_string();
+        if id.is_empty() || field(c_image).is_empty() || field(c_label).is_empty() {
+            problems.push(RowProblem {
+                line,
+                message: "empty id, image or label".into(),
+            });
+            continue;
+        }
+        if !seen.insert(id.clone()) {
+            problems.push(RowProblem {
+                line,
+                message: format!("duplicate id {id}"),
+            });
+            continue;
+        }
+        let image = root.join(field(c_image));
+        if !image.is_file() {
+            problems.push(RowProblem {
+                line,
+                message: format!("missing image file ({})", image.display()),
+            });
+            continue;
+        }
+        let mask = c_mask
+            .map(field)
+            .filter(|m| !m.is_empty())
+            .map(|m| root.join(m));
+        if let Some(m) = &mask
+            && !m.is_file()
+        {
+            problems.push(RowProblem {
+                line,
+                message: format!("missing mask file ({})", m.display()),
+            });
+        }
+        let patient_id = c_patient
+            .map(field)
+            .filter(|p| !p.is_empty())
+            .unwrap_or(&id)
+            .to_string();
+        records.push(Record {
+            id,
+            image,
+            mask: mask.filter(|m| m.is_file()),
+            label: field(c_label).to_string(),
+            patient_id,
+        });
+    }
+    Ok((records, problems))
+}
+
+/// Patient-wise split: patients are shuffled with `seed` and about `validation_fraction` of them
+/// (and all their images) go to validation. Returns (train, validation) indices into `records`.
+pub fn split_by_patient(
+    records: &[Record],
+    validation_fraction: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut patients: Vec<&str> = records
+        .iter()
+        .map(|r| r.patient_id.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    SplitMix64::new(seed).shuffle(&mut patients);
+    let n_val = ((patients.len() as f64) * validation_fraction).round() as usize;
+    let validation: BTreeSet<&str> = patients.into_iter().take(n_val).collect();
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (i, r) in records.iter().enumerate() {
+        if validation.contains(r.patient_id.as_str()) {
+            val.push(i)
+        } else {
+            train.push(i)
+        }
+    }
+    (train, val)
+}
+
+/// A lung mask on the model grid: target (lung fraction ≥ ½) and weight (0 where mostly "ignore").
+#[derive(Clone, Debug)]
+pub struct MaskOnGrid {
+    pub target: Vec<f32>,
+    pub weight: Vec<f32>,
+}
+
+/// A sample ready for training: model input, optional mask, class index.
+#[derive(Clone, Debug)]
+pub struct PreparedSample {
+    pub id: String,
+    pub input: ModelInput,
+    pub mask: Option<MaskOnGrid>,
+    pub class: usize,
+}
+
+/// Load a mask PNG (0 background, 255 lung, 127 ignore) onto the `size × size` grid; it must have
+/// the image's size.
+pub fn mask_on_grid(
+    path: &Path,
+    image_size: (u32, u32),
+    size: usize,
+) -> Result<MaskOnGrid, MlError> {
+    let mask = image::open(path)
+        .map_err(|e| MlError::Dataset(format!("cannot read mask: {e} ({})", path.display())))?
+        .to_luma8();
+    if mask.dimensions() != image_size {
+        return Err(MlError::Dataset(format!(
+            "mask is {}×{} but the image is {}×{} ({})",
+            mask.width(),
+            mask.height(),
+            image_size.0,
+            image_size.1,
+            path.display()
+        )));
+    }
+    let (w, h) = (mask.width() as usize, mask.height() as usize);
+    let lung: Vec<f32> = mask
+        .pixels()
+        .map(|p| if p.0[0] >= 192 { 1.0 } else { 0.0 })
+        .collect();
+    let ignore: Vec<f32> = mask
+        .pixels()
+        .map(|p| {
+            if (64..192).contains(&p.0[0]) {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let lung = resize_area(&lung, w, h, size, size);
+    let ignore = resize_area(&ignore, w, h, size, size);
+    Ok(MaskOnGrid {
+        target: lung
+            .iter()
+            .map(|&l| if l >= 0.5 { 1.0 } else { 0.0 })
+            .collect(),
+        weight: ignore
+            .iter()
+            .map(|&i| if i >= 0.5 { 0.0 } else { 1.0 })
+            .collect(),
+    })
+}
+
+/// Decode and prepare `records` for a model with input side `size`; rows that fail are reported.
+pub fn prepare(
+    records: &[Record],
+    class_names: &[String],
+    size: usize,
+    with_masks: bool,
+) -> (Vec<PreparedSample>, Vec<String>) {
+    let class_index: BTreeMap<&str, usize> = class_names
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
+    let results: Vec<Result<PreparedSample, String>> = {
+        use rayon::prelude::*;
+        records
+            .par_iter()
+            .map(|r| {
+                let class = *class_index
+                    .get(r.label.as_str())
+                    .ok_or_else(|| format!("{}: unknown label {:?}", r.id, r.label))?;
+                let loaded =
+                    crate::io::load_image(&r.image).map_err(|e| format!("{}: {e}", r.id))?;
+                let img = &loaded.image;
+                let input = model_input(
+                    img,
+                    loaded.info.photometric_inverted,
+                    loaded.stats.p01,
+                    loaded.stats.p99,
+                    size,
+                );
+                let mask = match (&r.mask, with_masks) {
+                    (Some(m), true) => Some(
+                        mask_on_grid(m, (img.width, img.height), size)
+                            .map_err(|e| format!("{}: {e}", r.id))?,
+                    ),
+                    _ => None,
+                };
+                Ok(PreparedSample {
+                    id: r.id.clone(),
+                    input,
+                    mask,
+                    class,
+                })
+            })
+            .collect()
+    };
+    let mut samples = Vec::new();
+    let mut problems = Vec::new();
+    for r in results {
+        match r {
+            Ok(s) => samples.push(s),
+            Err(e) => problems.push(e),
+        }
+    }
+    (samples, problems)
+}

@@ -1,0 +1,32 @@
+//! The ML core: burn networks (Module + Config pairs), their explanations, preprocessing between
+//! image space and model grids, metrics, training and the compute-device choice.
+//!
+//! Nothing here imports egui; the GUI reaches this module only through the inference worker
+//! (`worker::inference`), the CLI and the tests call it directly.
+
+pub mod analysis;
+pub mod augment;
+pub mod blocks;
+pub mod bundle;
+pub mod classifier;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod explain;
+pub mod lung;
+pub mod metrics;
+pub mod preprocess;
+pub mod saliency;
+pub mod train;
+
+pub use error::MlError;
+
+use burn::prelude::*;
+
+/// Copy a tensor's values to the host as `f32`, row-major.
+pub fn tensor_to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, MlError> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| MlError::Data(format!("{e:?}")))
+}

@@ -1,0 +1,555 @@
+//! Training of the lung network (joint segmentation + classification loss) and the classifier,
+//! on a local dataset folder (see `ml::data`), on whatever device `ml::device` chose.
+//!
+//! Every epoch writes a checkpoint atomically; the finished model is written as `config.json`,
+//! `weights.bpk`, `card.json` and `MODEL_CARD.md` into the output folder.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, sigmoid, softmax};
+use serde::{Deserialize, Serialize};
+
+use super::augment::{AugmentConfig, augment};
+use super::bundle::{ModelCard, ModelKind, save_module};
+use super::classifier::ClassifierConfig;
+use super::data::{PreparedSample, prepare, read_labels, split_by_patient};
+use super::device::ComputeDevice;
+use super::error::MlError;
+use super::lung::LungNetConfig;
+use super::metrics::{SplitMix64, accuracy, auc_bootstrap, dice};
+use super::tensor_to_vec;
+use crate::io::write::write_atomically;
+
+/// What to train and how.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub kind: ModelKind,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Final learning rate as a fraction of the initial one (cosine schedule).
+    pub final_lr_fraction: f64,
+    pub seed: u64,
+    pub validation_fraction: f64,
+    pub input_size: usize,
+    pub base_channels: usize,
+    /// Weight of the classification loss in the lung network's joint loss.
+    pub classification_weight: f32,
+    pub augment: Option<AugmentConfig>,
+    /// Use at most this many images (for quick runs and tests).
+    pub max_images: Option<usize>,
+    /// Model name and version written into the card.
+    pub name: String,
+    pub version: String,
+    /// The command line that reproduces this run (recorded in the card).
+    #[serde(default)]
+    pub command: String,
+}
+
+impl TrainOptions {
+    pub fn new(kind: ModelKind) -> Self {
+        Self {
+            kind,
+            epochs: 30,
+            batch_size: 8,
+            learning_rate: 2e-3,
+            final_lr_fraction: 0.05,
+            seed: 42,
+            validation_fraction: 0.2,
+            input_size: 128,
+            base_channels: 16,
+            classification_weight: 0.3,
+            augment: Some(AugmentConfig::default()),
+            max_images: None,
+            name: kind.default_name().into(),
+            version: "1.0.0".into(),
+            command: String::new(),
+        }
+    }
+}
+
+/// Validation metrics after an epoch.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Mean Dice over validation images with masks (lung network only).
+    pub dice: Option<f64>,
+    pub accuracy: f64,
+    /// One-vs-rest AUC with bootstrap 95 % CI per class (classes absent from validation omitted).
+    pub per_class_auc: Vec<(String, super::metrics::AucWithCi)>,
+    pub macro_auc: Option<f64>,
+    pub images: usize,
+}
+
+/// Progress reported once per batch and per epoch.
+#[derive(Clone, Debug)]
+pub enum TrainProgress {
+    Batch {
+        epoch: usize,
+        batch: usize,
+        batches: usize,
+        loss: f64,
+    },
+    Epoch {
+        epoch: usize,
+        epochs: usize,
+        train_loss: f64,
+        evaluation: Evaluation,
+        seconds: f64,
+    },
+    Message(String),
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub options: TrainOptions,
+    pub class_names: Vec<String>,
+    pub train_images: usize,
+    pub validation_images: usize,
+    pub train_patients: usize,
+    pub validation_patients: usize,
+    pub epochs_run: usize,
+    pub seconds: f64,
+    pub device: String,
+    pub history: Vec<(usize, f64, Evaluation)>,
+    pub final_evaluation: Evaluation,
+    pub data_problems: Vec<String>,
+}
+
+enum Net {
+    Lung(super::lung::LungNet),
+    Classifier(super::classifier::Classifier),
+}
+
+impl Net {
+    /// (class logits, mask logits if any)
+    fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Option<Tensor<4>>) {
+        match self {
+            Net::Lung(m) => {
+                let out = m.forward(x);
+                (out.class_logits, Some(out.mask_logits))
+            }
+            Net::Classifier(m) => (m.forward(x), None),
+        }
+    }
+    fn valid(&self) -> Net {
+        match self {
+            Net::Lung(m) => Net::Lung(m.valid()),
+            Net::Classifier(m) => Net::Classifier(m.valid()),
+        }
+    }
+}
+
+/// Train a model from scratch on the dataset at `data_root`, writing it to `out_dir`.
+pub fn train(
+    data_root: &Path,
+    options: &TrainOptions,
+    compute: &ComputeDevice,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(TrainProgress),
+    cancel: &AtomicBool,
+) -> Result<TrainReport, MlError> {
+    let started = Instant::now();
+    let device = &compute.device;
+    let (mut records, row_problems) = read_labels(data_root)?;
+    let mut data_problems: Vec<String> = row_problems
+        .iter()
+        .map(|p| format!("labels.csv line {}: {}", p.line, p.message))
+        .collect();
+    if options.kind == ModelKind::Lung {
+        // Segmentation needs masks; images without one still train the classification head.
+        records.sort_by_key(|r| r.mask.is_none());
+    }
+    if let Some(max) = options.max_images {
+        records.truncate(max);
+    }
+    let class_names: Vec<String> = {
+        let mut names: Vec<String> = records
+            .iter()
+            .map(|r| r.label.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Put "normal" first when present, for readable cards.
+        names.sort_by_key(|n| n != "normal");
+        names
+    };
+    if class_names.len() < 2 {
+        return Err(MlError::Dataset(format!(
+            "need at least two labels, found {class_names:?}"
+        )));
+    }
+    let (train_idx, val_idx) =
+        split_by_patient(&records, options.validation_fraction, options.seed);
+    let patients = |idx: &[usize]| {
+        idx.iter()
+            .map(|&i| records[i].patient_id.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    let (train_patients, validation_patients) = (patients(&train_idx), patients(&val_idx));
+    progress(TrainProgress::Message(format!(
+        "{} images ({} train / {} validation; {} / {} patients), classes {:?}",
+        records.len(),
+        train_idx.len(),
+        val_idx.len(),
+        train_patients,
+        validation_patients,
+        class_names
+    )));
+    let with_masks = options.kind == ModelKind::Lung;
+    let pick = |idx: &[usize]| idx.iter().map(|&i| records[i].clone()).collect::<Vec<_>>();
+    let (train_set, p1) = prepare(
+        &pick(&train_idx),
+        &class_names,
+        options.input_size,
+        with_masks,
+    );
+    let (val_set, p2) = prepare(
+        &pick(&val_idx),
+        &class_names,
+        options.input_size,
+        with_masks,
+    );
+    data_problems.extend(p1);
+    data_problems.extend(p2);
+    if train_set.is_empty() || val_set.is_empty() {
+        return Err(MlError::Dataset(
+            "no usable images in the training or validation split".into(),
+        ));
+    }
+
+    let mut net = match options.kind {
+        ModelKind::Lung => Net::Lung(
+            LungNetConfig::new(class_names.clone())
+                .with_input_size(options.input_size)
+                .with_base_channels(options.base_channels)
+                .init(device)
+                .train(),
+        ),
+        ModelKind::Classifier => Net::Classifier(
+            ClassifierConfig::new(class_names.clone())
+                .with_input_size(options.input_size)
+                .with_base_channels(options.base_channels)
+                .init(device)
+                .train(),
+        ),
+        ModelKind::Saliency => {
+            return Err(MlError::Config(
+                "saliency training comes with the trainer's staged recipe".into(),
+            ));
+        }
+    };
+    // Inverse-frequency class weights, normalised to mean 1.
+    let mut counts = vec![0usize; class_names.len()];
+    for s in &train_set {
+        counts[s.class] += 1;
+    }
+    let raw: Vec<f32> = counts.iter().map(|&c| 1.0 / (c.max(1) as f32)).collect();
+    let mean = raw.iter().sum::<f32>() / raw.len() as f32;
+    let class_weights: Vec<f32> = raw.iter().map(|w| w / mean).collect();
+
+    let mut optimizer = AdamConfig::new().init();
+    let mut rng = SplitMix64::new(options.seed ^ 0xA5A5);
+    let batches = train_set.len().div_ceil(options.batch_size.max(1));
+    let mut history = Vec::new();
+    let mut epochs_run = 0;
+    let checkpoint = out_dir.join("checkpoint.bpk");
+    std::fs::create_dir_all(out_dir)?;
+    for epoch in 0..options.epochs {
+        let epoch_started = Instant::now();
+        let progress_frac = epoch as f64 / options.epochs.max(1) as f64;
+        let lr = options.learning_rate
+            * (options.final_lr_fraction
+                + (1.0 - options.final_lr_fraction)
+                    * 0.5
+                    * (1.0 + (std::f64::consts::PI * progress_frac).cos()));
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
+        rng.shuffle(&mut order);
+        let mut loss_sum = 0.0;
+        for (b, chunk) in order.chunks(options.batch_size.max(1)).enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(MlError::Cancelled);
+            }
+            let batch = make_batch(&train_set, chunk, options, &mut rng, device);
+            let (class_logits, mask_logits) = net.forward(batch.x);
+            let mut loss =
+                weighted_cross_entropy(class_logits, &batch.classes, &class_weights, device);
+            if let (Some(mask_logits), Some((target, weight))) = (mask_logits, batch.mask) {
+                loss = loss.mul_scalar(options.classification_weight)
+                    + segmentation_loss(mask_logits, target, weight);
+            }
+            let loss_value = tensor_to_vec(loss.clone().detach())?
+                .first()
+                .copied()
+                .unwrap_or(f32::NAN) as f64;
+            if !loss_value.is_finite() {
+                return Err(MlError::Data(format!(
+                    "loss became {loss_value} in epoch {}",
+                    epoch + 1
+                )));
+            }
+            loss_sum += loss_value;
+            let grads = net_ref(&net).params(loss.backward());
+            net = match net {
+                Net::Lung(m) => Net::Lung(optimizer.step(lr, m, grads)),
+                Net::Classifier(m) => Net::Classifier(optimizer.step(lr, m, grads)),
+            };
+            progress(TrainProgress::Batch {
+                epoch: epoch + 1,
+                batch: b + 1,
+                batches,
+                loss: loss_value,
+            });
+        }
+        let evaluation = evaluate(&net.valid(), &val_set, &class_names, device, options.seed)?;
+        let train_loss = loss_sum / batches as f64;
+        epochs_run = epoch + 1;
+        history.push((epochs_run, train_loss, evaluation.clone()));
+        match &net {
+            Net::Lung(m) => save_module(m.clone(), &checkpoint)?,
+            Net::Classifier(m) => save_module(m.clone(), &checkpoint)?,
+        }
+        progress(TrainProgress::Epoch {
+            epoch: epochs_run,
+            epochs: options.epochs,
+            train_loss,
+            evaluation,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+        });
+    }
+    let final_evaluation = history.last().map(|h| h.2.clone()).unwrap_or_default();
+    let report = TrainReport {
+        options: options.clone(),
+        class_names: class_names.clone(),
+        train_images: train_set.len(),
+        validation_images: val_set.len(),
+        train_patients,
+        validation_patients,
+        epochs_run,
+        seconds: started.elapsed().as_secs_f64(),
+        device: compute.description.clone(),
+        history,
+        final_evaluation,
+        data_problems,
+    };
+    // The finished model: config, weights, card.
+    let config_json = match &net {
+        Net::Lung(m) => {
+            save_module(m.clone(), &out_dir.join("weights.bpk"))?;
+            serde_json::to_string_pretty(
+                &LungNetConfig::new(class_names.clone())
+                    .with_input_size(options.input_size)
+                    .with_base_channels(options.base_channels),
+            )
+        }
+        Net::Classifier(m) => {
+            save_module(m.clone(), &out_dir.join("weights.bpk"))?;
+            serde_json::to_string_pretty(
+                &ClassifierConfig::new(class_names.clone())
+                    .with_input_size(options.input_size)
+                    .with_base_channels(options.base_channels),
+            )
+        }
+    }
+    .map_err(|e| MlError::Config(e.to_string()))?;
+    write_atomically(&out_dir.join("config.json"), config_json.as_bytes())?;
+    let mut card = ModelCard::from_report(&report, data_root);
+    card.parameters = match &net {
+        Net::Lung(m) => m.num_params(),
+        Net::Classifier(m) => m.num_params(),
+    };
+    card.command = options.command.clone();
+    card.limitations = super::bundle::default_limitations(
+        options.kind,
+        &data_root
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+    );
+    card.write(out_dir)?;
+    write_atomically(
+        &out_dir.join("training-report.json"),
+        serde_json::to_string_pretty(&report)
+            .map_err(|e| MlError::Config(e.to_string()))?
+            .as_bytes(),
+    )?;
+    let _ = std::fs::remove_file(&checkpoint);
+    Ok(report)
+}
+
+fn net_ref(net: &Net) -> NetRef<'_> {
+    NetRef(net)
+}
+
+/// Lets `GradientsParams::from_grads` see whichever module is inside [`Net`].
+struct NetRef<'a>(&'a Net);
+
+impl NetRef<'_> {
+    fn params(&self, grads: burn::tensor::Gradients) -> GradientsParams {
+        match self.0 {
+            Net::Lung(m) => GradientsParams::from_grads(grads, m),
+            Net::Classifier(m) => GradientsParams::from_grads(grads, m),
+        }
+    }
+}
+
+struct Batch {
+    x: Tensor<4>,
+    classes: Vec<usize>,
+    mask: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+fn make_batch(
+    set: &[PreparedSample],
+    chunk: &[usize],
+    options: &TrainOptions,
+    rng: &mut SplitMix64,
+    device: &Device,
+) -> Batch {
+    let size = options.input_size;
+    let n = chunk.len();
+    let mut xs = Vec::with_capacity(n * size * size);
+    let mut targets = Vec::with_capacity(n * size * size);
+    let mut weights = Vec::with_capacity(n * size * size);
+    let mut classes = Vec::with_capacity(n);
+    let mut any_mask = false;
+    for &i in chunk {
+        let s = &set[i];
+        let (x, m) = match &options.augment {
+            Some(cfg) => augment(&s.input.values, s.mask.as_ref(), size, cfg, rng),
+            None => (s.input.values.clone(), s.mask.clone()),
+        };
+        xs.extend_from_slice(&x);
+        match m {
+            Some(m) => {
+                any_mask = true;
+                targets.extend_from_slice(&m.target);
+                weights.extend_from_slice(&m.weight);
+            }
+            None => {
+                // No mask: this image contributes nothing to the segmentation loss.
+                targets.extend(std::iter::repeat_n(0.0, size * size));
+                weights.extend(std::iter::repeat_n(0.0, size * size));
+            }
+        }
+        classes.push(s.class);
+    }
+    let shape = [n, 1, size, size];
+    let tensor = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), device).reshape(shape);
+    let mask = any_mask.then(|| (tensor(targets), tensor(weights)));
+    Batch {
+        x: tensor(xs),
+        classes,
+        mask,
+    }
+}
+
+/// Class-weighted cross-entropy, mean over the batch.
+fn weighted_cross_entropy(
+    logits: Tensor<2>,
+    classes: &[usize],
+    class_weights: &[f32],
+    device: &Device,
+) -> Tensor<1> {
+    let [n, k] = logits.dims();
+    let mut one_hot = vec![0.0_f32; n * k];
+    for (i, &c) in classes.iter().enumerate() {
+        one_hot[i * k + c] = class_weights[c];
+    }
+    let target = Tensor::<1>::from_floats(one_hot.as_slice(), device).reshape([n, k]);
+    let total_weight: f32 = classes.iter().map(|&c| class_weights[c]).sum();
+    (log_softmax(logits, 1) * target)
+        .sum()
+        .neg()
+        .div_scalar(total_weight.max(1e-6))
+}
+
+/// Weighted binary cross-entropy + soft Dice over pixels whose weight is non-zero ("ignore"
+/// pixels and images without masks have weight 0).
+fn segmentation_loss(logits: Tensor<4>, target: Tensor<4>, weight: Tensor<4>) -> Tensor<1> {
+    let weight_sum = weight.clone().sum().add_scalar(1e-6);
+    let bce = logits.clone().clamp_min(0.0) - logits.clone() * target.clone()
+        + logits.clone().abs().neg().exp().add_scalar(1.0).log();
+    let bce = (bce * weight.clone()).sum() / weight_sum;
+    let p = sigmoid(logits) * weight.clone();
+    let t = target * weight;
+    let intersection = (p.clone() * t.clone()).sum();
+    let soft_dice =
+        intersection.mul_scalar(2.0).add_scalar(1.0) / (p.sum() + t.sum()).add_scalar(1.0);
+    bce + soft_dice.neg().add_scalar(1.0)
+}
+
+fn evaluate(
+    net: &Net,
+    set: &[PreparedSample],
+    class_names: &[String],
+    device: &Device,
+    seed: u64,
+) -> Result<Evaluation, MlError> {
+    let mut dices = Vec::new();
+    let mut probs: Vec<Vec<f32>> = Vec::new();
+    let mut actual = Vec::new();
+    let device = device.clone().inner();
+    for chunk in set.chunks(16) {
+        let inputs: Vec<&super::preprocess::ModelInput> = chunk.iter().map(|s| &s.input).collect();
+        let x = super::preprocess::batch_tensor(&inputs, &device);
+        let (class_logits, mask_logits) = net.forward(x);
+        let k = class_names.len();
+        let p = tensor_to_vec(softmax(class_logits, 1))?;
+        for (i, s) in chunk.iter().enumerate() {
+            probs.push(p[i * k..(i + 1) * k].to_vec());
+            actual.push(s.class);
+        }
+        if let Some(mask_logits) = mask_logits {
+            let m = tensor_to_vec(mask_logits)?;
+            let plane = chunk[0].input.size * chunk[0].input.size;
+            for (i, s) in chunk.iter().enumerate() {
+                if let Some(mask) = &s.mask {
+                    let pred: Vec<bool> = m[i * plane..(i + 1) * plane]
+                        .iter()
+                        .map(|&z| z > 0.0)
+                        .collect();
+                    let target: Vec<bool> = mask.target.iter().map(|&t| t > 0.5).collect();
+                    dices.push(dice(&pred, &target, &mask.weight));
+                }
+            }
+        }
+    }
+    let predicted: Vec<usize> = probs
+        .iter()
+        .map(|p| {
+            p.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i)
+        })
+        .collect();
+    let mut per_class_auc = Vec::new();
+    for (c, name) in class_names.iter().enumerate() {
+        let scores: Vec<f64> = probs.iter().map(|p| p[c] as f64).collect();
+        let positive: Vec<bool> = actual.iter().map(|&a| a == c).collect();
+        if let Some(auc) = auc_bootstrap(&scores, &positive, 1000, seed) {
+            per_class_auc.push((name.clone(), auc));
+        }
+    }
+    let macro_auc = (!per_class_auc.is_empty()).then(|| {
+        per_class_auc.iter().map(|(_, a)| a.auc).sum::<f64>() / per_class_auc.len() as f64
+    });
+    Ok(Evaluation {
+        dice: (!dices.is_empty()).then(|| dices.iter().sum::<f64>() / dices.len() as f64),
+        accuracy: accuracy(&predicted, &actual),
+        per_class_auc,
+        macro_auc,
+        images: set.len(),
+    })
+}
+
+/// Where `cxrlens train` writes by default.
+pub fn default_out_dir(kind: ModelKind) -> PathBuf {
+    PathBuf::from("models").join(kind.default_name())
+}

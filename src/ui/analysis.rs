@@ -1,0 +1,257 @@
+//! The Analysis panel: run lung mask + classification + an explanation on the inference worker,
+//! show class probabilities with the model's name and version, and the layer list (lung mask fill
+//! or contour, heatmap) with visibility, opacity, colormap with legend, and threshold.
+//!
+//! Layer edits go through `Command::SetLayer`; on the GPU path they only change a uniform.
+
+use egui::{Color32, RichText};
+
+use super::command::Command;
+use super::state::{AnalysisView, LayerState};
+use crate::imaging::colormap::Colormap;
+use crate::ml::analysis::ExplainTarget;
+use crate::ml::explain::Method;
+use crate::worker::inference::ModelsReady;
+
+/// Whether the inference worker is ready.
+#[derive(Clone, Debug, Default)]
+pub enum ModelsStatus {
+    #[default]
+    Loading,
+    Ready(ModelsReady),
+    Failed(String),
+}
+
+/// Panel state that outlives one image.
+#[derive(Clone, Debug)]
+pub struct AnalysisPanel {
+    pub method: Method,
+    pub target: ExplainTarget,
+    pub models: ModelsStatus,
+    /// Generation, fraction done and current step of the analysis in flight.
+    pub running: Option<(u64, f32, String)>,
+}
+
+impl Default for AnalysisPanel {
+    fn default() -> Self {
+        Self {
+            method: Method::GradCam,
+            target: ExplainTarget::Classifier,
+            models: ModelsStatus::Loading,
+            running: None,
+        }
+    }
+}
+
+pub const HEATMAP_COLORMAPS: [Colormap; 3] =
+    [Colormap::Inferno, Colormap::Viridis, Colormap::Turbo];
+/// Mask colour: a cyan that stays visible over both bright bone and dark lung.
+pub const MASK_COLOR: [u8; 3] = [0, 210, 255];
+
+/// The panel. `view` is the open image's analysis, if any.
+pub fn analysis_ui(
+    ui: &mut egui::Ui,
+    panel: &AnalysisPanel,
+    view: Option<&AnalysisView>,
+    has_image: bool,
+    commands: &mut Vec<Command>,
+) {
+    ui.heading("Analysis");
+    match &panel.models {
+        ModelsStatus::Loading => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Loading models…");
+            });
+        }
+        ModelsStatus::Failed(e) => {
+            ui.colored_label(Color32::LIGHT_RED, format!("Models unavailable: {e}"));
+        }
+        ModelsStatus::Ready(r) => {
+            ui.label(RichText::new(format!("Compute: {}", r.device)).small())
+                .on_hover_text(&r.reason);
+            if r.models.is_empty() {
+                ui.colored_label(Color32::LIGHT_RED, "No model bundles found.");
+            }
+            for p in &r.problems {
+                ui.colored_label(Color32::LIGHT_RED, RichText::new(p).small());
+            }
+        }
+    }
+    ui.add_space(4.0);
+    egui::Grid::new("analysis-options")
+        .num_columns(2)
+        .show(ui, |ui| {
+            ui.label("Explain");
+            let mut target = panel.target;
+            egui::ComboBox::from_id_salt("explain-target")
+                .selected_text(target_label(target))
+                .show_ui(ui, |ui| {
+                    for t in [ExplainTarget::Classifier, ExplainTarget::LungHead] {
+                        ui.selectable_value(&mut target, t, target_label(t));
+                    }
+                });
+            if target != panel.target {
+                commands.push(Command::SetExplainTarget(target));
+            }
+            ui.end_row();
+            ui.label("Method");
+            let mut method = panel.method;
+            egui::ComboBox::from_id_salt("explain-method")
+                .selected_text(method.label())
+                .show_ui(ui, |ui| {
+                    for m in Method::ALL {
+                        ui.selectable_value(&mut method, m, m.label());
+                    }
+                });
+            if method != panel.method {
+                commands.push(Command::SetMethod(method));
+            }
+            ui.end_row();
+        });
+    let ready = matches!(panel.models, ModelsStatus::Ready(ref r) if !r.models.is_empty());
+    match &panel.running {
+        Some((_, fraction, step)) => {
+            ui.add(
+                egui::ProgressBar::new(*fraction)
+                    .text(format!("{step}…"))
+                    .animate(true),
+            );
+            if ui.button("Cancel").clicked() {
+                commands.push(Command::CancelAnalysis);
+            }
+        }
+        None => {
+            if ui
+                .add_enabled(ready && has_image, egui::Button::new("Analyze (A)"))
+                .clicked()
+            {
+                commands.push(Command::Analyze);
+            }
+        }
+    }
+    ui.label(
+        RichText::new("Research use only — not a diagnostic device.")
+            .small()
+            .weak(),
+    );
+    let Some(view) = view else { return };
+    ui.separator();
+    for p in &view.predictions {
+        ui.label(RichText::new(&p.model_title).strong());
+        let best = p.classes.iter().map(|c| c.1).fold(0.0_f32, f32::max);
+        for (name, prob) in &p.classes {
+            ui.horizontal(|ui| {
+                let text = RichText::new(format!("{name:<16}"));
+                ui.label(if *prob == best { text.strong() } else { text });
+                ui.add(
+                    egui::ProgressBar::new(*prob)
+                        .desired_width(110.0)
+                        .text(format!("{:.1} %", prob * 100.0)),
+                );
+            });
+        }
+    }
+    if let Some((model, class)) = &view.explained {
+        ui.label(
+            RichText::new(format!(
+                "{} of {model}, class “{class}” ({:.1} s)",
+                view.method.label(),
+                view.seconds
+            ))
+            .small(),
+        );
+    }
+    ui.separator();
+    ui.label(RichText::new("Layers").strong());
+    if let Some(mask) = &view.mask {
+        layer_ui(ui, 0, mask, true, commands);
+    }
+    if let Some(heat) = &view.heatmap {
+        layer_ui(ui, 1, heat, false, commands);
+    }
+}
+
+fn target_label(t: ExplainTarget) -> &'static str {
+    match t {
+        ExplainTarget::Classifier => "Classifier",
+        ExplainTarget::LungHead => "Lung network head",
+    }
+}
+
+fn layer_ui(
+    ui: &mut egui::Ui,
+    index: usize,
+    layer: &LayerState,
+    is_mask: bool,
+    commands: &mut Vec<Command>,
+) {
+    let mut params = layer.params;
+    let mut colormap = layer.colormap;
+    ui.push_id(index, |ui| {
+        ui.checkbox(&mut params.visible, &layer.label);
+        ui.indent("layer", |ui| {
+            ui.add(egui::Slider::new(&mut params.opacity, 0.0..=1.0).text("Opacity"));
+            ui.add(egui::Slider::new(&mut params.threshold, 0.0..=1.0).text("Threshold"));
+            if is_mask {
+                ui.horizontal(|ui| {
+                    ui.radio_value(&mut params.contour, false, "Fill");
+                    ui.radio_value(&mut params.contour, true, "Contour");
+                });
+            } else {
+                egui::ComboBox::from_id_salt("colormap")
+                    .selected_text(colormap.label())
+                    .show_ui(ui, |ui| {
+                        for c in HEATMAP_COLORMAPS {
+                            ui.selectable_value(&mut colormap, c, c.label());
+                        }
+                    });
+                legend_ui(ui, colormap, params.threshold);
+            }
+        });
+    });
+    if params != layer.params || colormap != layer.colormap {
+        commands.push(Command::SetLayer {
+            index,
+            params,
+            colormap,
+        });
+    }
+}
+
+/// A colour bar 0 … 1 with the threshold marked.
+fn legend_ui(ui: &mut egui::Ui, colormap: Colormap, threshold: f32) {
+    let table = colormap.table();
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(180.0, 12.0), egui::Sense::hover());
+    let painter = ui.painter_at(rect);
+    let n = 64;
+    for i in 0..n {
+        let t0 = i as f32 / n as f32;
+        let c = table[crate::imaging::colormap::table_index(t0 + 0.5 / n as f32)];
+        let x0 = rect.left() + rect.width() * t0;
+        let x1 = rect.left() + rect.width() * (i + 1) as f32 / n as f32;
+        painter.rect_filled(
+            egui::Rect::from_min_max(
+                egui::pos2(x0, rect.top()),
+                egui::pos2(x1 + 0.5, rect.bottom()),
+            ),
+            0.0,
+            Color32::from_rgb(c[0], c[1], c[2]),
+        );
+    }
+    if threshold > 0.0 {
+        let x = rect.left() + rect.width() * threshold;
+        painter.line_segment(
+            [
+                egui::pos2(x, rect.top() - 2.0),
+                egui::pos2(x, rect.bottom() + 2.0),
+            ],
+            egui::Stroke::new(2.0, Color32::WHITE),
+        );
+    }
+    ui.horizontal(|ui| {
+        ui.label(RichText::new("0 (low)").small());
+        ui.add_space(100.0);
+        ui.label(RichText::new("1 (high)").small());
+    });
+}

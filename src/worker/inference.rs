@@ -1,0 +1,154 @@
+//! The long-lived inference worker: one named thread (`cxrlens-inference`) that owns the burn
+//! device and the loaded models for the life of the app. Requests are queued; a newer request
+//! cancels an older one (between analysis steps), and only the newest result is reported.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use super::WorkerEvent;
+use crate::ml::analysis::{AnalysisRequest, Models, analyze};
+use crate::ml::bundle::discover;
+use crate::ml::device::{BackendChoice, ComputeDevice, probe_adapter, select};
+use crate::ml::error::MlError;
+
+/// What the worker found at start-up.
+#[derive(Clone, Debug)]
+pub struct ModelsReady {
+    pub device: String,
+    pub reason: String,
+    /// "name version" of each loaded model.
+    pub models: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+enum Job {
+    Analyze {
+        generation: u64,
+        request: Box<AnalysisRequest>,
+    },
+}
+
+/// Handle to the inference thread. Dropping it ends the thread after its current job.
+pub struct InferenceWorker {
+    jobs: Sender<Job>,
+    latest: Arc<AtomicU64>,
+}
+
+impl InferenceWorker {
+    /// Start the thread. With `compute` = `None` it chooses the device itself (`BackendChoice`).
+    pub fn start(
+        compute: Option<ComputeDevice>,
+        choice: BackendChoice,
+        events: Sender<WorkerEvent>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<Self, String> {
+        let (jobs, rx) = mpsc::channel();
+        let latest = Arc::new(AtomicU64::new(0));
+        let latest_in_thread = latest.clone();
+        std::thread::Builder::new()
+            .name("cxrlens-inference".into())
+            .spawn(move || run(compute, choice, rx, events, wake, latest_in_thread))
+            .map_err(|e| format!("cannot start the inference thread: {e}"))?;
+        Ok(Self { jobs, latest })
+    }
+
+    /// Queue an analysis; returns its generation. Older analyses stop at their next step.
+    pub fn analyze(&mut self, request: AnalysisRequest) -> Result<u64, String> {
+        let generation = self.latest.fetch_add(1, Ordering::SeqCst) + 1;
+        self.jobs
+            .send(Job::Analyze {
+                generation,
+                request: Box::new(request),
+            })
+            .map_err(|_| "the inference worker has stopped".to_string())?;
+        Ok(generation)
+    }
+
+    /// Cancel whatever is running or queued.
+    pub fn cancel(&mut self) {
+        self.latest.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn run(
+    compute: Option<ComputeDevice>,
+    choice: BackendChoice,
+    rx: Receiver<Job>,
+    events: Sender<WorkerEvent>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    latest: Arc<AtomicU64>,
+) {
+    let send = |event: WorkerEvent| {
+        let _ = events.send(event);
+        wake();
+    };
+    let compute = match compute {
+        Some(c) => c,
+        None => {
+            let adapter = if choice == BackendChoice::Flex {
+                None
+            } else {
+                probe_adapter()
+            };
+            match select(choice, adapter.as_ref()) {
+                Ok((c, _)) => c,
+                Err(e) => {
+                    send(WorkerEvent::ModelsReady(Box::new(Err(e.to_string()))));
+                    return;
+                }
+            }
+        }
+    };
+    let (bundles, mut problems) = discover();
+    let (models, load_problems) = Models::load(&bundles, &compute.device);
+    problems.extend(load_problems);
+    let titles = models
+        .lung
+        .iter()
+        .map(|(_, i)| i.title())
+        .chain(models.classifier.iter().map(|(_, i)| i.title()))
+        .collect();
+    send(WorkerEvent::ModelsReady(Box::new(Ok(ModelsReady {
+        device: compute.description.clone(),
+        reason: compute.reason.clone(),
+        models: titles,
+        problems,
+    }))));
+    while let Ok(job) = rx.recv() {
+        // Skip to the newest queued job.
+        let mut job = job;
+        while let Ok(newer) = rx.try_recv() {
+            job = newer;
+        }
+        let Job::Analyze {
+            generation,
+            request,
+        } = job;
+        if latest.load(Ordering::SeqCst) != generation {
+            continue;
+        }
+        let mut last_fraction = -1.0_f32;
+        let result = analyze(&models, &request, &mut |fraction, step| {
+            if latest.load(Ordering::SeqCst) != generation {
+                return false;
+            }
+            if fraction - last_fraction >= 0.05 {
+                last_fraction = fraction;
+                send(WorkerEvent::AnalysisProgress {
+                    generation,
+                    fraction,
+                    step: step.to_string(),
+                });
+            }
+            true
+        });
+        match result {
+            Err(MlError::Cancelled) => {}
+            other => send(WorkerEvent::Analyzed {
+                generation,
+                result: Box::new(other.map_err(|e| e.to_string())),
+            }),
+        }
+    }
+}

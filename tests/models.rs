@@ -1,0 +1,263 @@
+//! The shipped model bundles: each loads on the CPU device, the lung network keeps its validation
+//! Dice on held-out patients, a shared DICOM is analysed end to end, and broken bundles are errors.
+
+mod common;
+
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::prelude::*;
+use common::{RSNA, dicom, shared_data};
+use cxrlens::ml::analysis::{AnalysisRequest, ExplainTarget, Models, analyze};
+use cxrlens::ml::bundle::{BundleInfo, LoadedModel, ModelKind, discover, load_bundle, save_module};
+use cxrlens::ml::classifier::ClassifierConfig;
+use cxrlens::ml::data::{prepare, read_labels, split_by_patient};
+use cxrlens::ml::explain::Method;
+use cxrlens::ml::metrics::dice;
+use cxrlens::ml::preprocess::batch_tensor;
+use cxrlens::ml::saliency::SaliencyNetConfig;
+use cxrlens::ml::tensor_to_vec;
+
+fn cpu() -> Device {
+    Device::flex().autodiff()
+}
+
+fn shipped() -> Vec<BundleInfo> {
+    let (bundles, problems) = discover();
+    assert!(problems.is_empty(), "{problems:?}");
+    bundles.into_iter().filter(|b| b.shipped).collect()
+}
+
+#[test]
+fn every_shipped_bundle_loads_on_the_cpu_device() {
+    let bundles = shipped();
+    let kinds: Vec<ModelKind> = bundles.iter().map(|b| b.card.kind).collect();
+    assert!(kinds.contains(&ModelKind::Lung), "{kinds:?}");
+    assert!(kinds.contains(&ModelKind::Classifier), "{kinds:?}");
+    for b in &bundles {
+        assert!(
+            b.dir.join("MODEL_CARD.md").is_file(),
+            "{} has no MODEL_CARD.md",
+            b.title()
+        );
+        let model = load_bundle(b, &cpu()).unwrap_or_else(|e| panic!("{}: {e}", b.title()));
+        let size = b.card.input_size;
+        let x = Tensor::<4>::zeros([1, 1, size, size], &Device::flex());
+        match model {
+            LoadedModel::Lung(m, c) => {
+                assert_eq!(c.class_names, b.card.class_names);
+                let out = m.valid().forward(x);
+                assert_eq!(out.mask_logits.dims(), [1, 1, size, size]);
+                assert_eq!(out.class_logits.dims(), [1, c.class_names.len()]);
+            }
+            LoadedModel::Classifier(m, c) => {
+                assert_eq!(m.valid().forward(x).dims(), [1, c.class_names.len()]);
+            }
+            LoadedModel::Saliency(..) => {}
+        }
+    }
+}
+
+#[test]
+fn lung_network_keeps_its_dice_on_held_out_patients() {
+    let bundle = shipped()
+        .into_iter()
+        .find(|b| b.card.kind == ModelKind::Lung)
+        .expect("a lung bundle");
+    let Ok(LoadedModel::Lung(model, config)) = load_bundle(&bundle, &cpu()) else {
+        panic!("lung bundle did not load")
+    };
+    let root = shared_data().join("cxr-ieee8023");
+    let (records, _) = read_labels(&root).unwrap();
+    // The same patient-wise split the card describes (fraction 0.2, seed 42).
+    let (_, validation) = split_by_patient(&records, 0.2, 42);
+    let held_out: Vec<_> = validation
+        .iter()
+        .map(|&i| records[i].clone())
+        .filter(|r| r.mask.is_some())
+        .collect();
+    assert!(
+        held_out.len() >= 30,
+        "only {} held-out masks",
+        held_out.len()
+    );
+    let (samples, problems) = prepare(&held_out, &config.class_names, config.input_size, true);
+    assert!(problems.is_empty(), "{problems:?}");
+    let model = model.valid();
+    let mut dices = Vec::new();
+    for chunk in samples.chunks(16) {
+        let inputs: Vec<_> = chunk.iter().map(|s| &s.input).collect();
+        let logits = tensor_to_vec(
+            model
+                .forward(batch_tensor(&inputs, &Device::flex()))
+                .mask_logits,
+        )
+        .unwrap();
+        let plane = config.input_size * config.input_size;
+        for (i, s) in chunk.iter().enumerate() {
+            let m = s.mask.as_ref().unwrap();
+            let pred: Vec<bool> = logits[i * plane..(i + 1) * plane]
+                .iter()
+                .map(|z| *z > 0.0)
+                .collect();
+            let target: Vec<bool> = m.target.iter().map(|t| *t > 0.5).collect();
+            dices.push(dice(&pred, &target, &m.weight));
+        }
+    }
+    let mean = dices.iter().sum::<f64>() / dices.len() as f64;
+    let card = bundle.card.metrics["dice"];
+    assert!(
+        (mean - card).abs() < 0.005,
+        "held-out Dice {mean:.4} but the card says {card:.4}"
+    );
+    assert!(mean >= 0.9, "held-out Dice {mean:.4}");
+}
+
+#[test]
+fn a_shared_dicom_is_analysed_end_to_end() {
+    let loaded = cxrlens::io::load_image(&dicom(RSNA)).unwrap();
+    let (models, problems) = Models::load(&shipped(), &cpu());
+    assert!(problems.is_empty(), "{problems:?}");
+    for (method, target) in [
+        (Method::GradCam, ExplainTarget::Classifier),
+        (Method::LungCroppedCam, ExplainTarget::LungHead),
+    ] {
+        let request = AnalysisRequest {
+            image: Arc::clone(&loaded.image),
+            photometric_inverted: loaded.info.photometric_inverted,
+            low: loaded.stats.p01,
+            high: loaded.stats.p99,
+            method,
+            target,
+            class: None,
+        };
+        let mut steps = Vec::new();
+        let result = analyze(&models, &request, &mut |f, s| {
+            steps.push((f, s.to_string()));
+            true
+        })
+        .unwrap();
+        assert!(
+            steps.windows(2).all(|w| w[0].0 <= w[1].0),
+            "progress went backwards: {steps:?}"
+        );
+        let (w, h) = (loaded.image.width, loaded.image.height);
+        let mask = result.lung_probability.expect("a lung mask");
+        let heat = result.heatmap.expect("a heatmap");
+        assert_eq!(
+            (mask.width, mask.height, heat.width, heat.height),
+            (w, h, w, h)
+        );
+        assert!(heat.values.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert!(
+            heat.values.iter().any(|v| *v > 0.5),
+            "{method:?}: heatmap is empty"
+        );
+        let lung_fraction =
+            mask.values.iter().filter(|v| **v >= 0.5).count() as f64 / mask.values.len() as f64;
+        assert!(
+            (0.1..0.7).contains(&lung_fraction),
+            "lung area {lung_fraction:.2} of a normal PA chest"
+        );
+        for p in &result.predictions {
+            let sum: f32 = p.classes.iter().map(|c| c.1).sum();
+            assert!(
+                (sum - 1.0).abs() < 1e-4,
+                "{}: probabilities sum to {sum}",
+                p.model_title
+            );
+        }
+        if method == Method::LungCroppedCam {
+            // The lung-cropped CAM is zero where the (resampled) mask is clearly outside the lungs.
+            for (hv, mv) in heat.values.iter().zip(&mask.values) {
+                assert!(
+                    *mv > 0.2 || *hv < 1e-3,
+                    "heat {hv} outside the lungs (mask {mv})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn broken_bundles_are_errors_not_panics() {
+    let original = shipped()
+        .into_iter()
+        .find(|b| b.card.kind == ModelKind::Classifier)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "card.json", "weights.bpk"] {
+        std::fs::copy(original.dir.join(f), dir.path().join(f)).unwrap();
+    }
+    let info = BundleInfo::open(dir.path(), false).unwrap();
+    // Truncated weights.
+    let bytes = std::fs::read(dir.path().join("weights.bpk")).unwrap();
+    std::fs::write(dir.path().join("weights.bpk"), &bytes[..bytes.len() / 3]).unwrap();
+    assert!(load_bundle(&info, &cpu()).is_err());
+    // Weights of another architecture (wider network).
+    std::fs::write(dir.path().join("weights.bpk"), &bytes).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    config["base_channels"] = serde_json::json!(32);
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let err = load_bundle(&info, &cpu())
+        .err()
+        .expect("a mismatched architecture must not load");
+    assert!(!err.to_string().is_empty());
+    // Not JSON.
+    std::fs::write(dir.path().join("config.json"), "not json").unwrap();
+    assert!(load_bundle(&info, &cpu()).is_err());
+}
+
+#[test]
+fn saliency_net_outputs_a_distribution_and_round_trips_through_a_bundle() {
+    let device = cpu();
+    let classifier = ClassifierConfig::new(vec!["a".into(), "b".into()])
+        .with_input_size(64)
+        .with_base_channels(8)
+        .init(&device)
+        .valid();
+    let config = SaliencyNetConfig::new(64)
+        .with_input_size(64)
+        .with_base_channels(8)
+        .with_depth(3);
+    let net = config.init(&device).valid();
+    let x = Tensor::<4>::random(
+        [2, 1, 64, 64],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    let features = classifier.features(x.clone());
+    let out = net.forward(x.clone(), features.clone());
+    assert_eq!(out.dims(), [2, 1, 64, 64]);
+    let v = tensor_to_vec(out).unwrap();
+    for image in v.chunks(64 * 64) {
+        assert!(image.iter().all(|p| *p >= 0.0));
+        assert!((image.iter().sum::<f32>() - 1.0).abs() < 1e-3);
+    }
+    // Save as a bundle and load it back: the same output.
+    let dir = tempfile::tempdir().unwrap();
+    save_module(net.clone(), &dir.path().join("weights.bpk")).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_string(&config).unwrap(),
+    )
+    .unwrap();
+    let card = serde_json::json!({
+        "kind": "saliency", "name": "test", "version": "0", "class_names": [], "input_size": 64,
+        "parameters": 0, "data": "", "epochs": 0, "device": "", "training_seconds": 0.0,
+        "metrics": {}, "limitations": [], "simulated_gaze": true, "command": ""
+    });
+    std::fs::write(dir.path().join("card.json"), card.to_string()).unwrap();
+    let info = BundleInfo::open(dir.path(), false).unwrap();
+    let Ok(LoadedModel::Saliency(loaded, _)) = load_bundle(&info, &device) else {
+        panic!("saliency bundle did not load")
+    };
+    let again = tensor_to_vec(loaded.valid().forward(x, features)).unwrap();
+    let worst = v
+        .iter()
+        .zip(&again)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0_f32, f32::max);
+    assert!(worst < 1e-6, "{worst}");
+}
