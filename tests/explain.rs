@@ -86,16 +86,17 @@ fn grad_cam_of_a_linear_head_is_known_in_closed_form() {
         // Grad-CAM++ with a constant gradient g_k per channel: α = g²/(2g² + S_k g³),
         // w_k = Σ_ij α·ReLU(g_k) = 4·α·ReLU(g_k); CAM = ReLU(Σ_k w_k A_k).
         let plus = grad_cam_plus_plus_raw(&t);
-        let mut w = [0.0_f32; 2];
-        for k in 0..2 {
-            let g = net.weights[class][k] / 4.0;
-            let s: f32 = x_values
-                .iter()
-                .map(|&xv| (net.scales[k] * xv).max(0.0))
-                .sum();
-            let alpha = g * g / (2.0 * g * g + s * g * g * g);
-            w[k] = 4.0 * alpha * g.max(0.0);
-        }
+        let w: Vec<f32> = (0..2)
+            .map(|k| {
+                let g = net.weights[class][k] / 4.0;
+                let s: f32 = x_values
+                    .iter()
+                    .map(|&xv| (net.scales[k] * xv).max(0.0))
+                    .sum();
+                let alpha = g * g / (2.0 * g * g + s * g * g * g);
+                4.0 * alpha * g.max(0.0)
+            })
+            .collect();
         for (i, &xv) in x_values.iter().enumerate() {
             let expected = (w[0] * (net.scales[0] * xv).max(0.0)
                 + w[1] * (net.scales[1] * xv).max(0.0))

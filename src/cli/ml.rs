@@ -64,6 +64,49 @@ pub struct TrainArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Bundle folder (e.g. models/lung-unet).
+    #[arg(long)]
+    pub bundle: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_fraction: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Record the figures in the bundle's card (card.json and MODEL_CARD.md).
+    #[arg(long)]
+    pub update_card: bool,
+}
+
+pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
+    let info =
+        crate::ml::bundle::BundleInfo::open(&args.bundle, false).map_err(|e| e.to_string())?;
+    let e = crate::ml::eval::evaluate_lung(
+        &info,
+        &args.data,
+        args.validation_fraction,
+        args.seed,
+        &Device::flex(),
+    )
+    .map_err(|e| e.to_string())?;
+    if args.update_card {
+        let mut card = info.card.clone();
+        card.metrics
+            .insert("dice_image_resolution".into(), e.dice_image);
+        card.metrics
+            .insert("dice_image_resolution_median".into(), e.dice_image_median);
+        card.metrics
+            .insert("dice_image_resolution_p05".into(), e.dice_image_p05);
+        card.write(&args.bundle).map_err(|e| e.to_string())?;
+    }
+    Ok(format!(
+        "{} held-out images: Dice at image resolution mean {:.4}, median {:.4}, 5th percentile {:.4}\n",
+        e.images, e.dice_image, e.dice_image_median, e.dice_image_p05
+    ))
+}
+
+#[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Input side in pixels.
     #[arg(long, default_value_t = 128)]

@@ -55,6 +55,8 @@ pub enum CliCommand {
     Analyze(ml::AnalyzeArgs),
     /// Train a model on a local dataset folder (labels.csv, images/, masks/).
     Train(ml::TrainArgs),
+    /// Evaluate a lung bundle on the held-out patients of a dataset (Dice at image resolution).
+    Eval(ml::EvalArgs),
     /// Time forward and forward+backward of the lung network on each available backend.
     BenchBackends(ml::BenchArgs),
 }

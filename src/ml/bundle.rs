@@ -273,6 +273,8 @@ impl BundleInfo {
 }
 
 /// A loaded network with its configuration.
+// One value per load, moved straight into its owner: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum LoadedModel {
     Lung(LungNet, LungNetConfig),
     Classifier(Classifier, ClassifierConfig),
@@ -306,7 +308,7 @@ fn validate_sizes(input_size: usize, downsamplings: usize) -> Result<(), MlError
     if input_size == 0
         || input_size > 2048
         || downsamplings > 8
-        || input_size % (1 << downsamplings) != 0
+        || !input_size.is_multiple_of(1 << downsamplings)
     {
         return Err(MlError::Config(format!(
             "input size {input_size} does not suit {downsamplings} downsampling steps"

@@ -21,7 +21,7 @@ pub struct ClassifierConfig {
     #[config(default = 16)]
     pub base_channels: usize,
     /// Residual blocks per stage (each stage after the first halves the resolution).
-    #[config(default = "vec![1, 1, 1, 1]")]
+    #[config(default = "vec![2, 2, 2]")]
     pub blocks_per_stage: Vec<usize>,
     /// Class names, in output order.
     pub class_names: Vec<String>,
@@ -61,7 +61,7 @@ impl ClassifierConfig {
     /// Side of the target feature map for an input of `input_size`.
     pub fn feature_size(&self) -> usize {
         let stages = self.blocks_per_stage.len().saturating_sub(1);
-        self.input_size / 4 >> stages
+        (self.input_size / 4) >> stages
     }
 }
 

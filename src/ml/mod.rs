@@ -12,6 +12,7 @@ pub mod classifier;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod explain;
 pub mod lung;
 pub mod metrics;

@@ -121,6 +121,8 @@ pub struct TrainReport {
     pub data_problems: Vec<String>,
 }
 
+// One value for the whole run: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Net {
     Lung(super::lung::LungNet),
     Classifier(super::classifier::Classifier),

@@ -1,0 +1,105 @@
+//! Evaluation of a trained bundle on the held-out patients of a dataset folder, in image space:
+//! the lung network's probability map is resampled onto each image (as the viewer shows it),
+//! thresholded at ½ and compared with the full-resolution mask (ignore pixels excluded).
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+use serde::{Deserialize, Serialize};
+
+use super::bundle::{BundleInfo, LoadedModel, load_bundle};
+use super::data::{read_labels, split_by_patient};
+use super::error::MlError;
+use super::explain::ModelMap;
+use super::metrics::dice;
+use super::preprocess::{model_input, to_image_space};
+use super::tensor_to_vec;
+
+/// Dice of a lung bundle on held-out images.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LungEvaluation {
+    pub images: usize,
+    /// Mean Dice at image resolution (prediction resampled onto the image).
+    pub dice_image: f64,
+    /// Median and 5th percentile, to show the spread.
+    pub dice_image_median: f64,
+    pub dice_image_p05: f64,
+}
+
+/// Evaluate `bundle` (a lung network) on the validation patients of `data_root`.
+pub fn evaluate_lung(
+    bundle: &BundleInfo,
+    data_root: &Path,
+    validation_fraction: f64,
+    seed: u64,
+    device: &Device,
+) -> Result<LungEvaluation, MlError> {
+    let LoadedModel::Lung(model, config) = load_bundle(bundle, device)? else {
+        return Err(MlError::Config(format!(
+            "{} is not a lung network",
+            bundle.title()
+        )));
+    };
+    let model = model.valid();
+    let inner = device.clone().inner();
+    let (records, _) = read_labels(data_root)?;
+    let (_, validation) = split_by_patient(&records, validation_fraction, seed);
+    let mut dices = Vec::new();
+    for &i in &validation {
+        let r = &records[i];
+        let Some(mask_path) = &r.mask else { continue };
+        let loaded = crate::io::load_image(&r.image)
+            .map_err(|e| MlError::Dataset(format!("{}: {e}", r.id)))?;
+        let img = &loaded.image;
+        let x = model_input(
+            img,
+            loaded.info.photometric_inverted,
+            loaded.stats.p01,
+            loaded.stats.p99,
+            config.input_size,
+        )
+        .to_tensor(&inner);
+        let p = tensor_to_vec(sigmoid(model.forward(x).mask_logits))?;
+        let map = ModelMap {
+            width: config.input_size,
+            height: config.input_size,
+            values: p,
+        };
+        let prob = to_image_space(&map, img.width, img.height);
+        let mask = image::open(mask_path)
+            .map_err(|e| MlError::Dataset(format!("{}: {e}", r.id)))?
+            .to_luma8();
+        if mask.dimensions() != (img.width, img.height) {
+            return Err(MlError::Dataset(format!(
+                "{}: mask and image sizes differ",
+                r.id
+            )));
+        }
+        let target: Vec<bool> = mask.pixels().map(|q| q.0[0] >= 192).collect();
+        let weight: Vec<f32> = mask
+            .pixels()
+            .map(|q| {
+                if (64..192).contains(&q.0[0]) {
+                    0.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let pred: Vec<bool> = prob.values.iter().map(|v| *v >= 0.5).collect();
+        dices.push(dice(&pred, &target, &weight));
+    }
+    if dices.is_empty() {
+        return Err(MlError::Dataset("no held-out image has a mask".into()));
+    }
+    let mean = dices.iter().sum::<f64>() / dices.len() as f64;
+    dices.sort_by(f64::total_cmp);
+    Ok(LungEvaluation {
+        images: dices.len(),
+        dice_image: mean,
+        dice_image_median: dices[dices.len() / 2],
+        dice_image_p05: dices[(dices.len() as f64 * 0.05) as usize],
+    })
+}
