@@ -168,10 +168,11 @@ fn a_shared_dicom_is_analysed_end_to_end() {
             );
         }
         if method == Method::LungCroppedCam {
-            // The lung-cropped CAM is zero where the (resampled) mask is clearly outside the lungs.
+            // Both maps are bilinear resamplings of the same grid, where heat is zero wherever the
+            // lung probability is below ½; so at any image pixel heat ≤ 2 × lung probability.
             for (hv, mv) in heat.values.iter().zip(&mask.values) {
                 assert!(
-                    *mv > 0.2 || *hv < 1e-3,
+                    *hv <= 2.0 * mv + 1e-5,
                     "heat {hv} outside the lungs (mask {mv})"
                 );
             }
@@ -217,7 +218,7 @@ fn saliency_net_outputs_a_distribution_and_round_trips_through_a_bundle() {
         .with_base_channels(8)
         .init(&device)
         .valid();
-    let config = SaliencyNetConfig::new(64)
+    let config = SaliencyNetConfig::new(32)
         .with_input_size(64)
         .with_base_channels(8)
         .with_depth(3);

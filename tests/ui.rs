@@ -207,8 +207,18 @@ fn analyze_shows_probabilities_mask_and_heatmap_layers() {
     assert!(mask.params.visible && heat.params.visible);
     assert_eq!(heat.handle.image.width, v.handle.image.width);
     assert_eq!(mask.handle.image.height, v.handle.image.height);
-    assert!(h.query_by_label_contains("lung-unet").is_some());
-    assert!(h.query_by_label_contains("cxr-resnet").is_some());
+    // The probabilities are shown under each model's name and version.
+    assert!(
+        h.query_all_by_label_contains("lung-unet 1.0.0")
+            .next()
+            .is_some()
+    );
+    assert!(
+        h.query_all_by_label_contains("cxr-resnet 1.0.0")
+            .next()
+            .is_some()
+    );
+    assert!(h.query_all_by_label_contains("abnormal").next().is_some());
     // Opacity changes the layer (a uniform on the GPU path), not the heatmap pixels.
     let key_before = v.settings_key();
     let heat_id = heat.handle.id;

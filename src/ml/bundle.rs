@@ -128,7 +128,7 @@ pub fn default_limitations(kind: ModelKind, data_folder: &str) -> Vec<String> {
     match kind {
         ModelKind::Lung => {
             l.push(format!("Trained at 128×128 on the lung masks of {data_folder}: frontal (PA, AP, AP supine) adult radiographs, mostly COVID-19 pneumonia. Masks include lung behind the heart. Not validated on paediatric, lateral, post-surgical or very low-quality images."));
-            l.push("The classification head's labels (covid19 / other_pneumonia / normal) follow the image source in this collection; the head can learn the source rather than the disease, its classes are very unbalanced (18 normal images), and its AUCs are not clinical evidence.".into());
+            l.push("The classification head's labels (covid19 / other_pneumonia / normal) follow the image source in this collection; the head can learn the source rather than the disease, its classes are very unbalanced (18 normal images), and its AUCs are not clinical evidence. On the shipped run its held-out macro AUC is at chance (see the metrics): treat its probabilities as uninformative; the lung mask is the product of this network.".into());
         }
         ModelKind::Classifier => {
             l.push(format!("Trained on {data_folder}: NIH ChestX-ray14 images distributed as 64×64 thumbnails, upsampled to the 128×128 input; the network sees only coarse structure."));
@@ -144,62 +144,29 @@ pub fn default_limitations(kind: ModelKind, data_folder: &str) -> Vec<String> {
 impl ModelCard {
     /// The human-readable card.
     pub fn markdown(&self) -> String {
-        let mut md = format!(
-            "# {} {}
-
-",
-            self.name, self.version
-        );
+        let mut md = format!("# {} {}\n\n", self.name, self.version);
         md += &format!(
-            "- **Architecture:** {:?} (see `config.json`), input {0}×{0}, {1} parameters
-",
-            self.input_size, self.parameters
+            "- **Architecture:** {:?} network (see `config.json`), input {}×{}, {} parameters\n",
+            self.kind, self.input_size, self.input_size, self.parameters
         );
+        md += &format!("- **Classes:** {}\n", self.class_names.join(", "));
+        md += &format!("- **Data:** {}\n", self.data);
         md += &format!(
-            "- **Classes:** {}
-",
-            self.class_names.join(", ")
-        );
-        md += &format!(
-            "- **Data:** {}
-",
-            self.data
-        );
-        md += &format!(
-            "- **Training:** {} epochs on {}, {:.0} s
-",
+            "- **Training:** {} epochs on {}, {:.0} s\n",
             self.epochs, self.device, self.training_seconds
         );
         md += &format!(
-            "- **Simulated gaze used:** {}
-",
+            "- **Simulated gaze used:** {}\n",
             if self.simulated_gaze { "yes" } else { "no" }
         );
-        md += &format!(
-            "- **Reproduce:** `{}`
-
-## Validation metrics (held-out patients)
-
-| metric | value |
-|---|---|
-",
-            self.command
-        );
+        md += &format!("- **Reproduce:** `{}`\n\n", self.command);
+        md += "## Validation metrics (held-out patients)\n\n| metric | value |\n|---|---|\n";
         for (k, v) in &self.metrics {
-            md += &format!(
-                "| {k} | {v:.4} |
-"
-            );
+            md += &format!("| {k} | {v:.4} |\n");
         }
-        md += "
-## Limitations
-
-";
+        md += "\n## Limitations\n\n";
         for l in &self.limitations {
-            md += &format!(
-                "- {l}
-"
-            );
+            md += &format!("- {l}\n");
         }
         md
     }
