@@ -137,20 +137,23 @@ pub fn analysis_ui(
     );
     let Some(view) = view else { return };
     ui.separator();
-    for p in &view.predictions {
+    for (m, p) in view.predictions.iter().enumerate() {
         ui.label(RichText::new(&p.model_title).strong());
         let best = p.classes.iter().map(|c| c.1).fold(0.0_f32, f32::max);
-        for (name, prob) in &p.classes {
-            ui.horizontal(|ui| {
-                let text = RichText::new(format!("{name:<16}"));
-                ui.label(if *prob == best { text.strong() } else { text });
-                ui.add(
-                    egui::ProgressBar::new(*prob)
-                        .desired_width(110.0)
-                        .text(format!("{:.1} %", prob * 100.0)),
-                );
+        egui::Grid::new(("probabilities", m))
+            .num_columns(2)
+            .show(ui, |ui| {
+                for (name, prob) in &p.classes {
+                    let text = RichText::new(name);
+                    ui.label(if *prob == best { text.strong() } else { text });
+                    ui.add(
+                        egui::ProgressBar::new(*prob)
+                            .desired_width(110.0)
+                            .text(format!("{:.1} %", prob * 100.0)),
+                    );
+                    ui.end_row();
+                }
             });
-        }
     }
     if let Some((model, class)) = &view.explained {
         ui.label(
