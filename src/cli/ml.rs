@@ -77,6 +77,9 @@ pub struct EvalArgs {
     /// Record the figures in the bundle's card (card.json and MODEL_CARD.md).
     #[arg(long)]
     pub update_card: bool,
+    /// Evaluate the raw network output, without the lung-mask clean-up the viewer applies.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 pub fn run_eval(args: &EvalArgs) -> Result<String, String> {

@@ -129,11 +129,12 @@ pub fn analyze(
         )
         .to_tensor(&models.device);
         let out = lung.forward(x);
-        let mask = ModelMap {
+        let mut mask = ModelMap {
             width: size,
             height: size,
             values: tensor_to_vec(sigmoid(out.mask_logits))?,
         };
+        super::preprocess::clean_lung_map(&mut mask);
         lung_probability = Some(to_image_space(&mask, w, h));
         lung_grid = Some(mask);
         predictions.push(prediction(info, out.class_logits)?);

@@ -81,3 +81,107 @@ pub fn to_image_space(map: &ModelMap, width: u32, height: u32) -> ScalarImage {
         values,
     }
 }
+
+/// Anatomical clean-up of a lung probability map on the model grid: of the regions `p ≥ ½`
+/// (4-connected) keep the two largest (two lungs; a region under 10 % of the largest is dropped),
+/// and fill holes (regions `p < ½` not connected to the border). Removed pixels get 0, filled ones ½.
+pub fn clean_lung_map(map: &mut ModelMap) {
+    let (w, h) = (map.width, map.height);
+    if w == 0 || h == 0 || map.values.len() != w * h {
+        return;
+    }
+    let label = |inside: &dyn Fn(usize) -> bool| -> (Vec<usize>, Vec<(usize, bool)>) {
+        // Component id per pixel (usize::MAX = not in the set) and (size, touches border) per id.
+        let mut ids = vec![usize::MAX; w * h];
+        let mut comps = Vec::new();
+        let mut stack = Vec::new();
+        for start in 0..w * h {
+            if ids[start] != usize::MAX || !inside(start) {
+                continue;
+            }
+            let id = comps.len();
+            let (mut size, mut border) = (0usize, false);
+            ids[start] = id;
+            stack.push(start);
+            while let Some(i) = stack.pop() {
+                size += 1;
+                let (x, y) = (i % w, i / w);
+                border |= x == 0 || y == 0 || x == w - 1 || y == h - 1;
+                let mut visit = |j: usize| {
+                    if ids[j] == usize::MAX && inside(j) {
+                        ids[j] = id;
+                        stack.push(j);
+                    }
+                };
+                if x > 0 {
+                    visit(i - 1);
+                }
+                if x + 1 < w {
+                    visit(i + 1);
+                }
+                if y > 0 {
+                    visit(i - w);
+                }
+                if y + 1 < h {
+                    visit(i + w);
+                }
+            }
+            comps.push((size, border));
+        }
+        (ids, comps)
+    };
+    let values = map.values.clone();
+    let (ids, comps) = label(&|i| values[i] >= 0.5);
+    let mut order: Vec<usize> = (0..comps.len()).collect();
+    order.sort_by_key(|&c| std::cmp::Reverse(comps[c].0));
+    let largest = order.first().map_or(0, |&c| comps[c].0);
+    let kept: Vec<usize> = order
+        .into_iter()
+        .take(2)
+        .filter(|&c| comps[c].0 * 10 >= largest)
+        .collect();
+    for (v, &id) in map.values.iter_mut().zip(&ids) {
+        if id != usize::MAX && !kept.contains(&id) {
+            *v = 0.0;
+        }
+    }
+    let values = map.values.clone();
+    let (holes, hole_comps) = label(&|i| values[i] < 0.5);
+    for (v, &id) in map.values.iter_mut().zip(&holes) {
+        if id != usize::MAX && !hole_comps[id].1 {
+            *v = v.max(0.5);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_keeps_two_largest_regions_and_fills_holes() {
+        // 12×6 grid: two 4×4 "lungs" (one with a hole) and a 1-pixel island.
+        let (w, h) = (12, 6);
+        let mut values = vec![0.0_f32; w * h];
+        for y in 1..5 {
+            for x in 1..5 {
+                values[y * w + x] = 0.9;
+            }
+            for x in 6..10 {
+                values[y * w + x] = 0.8;
+            }
+        }
+        values[2 * w + 2] = 0.1; // hole
+        values[w + 11] = 0.7; // island
+        let mut map = ModelMap {
+            width: w,
+            height: h,
+            values,
+        };
+        clean_lung_map(&mut map);
+        assert_eq!(map.values[w + 11], 0.0, "island kept");
+        assert_eq!(map.values[2 * w + 2], 0.5, "hole not filled");
+        assert_eq!(map.values[3 * w + 7], 0.8, "lung changed");
+        assert_eq!(map.values[0], 0.0);
+    }
+}
