@@ -117,17 +117,21 @@ pub fn analyze(
     let mut predictions = Vec::new();
     let mut lung_grid: Option<ModelMap> = None;
     let mut lung_probability = None;
-    if let Some((lung, info)) = &models.lung {
-        step(0.1, "lung mask and classification")?;
-        let size = info.card.input_size;
-        let x = model_input(
+    // The same preprocessing for every network, at its own input size.
+    let input = |size: usize| {
+        model_input(
             image,
             request.photometric_inverted,
             request.low,
             request.high,
             size,
         )
-        .to_tensor(&models.device);
+        .to_tensor(&models.device)
+    };
+    if let Some((lung, info)) = &models.lung {
+        step(0.1, "lung mask and classification")?;
+        let size = info.card.input_size;
+        let x = input(size);
         let out = lung.forward(x);
         let mut mask = ModelMap {
             width: size,
@@ -142,14 +146,7 @@ pub fn analyze(
     if let Some((classifier, info)) = &models.classifier {
         step(0.3, "classifier")?;
         let size = info.card.input_size;
-        let x = model_input(
-            image,
-            request.photometric_inverted,
-            request.low,
-            request.high,
-            size,
-        )
-        .to_tensor(&models.device);
+        let x = input(size);
         predictions.push(prediction(info, classifier.forward(x))?);
     }
     step(0.5, request.method.label())?;
@@ -173,14 +170,7 @@ pub fn analyze(
             Some((lung, info)) => {
                 let class = pick_class(lung_prediction);
                 let size = info.card.input_size;
-                let x = model_input(
-                    image,
-                    request.photometric_inverted,
-                    request.low,
-                    request.high,
-                    size,
-                )
-                .to_tensor(&models.device);
+                let x = input(size);
                 let map = explain(lung, x, class, request.method, lung_grid.as_ref())?;
                 (
                     Some(to_image_space(&map, w, h)),
@@ -193,14 +183,7 @@ pub fn analyze(
             Some((classifier, info)) => {
                 let class = pick_class(classifier_prediction);
                 let size = info.card.input_size;
-                let x = model_input(
-                    image,
-                    request.photometric_inverted,
-                    request.low,
-                    request.high,
-                    size,
-                )
-                .to_tensor(&models.device);
+                let x = input(size);
                 let map = explain(classifier, x, class, request.method, None)?;
                 (
                     Some(to_image_space(&map, w, h)),

@@ -141,17 +141,19 @@ pub fn target_gradients<M: Explainable>(
     })
 }
 
-/// Grad-CAM (Selvaraju et al.): ReLU(Σ_k α_k A_k), α_k = mean of ∂y/∂A_k. At feature resolution,
-/// not normalised.
-pub fn grad_cam_raw(t: &TargetGradients) -> ModelMap {
+/// `ReLU(Σ_k w_k A_k)` at feature resolution, with `w_k = weight(g_k, A_k)` per channel.
+fn weighted_activation_map(
+    t: &TargetGradients,
+    weight: impl Fn(&[f32], &[f32]) -> f32,
+) -> ModelMap {
     let plane = t.height * t.width;
     let mut cam = vec![0.0_f32; plane];
     for k in 0..t.channels {
         let g = &t.gradients[k * plane..(k + 1) * plane];
         let a = &t.activations[k * plane..(k + 1) * plane];
-        let alpha = g.iter().sum::<f32>() / plane as f32;
+        let w = weight(g, a);
         for (c, &av) in cam.iter_mut().zip(a) {
-            *c += alpha * av;
+            *c += w * av;
         }
     }
     for c in &mut cam {
@@ -164,38 +166,30 @@ pub fn grad_cam_raw(t: &TargetGradients) -> ModelMap {
     }
 }
 
+/// Grad-CAM (Selvaraju et al.): ReLU(Σ_k α_k A_k), α_k = mean of ∂y/∂A_k. At feature resolution,
+/// not normalised.
+pub fn grad_cam_raw(t: &TargetGradients) -> ModelMap {
+    weighted_activation_map(t, |g, _| g.iter().sum::<f32>() / g.len() as f32)
+}
+
 /// Grad-CAM++ (Chattopadhyay et al.), with the exponential-score closed form used by the reference
 /// implementations: α = g² / (2g² + Σ_ab A · g³), w_k = Σ α · ReLU(g). At feature resolution.
 pub fn grad_cam_plus_plus_raw(t: &TargetGradients) -> ModelMap {
-    let plane = t.height * t.width;
-    let mut cam = vec![0.0_f32; plane];
-    for k in 0..t.channels {
-        let g = &t.gradients[k * plane..(k + 1) * plane];
-        let a = &t.activations[k * plane..(k + 1) * plane];
+    weighted_activation_map(t, |g, a| {
         let sum_a: f32 = a.iter().sum();
-        let mut weight = 0.0_f32;
-        for &gv in g {
-            let g2 = gv * gv;
-            let denom = 2.0 * g2 + sum_a * g2 * gv;
-            let alpha = if gv != 0.0 && denom != 0.0 {
-                g2 / denom
-            } else {
-                0.0
-            };
-            weight += alpha * gv.max(0.0);
-        }
-        for (c, &av) in cam.iter_mut().zip(a) {
-            *c += weight * av;
-        }
-    }
-    for c in &mut cam {
-        *c = c.max(0.0);
-    }
-    ModelMap {
-        width: t.width,
-        height: t.height,
-        values: cam,
-    }
+        g.iter()
+            .map(|&gv| {
+                let g2 = gv * gv;
+                let denom = 2.0 * g2 + sum_a * g2 * gv;
+                let alpha = if gv != 0.0 && denom != 0.0 {
+                    g2 / denom
+                } else {
+                    0.0
+                };
+                alpha * gv.max(0.0)
+            })
+            .sum()
+    })
 }
 
 /// Upsample a feature-resolution map to `size × size` (bilinear, pixel centres aligned).
