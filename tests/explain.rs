@@ -179,21 +179,35 @@ fn input_gradient_matches_finite_differences() {
         let v = tensor_to_vec(model.valid().forward(t)).unwrap();
         v[1] as f64
     };
-    // Central differences at the pixels with the largest gradients (well away from ReLU kinks).
+    // Central differences at the pixels with the largest gradients. The network is piecewise
+    // linear (ReLU, max-pool); the weights are random per run, so a step can cross a kink. Where
+    // the estimates at ε and ε/2 disagree a kink was crossed and the pixel is skipped; at least
+    // three pixels must be smooth, and on those the analytic gradient must match.
     let mut order: Vec<usize> = (0..base.len()).collect();
     order.sort_by(|&a, &b| grad.values[b].abs().total_cmp(&grad.values[a].abs()));
-    for &i in order.iter().take(5) {
-        let eps = 1e-2_f32;
+    let central = |i: usize, eps: f32| {
         let (mut up, mut down) = (base.clone(), base.clone());
         up[i] += eps;
         down[i] -= eps;
-        let numeric = (logit(&up) - logit(&down)) / (2.0 * eps as f64);
+        (logit(&up) - logit(&down)) / (2.0 * eps as f64)
+    };
+    let mut checked = 0;
+    for &i in order.iter().take(20) {
+        let (coarse, fine) = (central(i, 1e-2), central(i, 5e-3));
+        if (coarse - fine).abs() > 0.01 * fine.abs() + 1e-5 {
+            continue;
+        }
         let analytic = grad.values[i] as f64;
         assert!(
-            (numeric - analytic).abs() <= 0.05 * analytic.abs() + 1e-4,
-            "pixel {i}: numeric {numeric} analytic {analytic}"
+            (fine - analytic).abs() <= 0.05 * analytic.abs() + 1e-4,
+            "pixel {i}: numeric {fine} analytic {analytic}"
         );
+        checked += 1;
+        if checked == 5 {
+            break;
+        }
     }
+    assert!(checked >= 3, "only {checked} pixels away from kinks");
 }
 
 #[test]
