@@ -1,9 +1,10 @@
 //! cxrlens: a chest X-ray viewer with explainable AI.
 //!
-//! Compute modules (`imaging`, `io`, `ml`, `render`, `worker`) never import egui widgets; the GUI (`ui`)
+//! Compute modules (`gaze`, `imaging`, `io`, `ml`, `render`, `worker`) never import egui widgets; the GUI (`ui`)
 //! and the command line (`cli`) are thin layers over them. See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod gaze;
 pub mod imaging;
 pub mod io;
 pub mod ml;

@@ -61,6 +61,9 @@ pub struct TrainArgs {
     pub no_augment: bool,
     #[arg(long, default_value = "1.0.0")]
     pub version: String,
+    /// Fine-tune: start from this model bundle's weights (its input size and width are used).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +228,7 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     options.validation_fraction = args.validation_fraction;
     options.max_images = args.max_images;
     options.version = args.version.clone();
+    options.init_from = args.init.clone();
     options.command = std::iter::once("cxrlens".to_string())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()

@@ -93,6 +93,17 @@ impl ModelCard {
         let folder = data_root
             .file_name()
             .map_or_else(|| "dataset".into(), |n| n.to_string_lossy().into_owned());
+        let mut data = format!(
+            "{folder}: {} training images ({} patients), {} validation images ({} patients); split by patient_id, seed {}",
+            report.train_images,
+            report.train_patients,
+            report.validation_images,
+            report.validation_patients,
+            o.seed
+        );
+        if let Some(init) = &o.init_from {
+            data += &format!("; fine-tuned from the weights in {}", init.display());
+        }
         Self {
             kind: o.kind,
             name: o.name.clone(),
@@ -100,14 +111,7 @@ impl ModelCard {
             class_names: report.class_names.clone(),
             input_size: o.input_size,
             parameters: 0,
-            data: format!(
-                "{folder}: {} training images ({} patients), {} validation images ({} patients); split by patient_id, seed {}",
-                report.train_images,
-                report.train_patients,
-                report.validation_images,
-                report.validation_patients,
-                o.seed
-            ),
+            data,
             epochs: report.epochs_run,
             device: report.device.clone(),
             training_seconds: report.seconds,

@@ -49,6 +49,10 @@ pub struct TrainOptions {
     /// The command line that reproduces this run (recorded in the card).
     #[serde(default)]
     pub command: String,
+    /// Start from this bundle's weights (fine-tuning) instead of a random initialisation. Its
+    /// input size and width replace `input_size` and `base_channels`.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 impl TrainOptions {
@@ -69,6 +73,7 @@ impl TrainOptions {
             name: kind.default_name().into(),
             version: "1.0.0".into(),
             command: String::new(),
+            init_from: None,
         }
     }
 }
@@ -204,6 +209,8 @@ pub fn train(
         validation_patients,
         class_names
     )));
+    let (mut net, options) = initial_net(options, &class_names, device)?;
+    let options = &options;
     let with_masks = options.kind == ModelKind::Lung;
     let pick = |idx: &[usize]| idx.iter().map(|&i| records[i].clone()).collect::<Vec<_>>();
     let (train_set, p1) = prepare(
@@ -226,27 +233,6 @@ pub fn train(
         ));
     }
 
-    let mut net = match options.kind {
-        ModelKind::Lung => Net::Lung(
-            LungNetConfig::new(class_names.clone())
-                .with_input_size(options.input_size)
-                .with_base_channels(options.base_channels)
-                .init(device)
-                .train(),
-        ),
-        ModelKind::Classifier => Net::Classifier(
-            ClassifierConfig::new(class_names.clone())
-                .with_input_size(options.input_size)
-                .with_base_channels(options.base_channels)
-                .init(device)
-                .train(),
-        ),
-        ModelKind::Saliency => {
-            return Err(MlError::Config(
-                "saliency training comes with the trainer's staged recipe".into(),
-            ));
-        }
-    };
     // Inverse-frequency class weights, normalised to mean 1.
     let mut counts = vec![0usize; class_names.len()];
     for s in &train_set {
@@ -382,6 +368,78 @@ pub fn train(
     )?;
     let _ = std::fs::remove_file(&checkpoint);
     Ok(report)
+}
+
+/// The network to start from: the bundle named by `init_from` (kind and classes must match the
+/// run), or a fresh initialisation. Returns the options with the bundle's geometry filled in.
+fn initial_net(
+    options: &TrainOptions,
+    class_names: &[String],
+    device: &Device,
+) -> Result<(Net, TrainOptions), MlError> {
+    let mut options = options.clone();
+    if let Some(dir) = &options.init_from {
+        let info = super::bundle::BundleInfo::open(dir, false)?;
+        if info.card.kind != options.kind {
+            return Err(MlError::Config(format!(
+                "{} is a {} model, not a {} model",
+                dir.display(),
+                info.card.kind.default_name(),
+                options.kind.default_name()
+            )));
+        }
+        let (net, names, size, base) = match super::bundle::load_bundle(&info, device)? {
+            super::bundle::LoadedModel::Lung(m, c) => (
+                Net::Lung(m.train()),
+                c.class_names,
+                c.input_size,
+                c.base_channels,
+            ),
+            super::bundle::LoadedModel::Classifier(m, c) => (
+                Net::Classifier(m.train()),
+                c.class_names,
+                c.input_size,
+                c.base_channels,
+            ),
+            super::bundle::LoadedModel::Saliency(..) => {
+                return Err(MlError::Config(
+                    "saliency models are trained with the staged saliency recipe".into(),
+                ));
+            }
+        };
+        if names != class_names {
+            return Err(MlError::Dataset(format!(
+                "the starting model {} predicts {names:?} but the dataset's labels are {class_names:?}",
+                info.title()
+            )));
+        }
+        options.input_size = size;
+        options.base_channels = base;
+        return Ok((net, options));
+    }
+    let names = class_names.to_vec();
+    let net = match options.kind {
+        ModelKind::Lung => Net::Lung(
+            LungNetConfig::new(names)
+                .with_input_size(options.input_size)
+                .with_base_channels(options.base_channels)
+                .init(device)
+                .train(),
+        ),
+        ModelKind::Classifier => Net::Classifier(
+            ClassifierConfig::new(names)
+                .with_input_size(options.input_size)
+                .with_base_channels(options.base_channels)
+                .init(device)
+                .train(),
+        ),
+        ModelKind::Saliency => {
+            return Err(MlError::Config(
+                "saliency models are trained with the staged saliency recipe".into(),
+            ));
+        }
+    };
+    Ok((net, options))
 }
 
 fn net_ref(net: &Net) -> NetRef<'_> {
