@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cxrlens::cli::{Cli, CliCommand, RendererChoice, inspect, ml};
+use cxrlens::cli::{Cli, CliCommand, RendererChoice, gaze, inspect, ml};
 use cxrlens::ml::device::{BackendChoice, probe_adapter, select};
 use cxrlens::{AppOptions, CxrApp};
 
@@ -18,6 +18,7 @@ fn main() -> ExitCode {
             CliCommand::Train(args) => ml::run_train(args, backend),
             CliCommand::BenchBackends(args) => ml::run_bench(args),
             CliCommand::Eval(args) => ml::run_eval(args),
+            CliCommand::Gaze { command } => gaze::run(command, backend),
         };
         return match result {
             Ok(report) => {

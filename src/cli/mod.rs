@@ -1,7 +1,8 @@
 //! Command-line interface: open the GUI on a path, or work headless — `inspect` a file, `analyze`
-//! it with the bundled models, `train` a model, `bench-backends`. Every subcommand exits non-zero
+//! it with the bundled models, `train` a model, `bench-backends`, `gaze` (simulate, compare, bench). Every subcommand exits non-zero
 //! with a message for input it cannot use.
 
+pub mod gaze;
 pub mod ml;
 
 use std::path::PathBuf;
@@ -59,6 +60,11 @@ pub enum CliCommand {
     Eval(ml::EvalArgs),
     /// Time forward and forward+backward of the lung network on each available backend.
     BenchBackends(ml::BenchArgs),
+    /// Eye gaze: simulate a reading, compare a recording with the models' maps, time the heatmaps.
+    Gaze {
+        #[command(subcommand)]
+        command: gaze::GazeCommand,
+    },
 }
 
 /// Runs `inspect`; returns the report or a message for the user.

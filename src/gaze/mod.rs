@@ -5,11 +5,13 @@
 //! Everything is in image space: fixation coordinates are original-image pixels (x right, y down),
 //! maps are `ScalarImage`s at image resolution. No egui here.
 
+pub mod compare;
 pub mod egd;
 pub mod heatmap;
 pub mod metrics;
 pub mod reflacx;
 pub mod synthetic;
+pub mod table;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -245,5 +247,93 @@ impl CsvTable {
             .ok()
             .filter(|v| v.is_finite())
             .ok_or_else(|| self.problem(line, name, format!("'{text}' is not a number")))
+    }
+}
+
+/// Ids for an opened image: its file stem and, for DICOM, the SOP Instance UID.
+pub fn image_key(path: &Path, loaded: &crate::io::LoadedImage) -> ImageKey {
+    let uid: Vec<String> = loaded
+        .tags
+        .iter()
+        .filter(|t| t.depth == 0 && (t.group, t.element) == (0x0008, 0x0018))
+        .map(|t| t.value.trim().trim_end_matches('\0').to_string())
+        .collect();
+    ImageKey::for_file(path, &uid, loaded.image.width, loaded.image.height)
+}
+
+/// Tells the format of a gaze file from its header.
+pub fn detect_format(path: &Path) -> Result<GazeFormat, GazeProblem> {
+    let problem = |message: String| GazeProblem {
+        file: path.to_path_buf(),
+        line: Some(1),
+        column: None,
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| problem(format!("cannot read: {e}")))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| problem(format!("unreadable header: {e}")))?;
+    let has = |name: &str| headers.iter().any(|h| h.trim().eq_ignore_ascii_case(name));
+    if has("DICOM_ID") {
+        Ok(GazeFormat::EgdCxr)
+    } else if has("timestamp_start_fixation") {
+        Ok(GazeFormat::Reflacx)
+    } else {
+        Err(problem(
+            "neither an EGD-CXR file (no DICOM_ID column) nor a REFLACX fixations file \
+             (no timestamp_start_fixation column)"
+                .into(),
+        ))
+    }
+}
+
+/// Imports a gaze file of either format for `image`, finding the companion tables where the
+/// datasets keep them: EGD-CXR `master_sheet.csv` in the same folder; REFLACX
+/// `metadata_phase_*.csv` that lists the case, one folder up.
+pub fn import_for_image(path: &Path, image: &ImageKey) -> GazeImport {
+    let format = match detect_format(path) {
+        Ok(f) => f,
+        Err(p) => {
+            return GazeImport {
+                problems: vec![p],
+                ..Default::default()
+            };
+        }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match format {
+        GazeFormat::EgdCxr => {
+            let sheet = dir.join("master_sheet.csv");
+            egd::import(
+                path,
+                sheet.is_file().then_some(sheet.as_path()),
+                std::slice::from_ref(image),
+            )
+        }
+        GazeFormat::Reflacx => {
+            let case = dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let mut ignored = Vec::new();
+            let metadata = dir.parent().and_then(|up| {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(up)
+                    .ok()?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("metadata_phase_"))
+                    })
+                    .collect();
+                files.sort();
+                files
+                    .into_iter()
+                    .find(|f| reflacx::read_case(f, &case, &mut ignored).is_some())
+            });
+            reflacx::import(path, image, metadata.as_deref())
+        }
     }
 }

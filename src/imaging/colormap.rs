@@ -9,6 +9,10 @@ pub enum Colormap {
     Inferno,
     Viridis,
     Turbo,
+    /// Dark to bright red (the difference view's "model heat without gaze").
+    Reds,
+    /// Dark to bright cyan-blue (the difference view's "gaze without model heat").
+    Blues,
     /// A single colour (used for masks).
     Solid([u8; 3]),
 }
@@ -19,6 +23,8 @@ impl Colormap {
             Colormap::Inferno => "Inferno",
             Colormap::Viridis => "Viridis",
             Colormap::Turbo => "Turbo",
+            Colormap::Reds => "Reds",
+            Colormap::Blues => "Blues",
             Colormap::Solid(_) => "Solid",
         }
     }
@@ -32,6 +38,8 @@ impl Colormap {
                     Colormap::Inferno => poly6(t, &INFERNO),
                     Colormap::Viridis => poly6(t, &VIRIDIS),
                     Colormap::Turbo => turbo(t),
+                    Colormap::Reds => [0.35 + 0.65 * t, 0.05 + 0.45 * t * t, 0.05 + 0.3 * t * t],
+                    Colormap::Blues => [0.05 + 0.3 * t * t, 0.25 + 0.6 * t, 0.45 + 0.55 * t],
                     Colormap::Solid(c) => [
                         c[0] as f32 / 255.0,
                         c[1] as f32 / 255.0,

@@ -15,6 +15,7 @@ use super::error::MlError;
 use super::explain::{Method, ModelMap, explain};
 use super::lung::LungNet;
 use super::preprocess::{model_input, to_image_space};
+use super::saliency::SaliencyNet;
 use super::tensor_to_vec;
 use crate::imaging::ScalarImage;
 
@@ -23,6 +24,8 @@ pub struct Models {
     pub device: Device,
     pub lung: Option<(LungNet, BundleInfo)>,
     pub classifier: Option<(Classifier, BundleInfo)>,
+    /// A saliency network (predicted gaze); it needs the classifier's features.
+    pub saliency: Option<(SaliencyNet, BundleInfo)>,
 }
 
 impl Models {
@@ -32,13 +35,14 @@ impl Models {
             device: device.clone(),
             lung: None,
             classifier: None,
+            saliency: None,
         };
         let mut problems = Vec::new();
         for info in bundles {
             let wanted = match info.card.kind {
                 ModelKind::Lung => models.lung.is_none(),
                 ModelKind::Classifier => models.classifier.is_none(),
-                ModelKind::Saliency => false,
+                ModelKind::Saliency => models.saliency.is_none(),
             };
             if !wanted {
                 continue;
@@ -48,7 +52,9 @@ impl Models {
                 Ok(LoadedModel::Classifier(m, _)) => {
                     models.classifier = Some((m.freeze(), info.clone()))
                 }
-                Ok(LoadedModel::Saliency(..)) => {}
+                Ok(LoadedModel::Saliency(m, _)) => {
+                    models.saliency = Some((m.freeze(), info.clone()))
+                }
                 Err(e) => problems.push(format!("{}: {e}", info.title())),
             }
         }
@@ -92,6 +98,9 @@ pub struct AnalysisResult {
     pub lung_probability: Option<ScalarImage>,
     /// The explanation heatmap, [0, 1].
     pub heatmap: Option<ScalarImage>,
+    /// Predicted gaze distribution (saliency network), scaled to [0, 1] by its maximum, and the
+    /// title of the model that made it.
+    pub saliency: Option<(ScalarImage, String)>,
     pub method: Method,
     pub explained: Option<(String, String)>,
     pub predictions: Vec<Prediction>,
@@ -149,6 +158,20 @@ pub fn analyze(
         let x = input(size);
         predictions.push(prediction(info, classifier.forward(x))?);
     }
+    let mut saliency = None;
+    if let (Some((net, info)), Some((classifier, cinfo))) = (&models.saliency, &models.classifier) {
+        step(0.4, "predicted gaze")?;
+        let features = classifier.features(input(cinfo.card.input_size));
+        let out = net.forward(input(info.card.input_size), features);
+        let size = info.card.input_size;
+        let map = ModelMap {
+            width: size,
+            height: size,
+            values: tensor_to_vec(out)?,
+        }
+        .normalised_by_max();
+        saliency = Some((to_image_space(&map, w, h), info.title()));
+    }
     step(0.5, request.method.label())?;
     let pick_class = |p: Option<&Prediction>| -> usize {
         request.class.unwrap_or_else(|| {
@@ -197,6 +220,7 @@ pub fn analyze(
     Ok(AnalysisResult {
         lung_probability,
         heatmap,
+        saliency,
         method: request.method,
         explained,
         predictions,

@@ -182,7 +182,7 @@ fn target_label(t: ExplainTarget) -> &'static str {
     }
 }
 
-fn layer_ui(
+pub(super) fn layer_ui(
     ui: &mut egui::Ui,
     index: usize,
     layer: &LayerState,

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use super::analysis::{AnalysisPanel, MASK_COLOR, ModelsStatus, analysis_ui};
 use super::browser::browser_ui;
 use super::command::{Command, Tool};
+use super::gaze_panel::{GazePanel, gaze_ui};
 use super::notices::Notices;
-use super::state::{AnalysisView, CpuTexture, LayerState, ViewerState};
+use super::state::{
+    AnalysisView, CpuTexture, GazeView, LayerState, PaneContent, RegionChoice, ViewerState,
+};
 use super::tags_panel::TagBrowser;
 use super::viewer::{DrawPath, viewer_ui};
 use crate::imaging::VoiFunction;
@@ -65,6 +68,7 @@ pub struct CxrApp {
     analysis_image: Option<u64>,
     /// `--analyze`: analyse the first image once it and the models are ready.
     analyze_pending: bool,
+    gaze_panel: GazePanel,
 }
 
 impl CxrApp {
@@ -109,6 +113,7 @@ impl CxrApp {
             show_analysis: true,
             analysis_image: None,
             analyze_pending: options.analyze_on_open,
+            gaze_panel: GazePanel::default(),
         };
         if let Some(e) = inference_error {
             app.analysis.models = ModelsStatus::Failed(e.clone());
@@ -145,7 +150,13 @@ impl CxrApp {
             || self.workers.scan.is_busy()
             || self.workers.render.is_busy()
             || self.analysis.running.is_some()
+            || self.workers.gaze_import.is_busy()
+            || self.workers.gaze_compare.is_busy()
             || matches!(self.analysis.models, ModelsStatus::Loading)
+    }
+
+    pub fn gaze_panel(&self) -> &GazePanel {
+        &self.gaze_panel
     }
 
     pub fn analysis_panel(&self) -> &AnalysisPanel {
@@ -276,6 +287,112 @@ impl CxrApp {
                     layer.colormap = colormap;
                 }
             }
+            Command::LoadGaze(path) => {
+                if let Some(v) = &self.viewer {
+                    let key = crate::gaze::image_key(&v.path, &v.loaded);
+                    self.gaze_panel.problems.clear();
+                    if let Err(e) = self.workers.import_gaze(path, key, v.handle.id) {
+                        self.notices.error(e);
+                    }
+                }
+            }
+            Command::SimulateGaze => {
+                if let Some(v) = &self.viewer {
+                    let lung = v
+                        .layer(super::state::LAYER_MASK)
+                        .map(|l| l.handle.image.clone());
+                    let id = crate::gaze::image_key(&v.path, &v.loaded).ids[0].clone();
+                    self.gaze_panel.problems.clear();
+                    if let Err(e) = self.workers.simulate_gaze(
+                        v.handle.image.width,
+                        v.handle.image.height,
+                        lung,
+                        id,
+                        v.handle.id,
+                    ) {
+                        self.notices.error(e);
+                    }
+                }
+            }
+            Command::ClearGaze => {
+                if let Some(v) = &mut self.viewer {
+                    v.gaze = None;
+                }
+                self.workers.gaze_compare.cancel();
+            }
+            Command::SetGazeRecipe(recipe) => {
+                if let Some(g) = self.viewer.as_mut().and_then(|v| v.gaze.as_mut()) {
+                    g.recipe = recipe;
+                }
+                self.schedule_gaze_compare();
+            }
+            Command::ToggleScanpath => {
+                if let Some(g) = self.viewer.as_mut().and_then(|v| v.gaze.as_mut()) {
+                    g.show_scanpath = !g.show_scanpath;
+                }
+            }
+            Command::ToggleCompare => {
+                if let Some(v) = &mut self.viewer {
+                    v.compare.enabled = !v.compare.enabled;
+                    v.view.fit_mode = true;
+                }
+            }
+            Command::SetPaneCount(n) => {
+                if let Some(v) = &mut self.viewer {
+                    let n = n.clamp(2, 4);
+                    let defaults = super::state::CompareState::default().panes;
+                    v.compare.panes.resize(n, PaneContent::Image);
+                    for (i, p) in v.compare.panes.iter_mut().enumerate() {
+                        if *p == PaneContent::Image && i < defaults.len() {
+                            *p = defaults[i];
+                        }
+                    }
+                    v.compare.enabled = true;
+                    v.view.fit_mode = true;
+                }
+            }
+            Command::SetPaneContent { pane, content } => {
+                if let Some(p) = self
+                    .viewer
+                    .as_mut()
+                    .and_then(|v| v.compare.panes.get_mut(pane))
+                {
+                    *p = content;
+                }
+            }
+            Command::SetRegion(region) => {
+                if let Some(v) = &mut self.viewer {
+                    v.region = region;
+                    if region == RegionChoice::DrawnBox && v.region_box.is_none() {
+                        self.tool = Tool::Region;
+                        self.notices
+                            .info("Draw the region: drag a box on the image (Region tool, key B)");
+                    }
+                }
+                self.schedule_gaze_compare();
+            }
+            Command::ExportMetrics(path) => {
+                let rows = self
+                    .viewer
+                    .as_ref()
+                    .and_then(|v| v.gaze.as_ref())
+                    .map(|g| g.rows.clone())
+                    .unwrap_or_default();
+                if rows.is_empty() {
+                    self.notices.error("no metrics to export yet");
+                } else {
+                    match crate::gaze::table::write_csv(&rows, &path) {
+                        Ok(()) => {
+                            self.notices
+                                .info(format!("metrics written to {}", path.display()));
+                            self.gaze_panel.last_export = Some(path);
+                        }
+                        Err(e) => self
+                            .notices
+                            .error(format!("cannot write {}: {e}", path.display())),
+                    }
+                }
+            }
             Command::ApplyPreset(_)
             | Command::ToggleInvert
             | Command::Fit
@@ -369,13 +486,188 @@ impl CxrApp {
                 label: result.method.label().to_string(),
             }
         });
+        let saliency = result.saliency.map(|(m, title)| {
+            let (params, colormap) = keep(
+                old.as_ref().and_then(|o| o.saliency.as_ref()),
+                OverlayParams {
+                    visible: true,
+                    opacity: 0.5,
+                    threshold: 0.1,
+                    contour: false,
+                },
+                Colormap::Viridis,
+            );
+            LayerState {
+                handle: ImageHandle::new(Arc::new(m)),
+                params,
+                colormap,
+                label: format!("Predicted gaze ({title})"),
+            }
+        });
         v.analysis = Some(AnalysisView {
             mask,
             heatmap,
+            saliency,
             predictions: result.predictions,
             explained: result.explained,
             method: result.method,
             seconds: result.seconds,
+        });
+        self.schedule_gaze_compare();
+    }
+
+    /// Rebuilds the gaze heatmap, difference and metrics for the current recording, maps and region.
+    fn schedule_gaze_compare(&mut self) {
+        let Some(v) = &mut self.viewer else { return };
+        let Some(g) = &mut v.gaze else { return };
+        let a = v.analysis.as_ref();
+        let mut maps = Vec::new();
+        if let Some(h) = a.and_then(|a| a.heatmap.as_ref()) {
+            let name = a
+                .and_then(|a| a.explained.as_ref())
+                .map_or(h.label.clone(), |(m, c)| format!("{} ({m}, {c})", h.label));
+            maps.push((name, h.handle.image.clone()));
+        }
+        if let Some(s) = a.and_then(|a| a.saliency.as_ref()) {
+            maps.push((s.label.clone(), s.handle.image.clone()));
+        }
+        let region = match v.region {
+            RegionChoice::LungMask => a.and_then(|a| a.mask.as_ref()).map(|m| {
+                (
+                    "predicted lung mask".to_string(),
+                    crate::gaze::compare::Region::Mask(m.handle.image.clone()),
+                )
+            }),
+            RegionChoice::DrawnBox => v.region_box.map(|b| {
+                (
+                    format!("box {:.0},{:.0}–{:.0},{:.0}", b[0], b[1], b[2], b[3]),
+                    crate::gaze::compare::Region::Box(b),
+                )
+            }),
+        };
+        let job = crate::gaze::compare::CompareJob {
+            recording: g.recording.clone(),
+            recipe: g.recipe,
+            width: v.handle.image.width,
+            height: v.handle.image.height,
+            maps,
+            region,
+        };
+        g.computing = true;
+        if let Err(e) = self.workers.compare_gaze(job, v.handle.id) {
+            g.computing = false;
+            self.notices.error(e);
+        }
+    }
+
+    fn show_gaze_import(&mut self, import: crate::gaze::GazeImport) {
+        let Some(v) = &mut self.viewer else { return };
+        let count = import.problems.len();
+        self.gaze_panel.problems = import.problems.iter().map(|p| p.to_string()).collect();
+        if import.calibration_rows > 0 {
+            self.gaze_panel.problems.insert(
+                0,
+                format!(
+                    "{} calibration-image rows skipped (DICOM_IDs not in master_sheet.csv)",
+                    import.calibration_rows
+                ),
+            );
+        }
+        let Some(recording) = import.recordings.into_iter().next() else {
+            let first = import
+                .problems
+                .first()
+                .map_or_else(|| "no fixations".to_string(), |p| p.to_string());
+            self.notices.error(format!(
+                "no gaze recording for this image: {first}{}",
+                if count > 1 {
+                    format!(" (+{} more problems in the Eye gaze panel)", count - 1)
+                } else {
+                    String::new()
+                }
+            ));
+            return;
+        };
+        if count > 0 {
+            self.notices.error(format!(
+                "gaze loaded with {count} problem{} (listed in the Eye gaze panel)",
+                if count == 1 { "" } else { "s" }
+            ));
+        }
+        let recipe = crate::gaze::heatmap::Recipe::published(recording.format);
+        let old = v.gaze.take();
+        v.gaze = Some(GazeView {
+            recording,
+            recipe,
+            layer: None,
+            model_only: None,
+            gaze_only: None,
+            rows: Vec::new(),
+            show_scanpath: old.as_ref().is_none_or(|g| g.show_scanpath),
+            computing: false,
+            seconds: 0.0,
+        });
+        if !v.compare.enabled {
+            v.compare.enabled = true;
+            v.view.fit_mode = true;
+        }
+        self.schedule_gaze_compare();
+    }
+
+    fn show_gaze_compare(&mut self, output: crate::gaze::compare::CompareOutput) {
+        let Some(v) = &mut self.viewer else { return };
+        let Some(g) = &mut v.gaze else { return };
+        g.computing = false;
+        g.rows = output.rows;
+        g.seconds = output.seconds;
+        let layer = |old: Option<&LayerState>,
+                     map: crate::imaging::ScalarImage,
+                     label: String,
+                     params: OverlayParams,
+                     colormap: Colormap| {
+            let (params, colormap) = old.map_or((params, colormap), |l| (l.params, l.colormap));
+            LayerState {
+                handle: ImageHandle::new(Arc::new(map)),
+                params,
+                colormap,
+                label,
+            }
+        };
+        g.layer = Some(layer(
+            g.layer.as_ref(),
+            output.gaze,
+            output.gaze_name,
+            OverlayParams {
+                visible: true,
+                opacity: 0.5,
+                threshold: 0.1,
+                contour: false,
+            },
+            Colormap::Inferno,
+        ));
+        let diff = OverlayParams {
+            visible: true,
+            opacity: 0.6,
+            threshold: 0.1,
+            contour: false,
+        };
+        g.model_only = output.model_only.map(|m| {
+            layer(
+                g.model_only.as_ref(),
+                m,
+                "Model heat without gaze".into(),
+                diff,
+                Colormap::Reds,
+            )
+        });
+        g.gaze_only = output.gaze_only.map(|m| {
+            layer(
+                g.gaze_only.as_ref(),
+                m,
+                "Gaze without model heat".into(),
+                diff,
+                Colormap::Blues,
+            )
         });
     }
 
@@ -417,6 +709,30 @@ impl CxrApp {
                     Err(e) => self.notices.error(format!("analysis failed: {e}")),
                 }
                 self.analysis_image = None;
+            }
+            WorkerEvent::GazeImported {
+                generation,
+                image_id,
+                import,
+            } => {
+                if !self.workers.gaze_import.finish(generation)
+                    || self.viewer.as_ref().map(|v| v.handle.id) != Some(image_id)
+                {
+                    return;
+                }
+                self.show_gaze_import(*import);
+            }
+            WorkerEvent::GazeCompared {
+                generation,
+                image_id,
+                output,
+            } => {
+                if !self.workers.gaze_compare.finish(generation)
+                    || self.viewer.as_ref().map(|v| v.handle.id) != Some(image_id)
+                {
+                    return;
+                }
+                self.show_gaze_compare(*output);
             }
             WorkerEvent::Decoded {
                 generation,
@@ -486,6 +802,7 @@ impl CxrApp {
             }
             WorkerEvent::CpuRendered {
                 generation,
+                pane,
                 image_id,
                 size,
                 rgba,
@@ -499,15 +816,23 @@ impl CxrApp {
                 }
                 let image = egui::ColorImage::from_rgba_unmultiplied(size, &rgba);
                 let key = v.cpu_requested.take();
-                match &mut v.cpu_texture {
+                let slot = if pane == 0 {
+                    &mut v.cpu_texture
+                } else {
+                    &mut v.pane_textures[(pane as usize - 1).min(3)]
+                };
+                match slot {
                     Some(t) => {
                         t.texture.set(image, egui::TextureOptions::LINEAR);
                         t.rendered = key;
                     }
                     None => {
-                        let texture =
-                            ctx.load_texture("cxrlens-image", image, egui::TextureOptions::LINEAR);
-                        v.cpu_texture = Some(CpuTexture {
+                        let texture = ctx.load_texture(
+                            format!("cxrlens-image-{pane}"),
+                            image,
+                            egui::TextureOptions::LINEAR,
+                        );
+                        *slot = Some(CpuTexture {
                             texture,
                             rendered: key,
                         });
@@ -552,6 +877,9 @@ impl CxrApp {
                 (Key::PageUp, Command::PreviousImage),
                 (Key::Delete, Command::ClearMeasurements),
                 (Key::A, Command::Analyze),
+                (Key::C, Command::ToggleCompare),
+                (Key::B, Command::SetTool(Tool::Region)),
+                (Key::S, Command::ToggleScanpath),
                 (
                     Key::OpenBracket,
                     Command::NudgeOpacity {
@@ -575,21 +903,32 @@ impl CxrApp {
         });
     }
 
-    /// Keeps the CPU texture in step with the display settings (one render in flight at a time).
+    /// Keeps the CPU textures in step with the display settings: one render in flight at a time,
+    /// for the first pane whose texture is stale.
     fn schedule_cpu_render(&mut self) {
         if self.draw_path() != DrawPath::Cpu {
             return;
         }
         let Some(v) = &mut self.viewer else { return };
-        let key = v.settings_key();
-        let up_to_date = v.cpu_texture.as_ref().and_then(|t| t.rendered) == Some(key);
-        if up_to_date || v.cpu_requested == Some(key) {
+        for spec in v.panes() {
+            let key = v.key_for(spec.id, &spec.overlays);
+            let texture = if spec.id == 0 {
+                v.cpu_texture.as_ref()
+            } else {
+                v.pane_textures[(spec.id as usize - 1).min(3)].as_ref()
+            };
+            if texture.and_then(|t| t.rendered) == Some(key) {
+                continue;
+            }
+            if v.cpu_requested == Some(key) {
+                return;
+            }
+            let (handle, settings) = (v.handle.clone(), v.settings_for(&spec.overlays));
+            match self.workers.render_cpu(spec.id, handle, settings) {
+                Ok(_) => v.cpu_requested = Some(key),
+                Err(e) => self.notices.error(e),
+            }
             return;
-        }
-        let (handle, settings) = (v.handle.clone(), v.render_settings());
-        match self.workers.render_cpu(handle, settings) {
-            Ok(_) => v.cpu_requested = Some(key),
-            Err(e) => self.notices.error(e),
         }
     }
 
@@ -780,6 +1119,9 @@ impl CxrApp {
                         ("Delete", "clear measurements"),
                         ("A", "analyze: lung mask, classification, explanation"),
                         ("[ / ]", "heatmap opacity − / +"),
+                        ("C", "compare view: 2–4 synchronised panes"),
+                        ("S", "gaze scanpath on / off"),
+                        ("B", "Region tool: drag a box for Diff_GradCAM / EHR-AUC"),
                     ] {
                         ui.monospace(k);
                         ui.label(what);
@@ -816,6 +1158,11 @@ impl eframe::App for CxrApp {
         let pixels_per_point = ctx.pixels_per_point();
         for command in std::mem::take(&mut self.commands) {
             self.apply(command, pixels_per_point);
+        }
+        if let Some(v) = &mut self.viewer
+            && std::mem::take(&mut v.region_changed)
+        {
+            self.schedule_gaze_compare();
         }
         self.schedule_cpu_render();
     }
@@ -863,6 +1210,10 @@ impl eframe::App for CxrApp {
                             self.viewer.is_some(),
                             &mut self.commands,
                         );
+                        if let Some(v) = &self.viewer {
+                            ui.separator();
+                            gaze_ui(ui, &mut self.gaze_panel, v, &mut self.commands);
+                        }
                     });
                 });
         }

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
+use crate::gaze::heatmap::Recipe;
 use crate::imaging::colormap::Colormap;
 use crate::imaging::composite::OverlayParams;
 use crate::ml::analysis::ExplainTarget;
 use crate::ml::explain::Method;
+use crate::ui::state::{PaneContent, RegionChoice};
 
 /// What a left-drag on the image does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -14,6 +16,8 @@ pub enum Tool {
     WindowLevel,
     Pan,
     Measure,
+    /// Draw the box that Diff_GradCAM and EHR-AUC are measured against.
+    Region,
 }
 
 impl Tool {
@@ -22,6 +26,7 @@ impl Tool {
             Tool::WindowLevel => "W/L",
             Tool::Pan => "Pan",
             Tool::Measure => "Measure",
+            Tool::Region => "Region",
         }
     }
 }
@@ -67,4 +72,21 @@ pub enum Command {
         index: usize,
         delta: f32,
     },
+    /// Import a gaze file (EGD-CXR or REFLACX) for the open image.
+    LoadGaze(PathBuf),
+    /// Make a simulated reading of the open image (labelled simulated everywhere).
+    SimulateGaze,
+    ClearGaze,
+    SetGazeRecipe(Recipe),
+    ToggleScanpath,
+    ToggleCompare,
+    /// Number of compare panes (2–4).
+    SetPaneCount(usize),
+    SetPaneContent {
+        pane: usize,
+        content: PaneContent,
+    },
+    SetRegion(RegionChoice),
+    /// Write the metrics table as CSV.
+    ExportMetrics(PathBuf),
 }

@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod app;
 pub mod browser;
 pub mod command;
+pub mod gaze_panel;
 pub mod notices;
 pub mod overlay_text;
 pub mod state;

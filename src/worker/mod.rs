@@ -34,6 +34,7 @@ pub enum WorkerEvent {
     },
     CpuRendered {
         generation: u64,
+        pane: u64,
         image_id: u64,
         size: [usize; 2],
         rgba: Vec<u8>,
@@ -48,6 +49,18 @@ pub enum WorkerEvent {
     Analyzed {
         generation: u64,
         result: Box<Result<AnalysisResult, String>>,
+    },
+    /// A gaze file was read (or a simulated reading made) for image `image_id`.
+    GazeImported {
+        generation: u64,
+        image_id: u64,
+        import: Box<crate::gaze::GazeImport>,
+    },
+    /// Gaze heatmap, difference maps and metrics for image `image_id`.
+    GazeCompared {
+        generation: u64,
+        image_id: u64,
+        output: Box<crate::gaze::compare::CompareOutput>,
     },
 }
 
@@ -97,6 +110,8 @@ pub struct Workers {
     pub decode: JobSlot,
     pub scan: JobSlot,
     pub render: JobSlot,
+    pub gaze_import: JobSlot,
+    pub gaze_compare: JobSlot,
     dialog_open: bool,
     pub inference: Option<inference::InferenceWorker>,
 }
@@ -112,6 +127,8 @@ impl Workers {
             decode: JobSlot::default(),
             scan: JobSlot::default(),
             render: JobSlot::default(),
+            gaze_import: JobSlot::default(),
+            gaze_compare: JobSlot::default(),
             dialog_open: false,
             inference: None,
         }
@@ -179,8 +196,73 @@ impl Workers {
     }
 
     /// Renders with the CPU path; only the newest request's result is used.
+    /// Reads a gaze file for the image (`image_id` is the open image's handle id).
+    pub fn import_gaze(
+        &mut self,
+        path: PathBuf,
+        key: crate::gaze::ImageKey,
+        image_id: u64,
+    ) -> Result<(), String> {
+        let (generation, cancel) = self.gaze_import.start();
+        self.spawn("cxrlens-gaze-import", move || {
+            let import = crate::gaze::import_for_image(&path, &key);
+            (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::GazeImported {
+                generation,
+                image_id,
+                import: Box::new(import),
+            })
+        })
+    }
+
+    /// Makes a simulated reading (biased to the lung mask when there is one).
+    pub fn simulate_gaze(
+        &mut self,
+        width: u32,
+        height: u32,
+        lung: Option<Arc<crate::imaging::ScalarImage>>,
+        id: String,
+        image_id: u64,
+    ) -> Result<(), String> {
+        let (generation, cancel) = self.gaze_import.start();
+        self.spawn("cxrlens-gaze-import", move || {
+            let recording = crate::gaze::synthetic::generate(
+                width,
+                height,
+                lung.as_deref(),
+                &id,
+                &crate::gaze::synthetic::SyntheticOptions::default(),
+            );
+            (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::GazeImported {
+                generation,
+                image_id,
+                import: Box::new(crate::gaze::GazeImport {
+                    recordings: vec![recording],
+                    ..Default::default()
+                }),
+            })
+        })
+    }
+
+    /// Builds the gaze heatmap, the difference maps and the metrics table.
+    pub fn compare_gaze(
+        &mut self,
+        job: crate::gaze::compare::CompareJob,
+        image_id: u64,
+    ) -> Result<(), String> {
+        let (generation, cancel) = self.gaze_compare.start();
+        self.spawn("cxrlens-gaze", move || {
+            let output = crate::gaze::compare::compute(&job);
+            (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::GazeCompared {
+                generation,
+                image_id,
+                output: Box::new(output),
+            })
+        })
+    }
+
     pub fn render_cpu(
         &mut self,
+        pane: u64,
         image: ImageHandle,
         settings: RenderSettings,
     ) -> Result<u64, String> {
@@ -190,6 +272,7 @@ impl Workers {
             let size = [image.image.width as usize, image.image.height as usize];
             (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::CpuRendered {
                 generation,
+                pane,
                 image_id: image.id,
                 size,
                 rgba,
