@@ -111,6 +111,8 @@ fn main() -> ExitCode {
         compute,
         backend: choice,
         analyze_on_open: cli.analyze,
+        gaze_on_open: cli.gaze.clone(),
+        simulate_gaze: cli.simulate_gaze,
     };
     match eframe::run_native(
         "cxrlens",

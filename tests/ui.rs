@@ -209,7 +209,7 @@ fn analyze_shows_probabilities_mask_and_heatmap_layers() {
     assert_eq!(mask.handle.image.height, v.handle.image.height);
     // The probabilities are shown under each model's name and version.
     assert!(
-        h.query_all_by_label_contains("lung-unet 1.0.0")
+        h.query_all_by_label_contains("lung-unet 1.")
             .next()
             .is_some()
     );
@@ -239,4 +239,135 @@ fn analyze_shows_probabilities_mask_and_heatmap_layers() {
         "the heatmap was recomputed for an opacity change"
     );
     assert_ne!(v.settings_key(), key_before);
+}
+
+#[test]
+fn compare_view_with_simulated_gaze_shows_panes_metrics_and_exports_csv() {
+    use cxrlens::ui::analysis::ModelsStatus;
+    use cxrlens::ui::state::{PaneContent, RegionChoice};
+    let mut h = harness(Some(dicom(common::RSNA)));
+    step_until(&mut h, "the RSNA image to decode", |a| a.viewer().is_some());
+    step_until(&mut h, "the models to load", |a| {
+        !matches!(a.analysis_panel().models, ModelsStatus::Loading)
+    });
+    h.get_by_role_and_label(Role::Button, "Analyze (A)").click();
+    h.run_steps(2);
+    step_until(&mut h, "the analysis", |a| {
+        a.viewer().unwrap().analysis.is_some()
+    });
+    assert!(!h.state().viewer().unwrap().compare.enabled);
+    h.get_by_role_and_label(Role::Button, "Simulate a reading").click();
+    h.run_steps(2);
+    step_until(&mut h, "the gaze heatmap and metrics", |a| {
+        a.viewer()
+            .unwrap()
+            .gaze
+            .as_ref()
+            .is_some_and(|g| !g.computing && !g.rows.is_empty())
+    });
+    let v = h.state().viewer().unwrap();
+    let g = v.gaze.as_ref().unwrap();
+    assert!(g.recording.simulated);
+    // The simulated label is on screen, not only in the data.
+    assert!(
+        h.query_all_by_label_contains("SIMULATED gaze")
+            .next()
+            .is_some()
+    );
+    // Loading gaze opens the compare view: four panes, gaze / explanation / saliency / difference.
+    assert!(v.compare.enabled);
+    let panes = v.panes();
+    assert_eq!(panes.len(), 4);
+    assert_eq!(panes[0].content, Some(PaneContent::Gaze));
+    let gaze_layer = panes[0].overlays[1].as_ref().expect("gaze heatmap in pane 1");
+    assert_eq!(
+        (gaze_layer.handle.image.width, gaze_layer.handle.image.height),
+        (v.handle.image.width, v.handle.image.height)
+    );
+    assert!(panes[1].overlays[1].is_some(), "explanation in pane 2");
+    assert!(panes[2].note.as_deref().unwrap_or("").contains("saliency"));
+    assert!(panes[3].overlays[0].is_some() && panes[3].overlays[1].is_some());
+    // Every metric of the explanation against the gaze is there and finite (values are checked by
+    // hand in tests/gaze.rs).
+    for metric in ["KL", "CC", "HS", "SIM", "NSS", "AUC-Judd"] {
+        let row = g
+            .rows
+            .iter()
+            .find(|r| r.metric == metric && r.map.starts_with("Grad-CAM"))
+            .unwrap_or_else(|| panic!("no {metric} row"));
+        assert!(row.value.is_some_and(f64::is_finite), "{row:?}");
+    }
+    assert!(
+        g.rows
+            .iter()
+            .any(|r| r.metric == "EHR-AUC" && r.reference == "predicted lung mask")
+    );
+    // Each pane gets its own CPU texture, rendered with its own overlays.
+    step_until(&mut h, "all four pane textures", |a| {
+        let v = a.viewer().unwrap();
+        v.panes().iter().all(|p| {
+            v.pane_textures[p.id as usize - 1]
+                .as_ref()
+                .and_then(|t| t.rendered)
+                == Some(v.key_for(p.id, &p.overlays))
+        })
+    });
+    // Zoom is shared: one view transform for every pane.
+    let zoom = h.state().viewer().unwrap().view.zoom;
+    h.state_mut().push_command(Command::OneToOne);
+    h.run_steps(2);
+    assert_ne!(h.state().viewer().unwrap().view.zoom, zoom);
+
+    // Two panes; the drawn-box region switches to the Region tool until a box exists.
+    h.state_mut().push_command(Command::SetPaneCount(2));
+    h.state_mut()
+        .push_command(Command::SetRegion(RegionChoice::DrawnBox));
+    h.run_steps(2);
+    assert_eq!(h.state().viewer().unwrap().panes().len(), 2);
+    assert_eq!(h.state().tool(), cxrlens::ui::Tool::Region);
+
+    // Export the table.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("metrics.csv");
+    h.state_mut()
+        .push_command(Command::ExportMetrics(out.clone()));
+    h.run_steps(2);
+    let text = std::fs::read_to_string(&out).expect("the CSV was written");
+    assert!(text.starts_with("map,reference,metric,value,note\n"), "{text}");
+    assert!(text.contains(",KL,") && text.contains(",EHR-AUC,"));
+}
+
+#[test]
+fn a_gaze_file_for_another_image_is_reported_not_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = include_str!("../../shared/data/gaze-formats/egd-cxr_headers/fixations.csv.header");
+    let n = header.trim().split(',').count();
+    let mut row = vec!["0".to_string(); n];
+    row[2] = "some-other-dicom".into();
+    let file = dir.path().join("fixations.csv");
+    std::fs::write(&file, format!("{}\n{}\n", header.trim(), row.join(","))).unwrap();
+    let mut h = harness(Some(dicom(common::RSNA)));
+    step_until(&mut h, "the RSNA image to decode", |a| a.viewer().is_some());
+    h.state_mut().push_command(Command::LoadGaze(file));
+    h.run_steps(2);
+    step_until(&mut h, "the import", |a| !a.is_busy());
+    assert!(h.state().viewer().unwrap().gaze.is_none());
+    let notices: Vec<String> = h
+        .state()
+        .notices()
+        .items
+        .iter()
+        .map(|n| n.text.clone())
+        .collect();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("some-other-dicom") && n.contains("matches no open image")),
+        "{notices:?}"
+    );
+    assert!(
+        h.state().gaze_panel().problems[0].contains("fixations.csv line 2, column DICOM_ID"),
+        "{:?}",
+        h.state().gaze_panel().problems
+    );
 }

@@ -32,6 +32,12 @@ pub struct Cli {
     /// Run Analyze on the opened image as soon as the models are loaded.
     #[arg(long)]
     pub analyze: bool,
+    /// Load this gaze recording (EGD-CXR or REFLACX fixations.csv) for the opened image.
+    #[arg(long)]
+    pub gaze: Option<PathBuf>,
+    /// Show a simulated gaze reading of the opened image (demo; labelled simulated).
+    #[arg(long)]
+    pub simulate_gaze: bool,
     #[command(subcommand)]
     pub command: Option<CliCommand>,
 }

@@ -42,6 +42,8 @@ pub struct CompareOutput {
     pub rows: Vec<MetricRow>,
     /// Name used for the gaze map in the table.
     pub gaze_name: String,
+    /// Time to build the gaze heatmap, and the whole job (heatmap, difference, metrics).
+    pub heatmap_seconds: f64,
     pub seconds: f64,
 }
 
@@ -61,6 +63,7 @@ pub fn gaze_name(recording: &GazeRecording) -> String {
 pub fn compute(job: &CompareJob) -> CompareOutput {
     let started = Instant::now();
     let gaze = normalised_for_display(heatmap(&job.recording, job.width, job.height, job.recipe));
+    let heatmap_seconds = started.elapsed().as_secs_f64();
     let same = |m: &ScalarImage| m.width == job.width && m.height == job.height;
     let (model_only, gaze_only) = match job.maps.first().filter(|(_, m)| same(m)) {
         Some((_, e)) => {
@@ -105,6 +108,7 @@ pub fn compute(job: &CompareJob) -> CompareOutput {
         gaze_only,
         rows,
         gaze_name: name,
+        heatmap_seconds,
         seconds: started.elapsed().as_secs_f64(),
     }
 }

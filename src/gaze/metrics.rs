@@ -230,20 +230,30 @@ pub fn ehr_curve(heat: &[f32], region: &[bool]) -> Result<(Vec<f64>, f64), Metri
         return Err(MetricError::DegenerateRegion);
     }
     let h = scaled_by_max(heat)?;
+    // Sort by heat once; the heat above each threshold is then a prefix sum (O(n log n), not
+    // O(n · thresholds)).
+    let mut order: Vec<(f64, bool)> = h.iter().copied().zip(region.iter().copied()).collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut all_prefix = Vec::with_capacity(order.len() + 1);
+    let mut inside_prefix = Vec::with_capacity(order.len() + 1);
+    let (mut all, mut inside) = (0.0, 0.0);
+    all_prefix.push(0.0);
+    inside_prefix.push(0.0);
+    for (v, r) in &order {
+        all += v;
+        if *r {
+            inside += v;
+        }
+        all_prefix.push(all);
+        inside_prefix.push(inside);
+    }
     let curve: Vec<f64> = (0..EHR_STEPS)
         .map(|k| {
             let t = k as f64 / EHR_STEPS as f64;
-            let (mut inside, mut all) = (0.0, 0.0);
-            for (v, r) in h.iter().zip(region) {
-                if *v > t {
-                    all += v;
-                    if *r {
-                        inside += v;
-                    }
-                }
-            }
-            // The maximum is 1 > t, so `all` is positive.
-            inside / all
+            // pixels with heat > t come first in the descending order
+            let n = order.partition_point(|(v, _)| *v > t);
+            // The maximum is 1 > t, so n ≥ 1 and the denominator is positive.
+            inside_prefix[n] / all_prefix[n]
         })
         .collect();
     let auc = curve.iter().sum::<f64>() / EHR_STEPS as f64;

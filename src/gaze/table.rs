@@ -66,10 +66,13 @@ pub fn rect_mask(width: u32, height: u32, rect: [f32; 4]) -> Vec<bool> {
         .collect()
 }
 
+/// The gaze side of the table: its name, its map and the fixation points (image pixels).
+pub type GazeInput<'a> = (&'a str, &'a ScalarImage, &'a [(f32, f32)]);
+
 /// Builds the table. `gaze` = (name, map, fixation points); `maps` = the model maps to judge;
 /// `region` = (name, mask) for the region metrics.
 pub fn metrics_table(
-    gaze: Option<(&str, &ScalarImage, &[(f32, f32)])>,
+    gaze: Option<GazeInput<'_>>,
     maps: &[(String, &ScalarImage)],
     region: Option<(&str, &[bool])>,
 ) -> Vec<MetricRow> {

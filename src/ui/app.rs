@@ -42,6 +42,10 @@ pub struct AppOptions {
     pub backend: BackendChoice,
     /// Run Analyze as soon as the first image and the models are ready.
     pub analyze_on_open: bool,
+    /// Load this gaze file (or, with `simulate_gaze`, simulate a reading) once the first image is
+    /// open and any start-up analysis has finished.
+    pub gaze_on_open: Option<PathBuf>,
+    pub simulate_gaze: bool,
 }
 
 pub struct CxrApp {
@@ -69,6 +73,7 @@ pub struct CxrApp {
     /// `--analyze`: analyse the first image once it and the models are ready.
     analyze_pending: bool,
     gaze_panel: GazePanel,
+    gaze_pending: Option<Command>,
 }
 
 impl CxrApp {
@@ -114,6 +119,11 @@ impl CxrApp {
             analysis_image: None,
             analyze_pending: options.analyze_on_open,
             gaze_panel: GazePanel::default(),
+            gaze_pending: match (&options.gaze_on_open, options.simulate_gaze) {
+                (Some(p), _) => Some(Command::LoadGaze(p.clone())),
+                (None, true) => Some(Command::SimulateGaze),
+                (None, false) => None,
+            },
         };
         if let Some(e) = inference_error {
             app.analysis.models = ModelsStatus::Failed(e.clone());
@@ -605,6 +615,7 @@ impl CxrApp {
             rows: Vec::new(),
             show_scanpath: old.as_ref().is_none_or(|g| g.show_scanpath),
             computing: false,
+            heatmap_seconds: 0.0,
             seconds: 0.0,
         });
         if !v.compare.enabled {
@@ -620,6 +631,7 @@ impl CxrApp {
         g.computing = false;
         g.rows = output.rows;
         g.seconds = output.seconds;
+        g.heatmap_seconds = output.heatmap_seconds;
         let layer = |old: Option<&LayerState>,
                      map: crate::imaging::ScalarImage,
                      label: String,
@@ -640,7 +652,7 @@ impl CxrApp {
             OverlayParams {
                 visible: true,
                 opacity: 0.5,
-                threshold: 0.1,
+                threshold: 0.2,
                 contour: false,
             },
             Colormap::Inferno,
@@ -1154,6 +1166,15 @@ impl eframe::App for CxrApp {
         {
             self.analyze_pending = false;
             self.commands.push(Command::Analyze);
+        }
+        if self.gaze_pending.is_some()
+            && self.viewer.is_some()
+            && !self.analyze_pending
+            && self.analysis.running.is_none()
+            && !matches!(self.analysis.models, ModelsStatus::Loading)
+            && let Some(c) = self.gaze_pending.take()
+        {
+            self.commands.push(c);
         }
         let pixels_per_point = ctx.pixels_per_point();
         for command in std::mem::take(&mut self.commands) {

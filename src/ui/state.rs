@@ -55,6 +55,8 @@ pub struct GazeView {
     pub show_scanpath: bool,
     /// A heatmap/metrics job is running.
     pub computing: bool,
+    /// Heatmap time and whole-job time of the last result.
+    pub heatmap_seconds: f64,
     pub seconds: f64,
 }
 

@@ -72,7 +72,7 @@ fn pane_ui(
 ) {
     let response = ui.interact(
         rect,
-        egui::Id::new(("cxrlens-pane", spec.id)),
+        egui::Id::unique(("cxrlens-pane", spec.id)),
         Sense::click_and_drag(),
     );
     let panel = panel_of(rect);
