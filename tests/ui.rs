@@ -256,7 +256,8 @@ fn compare_view_with_simulated_gaze_shows_panes_metrics_and_exports_csv() {
         a.viewer().unwrap().analysis.is_some()
     });
     assert!(!h.state().viewer().unwrap().compare.enabled);
-    h.get_by_role_and_label(Role::Button, "Simulate a reading").click();
+    h.get_by_role_and_label(Role::Button, "Simulate a reading")
+        .click();
     h.run_steps(2);
     step_until(&mut h, "the gaze heatmap and metrics", |a| {
         a.viewer()
@@ -279,9 +280,14 @@ fn compare_view_with_simulated_gaze_shows_panes_metrics_and_exports_csv() {
     let panes = v.panes();
     assert_eq!(panes.len(), 4);
     assert_eq!(panes[0].content, Some(PaneContent::Gaze));
-    let gaze_layer = panes[0].overlays[1].as_ref().expect("gaze heatmap in pane 1");
+    let gaze_layer = panes[0].overlays[1]
+        .as_ref()
+        .expect("gaze heatmap in pane 1");
     assert_eq!(
-        (gaze_layer.handle.image.width, gaze_layer.handle.image.height),
+        (
+            gaze_layer.handle.image.width,
+            gaze_layer.handle.image.height
+        ),
         (v.handle.image.width, v.handle.image.height)
     );
     assert!(panes[1].overlays[1].is_some(), "explanation in pane 2");
@@ -333,14 +339,18 @@ fn compare_view_with_simulated_gaze_shows_panes_metrics_and_exports_csv() {
         .push_command(Command::ExportMetrics(out.clone()));
     h.run_steps(2);
     let text = std::fs::read_to_string(&out).expect("the CSV was written");
-    assert!(text.starts_with("map,reference,metric,value,note\n"), "{text}");
+    assert!(
+        text.starts_with("map,reference,metric,value,note\n"),
+        "{text}"
+    );
     assert!(text.contains(",KL,") && text.contains(",EHR-AUC,"));
 }
 
 #[test]
 fn a_gaze_file_for_another_image_is_reported_not_loaded() {
     let dir = tempfile::tempdir().unwrap();
-    let header = include_str!("../../shared/data/gaze-formats/egd-cxr_headers/fixations.csv.header");
+    let header =
+        include_str!("../../shared/data/gaze-formats/egd-cxr_headers/fixations.csv.header");
     let n = header.trim().split(',').count();
     let mut row = vec!["0".to_string(); n];
     row[2] = "some-other-dicom".into();

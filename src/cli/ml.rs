@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Fine-tune: start from this model bundle's weights (its input size and width are used).
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Continue an interrupted run from the checkpoint in the output folder.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +232,7 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     options.max_images = args.max_images;
     options.version = args.version.clone();
     options.init_from = args.init.clone();
+    options.resume = args.resume;
     options.command = std::iter::once("cxrlens".to_string())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()

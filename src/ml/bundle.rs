@@ -37,6 +37,14 @@ impl ModelKind {
             ModelKind::Saliency => "gaze-saliency",
         }
     }
+    /// What the bundle holds, in words.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ModelKind::Lung => "lung network",
+            ModelKind::Classifier => "classifier",
+            ModelKind::Saliency => "saliency network",
+        }
+    }
     pub fn parse(text: &str) -> Result<Self, MlError> {
         match text {
             "lung" => Ok(Self::Lung),
@@ -195,7 +203,7 @@ pub fn save_module<M: Module>(module: M, path: &Path) -> Result<(), MlError> {
     Ok(())
 }
 
-fn load_into<M: Module>(module: M, path: &Path) -> Result<M, MlError> {
+pub fn load_into<M: Module>(module: M, path: &Path) -> Result<M, MlError> {
     let bytes = std::fs::read(path).map_err(|e| MlError::ModelFile {
         message: e.to_string(),
         path: path.to_path_buf(),

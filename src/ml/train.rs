@@ -1,7 +1,9 @@
 //! Training of the lung network (joint segmentation + classification loss) and the classifier,
 //! on a local dataset folder (see `ml::data`), on whatever device `ml::device` chose.
 //!
-//! Every epoch writes a checkpoint atomically; the finished model is written as `config.json`,
+//! Every epoch writes a checkpoint (weights, Adam state, RNG state, history) atomically, committed
+//! by `checkpoint.json` written last, so a run killed at any moment — even by SIGKILL — resumes
+//! from the last complete epoch (`TrainOptions::resume`). The finished model is written as `config.json`,
 //! `weights.bpk`, `card.json` and `MODEL_CARD.md` into the output folder.
 
 use std::path::{Path, PathBuf};
@@ -53,6 +55,9 @@ pub struct TrainOptions {
     /// input size and width replace `input_size` and `base_channels`.
     #[serde(default)]
     pub init_from: Option<PathBuf>,
+    /// Continue from `out_dir/checkpoint.json` when it exists and was made with the same options.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 impl TrainOptions {
@@ -74,6 +79,7 @@ impl TrainOptions {
             version: "1.0.0".into(),
             command: String::new(),
             init_from: None,
+            resume: false,
         }
     }
 }
@@ -247,9 +253,46 @@ pub fn train(
     let batches = train_set.len().div_ceil(options.batch_size.max(1));
     let mut history = Vec::new();
     let mut epochs_run = 0;
-    let checkpoint = out_dir.join("checkpoint.bpk");
+    let mut seconds_before = 0.0;
     std::fs::create_dir_all(out_dir)?;
-    for epoch in 0..options.epochs {
+    let fingerprint = Fingerprint {
+        options: comparable(options),
+        class_names: class_names.clone(),
+        train_images: train_set.len(),
+        validation_images: val_set.len(),
+    };
+    if options.resume
+        && let Some(state) = read_checkpoint(out_dir)?
+    {
+        if state.fingerprint != fingerprint {
+            return Err(MlError::Config(format!(
+                "the checkpoint in {} was made with different options or data; \
+                 use the same options, or remove checkpoint.json to start over",
+                out_dir.display()
+            )));
+        }
+        let weights = out_dir.join(&state.weights);
+        net = match net {
+            Net::Lung(m) => Net::Lung(super::bundle::load_into(m, &weights)?),
+            Net::Classifier(m) => Net::Classifier(super::bundle::load_into(m, &weights)?),
+        };
+        let bytes = std::fs::read(out_dir.join(&state.optimizer))?;
+        let record =
+            burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+                .map_err(|e| MlError::Weights(format!("optimizer state: {e:?}")))?;
+        optimizer = optimizer.load_record(record);
+        rng = SplitMix64::new(state.rng);
+        history = state.history;
+        epochs_run = state.epochs_done;
+        seconds_before = state.seconds;
+        progress(TrainProgress::Message(format!(
+            "resuming after epoch {} of {} (checkpoint in {})",
+            epochs_run,
+            options.epochs,
+            out_dir.display()
+        )));
+    }
+    for epoch in epochs_run..options.epochs {
         let epoch_started = Instant::now();
         let progress_frac = epoch as f64 / options.epochs.max(1) as f64;
         let lr = options.learning_rate
@@ -299,10 +342,20 @@ pub fn train(
         let train_loss = loss_sum / batches as f64;
         epochs_run = epoch + 1;
         history.push((epochs_run, train_loss, evaluation.clone()));
-        match &net {
-            Net::Lung(m) => save_module(m.clone(), &checkpoint)?,
-            Net::Classifier(m) => save_module(m.clone(), &checkpoint)?,
-        }
+        write_checkpoint(
+            out_dir,
+            &net,
+            &optimizer,
+            &CheckpointState {
+                fingerprint: fingerprint.clone(),
+                epochs_done: epochs_run,
+                weights: String::new(),
+                optimizer: String::new(),
+                rng: rng.state(),
+                history: history.clone(),
+                seconds: seconds_before + started.elapsed().as_secs_f64(),
+            },
+        )?;
         progress(TrainProgress::Epoch {
             epoch: epochs_run,
             epochs: options.epochs,
@@ -320,7 +373,7 @@ pub fn train(
         train_patients,
         validation_patients,
         epochs_run,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: seconds_before + started.elapsed().as_secs_f64(),
         device: compute.description.clone(),
         history,
         final_evaluation,
@@ -366,8 +419,97 @@ pub fn train(
             .map_err(|e| MlError::Config(e.to_string()))?
             .as_bytes(),
     )?;
-    let _ = std::fs::remove_file(&checkpoint);
+    remove_checkpoint(out_dir);
     Ok(report)
+}
+
+/// What a checkpoint must agree with to be resumed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Fingerprint {
+    options: serde_json::Value,
+    class_names: Vec<String>,
+    train_images: usize,
+    validation_images: usize,
+}
+
+/// The options that change a run (not the command line, the resume flag or the run's name).
+fn comparable(options: &TrainOptions) -> serde_json::Value {
+    let mut o = options.clone();
+    o.command.clear();
+    o.resume = false;
+    serde_json::to_value(&o).unwrap_or_default()
+}
+
+/// `checkpoint.json`: the commit record of the last complete epoch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    fingerprint: Fingerprint,
+    epochs_done: usize,
+    /// File names (in the output folder) of the weights and the optimizer state.
+    weights: String,
+    optimizer: String,
+    rng: u64,
+    history: Vec<(usize, f64, Evaluation)>,
+    seconds: f64,
+}
+
+const CHECKPOINT: &str = "checkpoint.json";
+
+/// Writes this epoch's weights and optimizer state under new names, then `checkpoint.json`
+/// (the commit point), then removes the previous epoch's files. Each write is atomic, so a kill at
+/// any moment leaves a complete checkpoint behind.
+fn write_checkpoint(
+    out_dir: &Path,
+    net: &Net,
+    optimizer: &burn::optim::ModuleOptimizer,
+    state: &CheckpointState,
+) -> Result<(), MlError> {
+    let previous = read_checkpoint(out_dir).ok().flatten();
+    let mut state = state.clone();
+    state.weights = format!("checkpoint-{:03}.bpk", state.epochs_done);
+    state.optimizer = format!("checkpoint-{:03}.optim.bpk", state.epochs_done);
+    match net {
+        Net::Lung(m) => save_module(m.clone(), &out_dir.join(&state.weights))?,
+        Net::Classifier(m) => save_module(m.clone(), &out_dir.join(&state.weights))?,
+    }
+    let bytes = optimizer
+        .to_record()
+        .into_bytes()
+        .map_err(|e| MlError::Weights(format!("optimizer state: {e:?}")))?;
+    write_atomically(&out_dir.join(&state.optimizer), &bytes)?;
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| MlError::Config(e.to_string()))?;
+    write_atomically(&out_dir.join(CHECKPOINT), &json)?;
+    if let Some(p) = previous {
+        for f in [p.weights, p.optimizer] {
+            if f != state.weights && f != state.optimizer {
+                let _ = std::fs::remove_file(out_dir.join(f));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_checkpoint(out_dir: &Path) -> Result<Option<CheckpointState>, MlError> {
+    let path = out_dir.join(CHECKPOINT);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| MlError::ModelFile {
+                message: format!("unreadable checkpoint: {e}"),
+                path,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// After a finished run: the checkpoint files are no longer needed.
+fn remove_checkpoint(out_dir: &Path) {
+    if let Ok(Some(state)) = read_checkpoint(out_dir) {
+        let _ = std::fs::remove_file(out_dir.join(CHECKPOINT));
+        let _ = std::fs::remove_file(out_dir.join(state.weights));
+        let _ = std::fs::remove_file(out_dir.join(state.optimizer));
+    }
 }
 
 /// The network to start from: the bundle named by `init_from` (kind and classes must match the
@@ -382,10 +524,10 @@ fn initial_net(
         let info = super::bundle::BundleInfo::open(dir, false)?;
         if info.card.kind != options.kind {
             return Err(MlError::Config(format!(
-                "{} is a {} model, not a {} model",
+                "{} holds a {}, not a {}",
                 dir.display(),
-                info.card.kind.default_name(),
-                options.kind.default_name()
+                info.card.kind.noun(),
+                options.kind.noun()
             )));
         }
         let (net, names, size, base) = match super::bundle::load_bundle(&info, device)? {

@@ -74,6 +74,8 @@ pub struct CxrApp {
     analyze_pending: bool,
     gaze_panel: GazePanel,
     gaze_pending: Option<Command>,
+    /// The start-up gaze waits for the start-up analysis (its lung mask guides a simulation).
+    gaze_waits_for_analysis: bool,
 }
 
 impl CxrApp {
@@ -119,6 +121,7 @@ impl CxrApp {
             analysis_image: None,
             analyze_pending: options.analyze_on_open,
             gaze_panel: GazePanel::default(),
+            gaze_waits_for_analysis: options.analyze_on_open,
             gaze_pending: match (&options.gaze_on_open, options.simulate_gaze) {
                 (Some(p), _) => Some(Command::LoadGaze(p.clone())),
                 (None, true) => Some(Command::SimulateGaze),
@@ -1172,6 +1175,9 @@ impl eframe::App for CxrApp {
             && !self.analyze_pending
             && self.analysis.running.is_none()
             && !matches!(self.analysis.models, ModelsStatus::Loading)
+            && (!self.gaze_waits_for_analysis
+                || self.viewer.as_ref().is_some_and(|v| v.analysis.is_some())
+                || matches!(self.analysis.models, ModelsStatus::Failed(_)))
             && let Some(c) = self.gaze_pending.take()
         {
             self.commands.push(c);

@@ -1,0 +1,226 @@
+//! Training end to end on a tiny slice of the shared data (CPU, seconds): the bundle it writes
+//! loads and runs; a run killed with SIGKILL resumes from its last checkpoint; a bad starting
+//! bundle is refused with a clear message.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use cxrlens::ml::bundle::{BundleInfo, LoadedModel, ModelKind, load_bundle};
+use cxrlens::ml::device::{BackendChoice, select};
+use cxrlens::ml::train::{TrainOptions, TrainProgress, train};
+
+/// labels.csv with absolute paths: 8 masked images (covid19) and 4 without masks (other labels),
+/// so the lung network has both a segmentation target and two classes.
+fn tiny_dataset(dir: &Path) -> PathBuf {
+    let root = common::shared_data().join("cxr-ieee8023");
+    let text = std::fs::read_to_string(root.join("labels.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut masked = Vec::new();
+    let mut others = Vec::new();
+    for r in reader.records() {
+        let r = r.unwrap();
+        let (id, image, mask, label, patient) = (&r[0], &r[1], &r[2], &r[3], &r[6]);
+        let abs = |p: &str| {
+            if p.is_empty() {
+                String::new()
+            } else {
+                root.join(p).display().to_string()
+            }
+        };
+        let row = format!("{id},{},{},{label},{patient}", abs(image), abs(mask));
+        if !mask.is_empty() && masked.len() < 8 {
+            masked.push(row);
+        } else if mask.is_empty() && label != "covid19" && others.len() < 4 {
+            others.push(row);
+        }
+    }
+    let out = dir.join("data");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut csv = String::from("id,image,mask,label,patient_id\n");
+    for row in masked.iter().chain(&others) {
+        csv += row;
+        csv.push('\n');
+    }
+    std::fs::write(out.join("labels.csv"), csv).unwrap();
+    out
+}
+
+const TINY: [&str; 10] = [
+    "--size",
+    "32",
+    "--base-channels",
+    "4",
+    "--batch-size",
+    "4",
+    "--validation-fraction",
+    "0.3",
+    "--seed",
+    "3",
+];
+
+fn tiny_options(epochs: usize) -> TrainOptions {
+    let mut o = TrainOptions::new(ModelKind::Lung);
+    o.epochs = epochs;
+    o.input_size = 32;
+    o.base_channels = 4;
+    o.batch_size = 4;
+    o.validation_fraction = 0.3;
+    o.seed = 3;
+    o
+}
+
+#[test]
+fn a_tiny_lung_training_run_writes_a_bundle_that_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_dataset(dir.path());
+    let out = dir.path().join("model");
+    let (compute, _) = select(BackendChoice::Flex, None).unwrap();
+    let mut epochs_seen = Vec::new();
+    let report = train(
+        &data,
+        &tiny_options(2),
+        &compute,
+        &out,
+        &mut |p| {
+            if let TrainProgress::Epoch { epoch, .. } = p {
+                epochs_seen.push(epoch);
+            }
+        },
+        &AtomicBool::new(false),
+    )
+    .expect("training runs");
+    assert_eq!(epochs_seen, vec![1, 2]);
+    assert_eq!(report.epochs_run, 2);
+    assert_eq!(report.class_names.len(), 2);
+    assert!(report.validation_images >= 1 && report.train_images >= 6);
+    let dice = report.final_evaluation.dice.expect("a validation Dice");
+    assert!((0.0..=1.0).contains(&dice));
+    for f in [
+        "config.json",
+        "weights.bpk",
+        "card.json",
+        "MODEL_CARD.md",
+        "training-report.json",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    assert!(
+        !out.join("checkpoint.json").exists(),
+        "checkpoint left behind"
+    );
+    let info = BundleInfo::open(&out, false).unwrap();
+    assert_eq!(info.card.epochs, 2);
+    match load_bundle(&info, &compute.device).unwrap() {
+        LoadedModel::Lung(_, config) => assert_eq!(config.input_size, 32),
+        _ => panic!("not a lung bundle"),
+    }
+}
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_dataset(dir.path());
+    let out = dir.path().join("model");
+    let epochs = 40;
+    let run = |resume: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cxrlens"));
+        c.args(["--backend", "flex", "train", "--model", "lung", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args(["--epochs", &epochs.to_string()])
+            .args(TINY);
+        if resume {
+            c.arg("--resume");
+        }
+        c
+    };
+    let mut child = run(false).spawn().unwrap();
+    // Kill it (SIGKILL) once at least two epochs are committed.
+    let checkpoint = out.join("checkpoint.json");
+    let start = Instant::now();
+    let done_before_kill = loop {
+        if let Ok(text) = std::fs::read_to_string(&checkpoint)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && v["epochs_done"].as_u64().unwrap_or(0) >= 2
+        {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break v["epochs_done"].as_u64().unwrap() as usize;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint after 300 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(done_before_kill < epochs);
+    let before: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+
+    let output = run(true).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let resumed_at = before["epochs_done"].as_u64().unwrap();
+    assert!(
+        stderr.contains(&format!("resuming after epoch {resumed_at} of {epochs}")),
+        "{stderr}"
+    );
+    // Only the remaining epochs ran in the second process.
+    assert!(!stderr.contains("epoch 1/"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("training-report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["epochs_run"].as_u64(), Some(epochs as u64));
+    let history = report["history"].as_array().unwrap();
+    assert_eq!(history.len(), epochs);
+    // The epochs from before the kill are kept as they were.
+    for (i, h) in before["history"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(&history[i], h);
+    }
+    assert!(!checkpoint.exists());
+
+    // Different options do not silently resume someone else's run.
+    let mut child = run(false).spawn().unwrap();
+    let start = Instant::now();
+    while !checkpoint.exists() {
+        assert!(start.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let output = run(true).args(["--lr", "0.01"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("different options"));
+}
+
+#[test]
+fn fine_tuning_refuses_a_bundle_of_another_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_dataset(dir.path());
+    let (compute, _) = select(BackendChoice::Flex, None).unwrap();
+    let mut options = tiny_options(1);
+    options.init_from = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cxr-resnet"));
+    let err = train(
+        &data,
+        &options,
+        &compute,
+        &dir.path().join("m"),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("holds a classifier, not a lung network"),
+        "{err}"
+    );
+}
