@@ -292,7 +292,8 @@ pub fn train(
             out_dir.display()
         )));
     }
-    for epoch in epochs_run..options.epochs {
+    let first_epoch = epochs_run;
+    for epoch in first_epoch..options.epochs {
         let epoch_started = Instant::now();
         let progress_frac = epoch as f64 / options.epochs.max(1) as f64;
         let lr = options.learning_rate
