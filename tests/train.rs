@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -12,42 +12,6 @@ use std::time::{Duration, Instant};
 use cxrlens::ml::bundle::{BundleInfo, LoadedModel, ModelKind, load_bundle};
 use cxrlens::ml::device::{BackendChoice, select};
 use cxrlens::ml::train::{TrainOptions, TrainProgress, train};
-
-/// labels.csv with absolute paths: 8 masked images (covid19) and 4 without masks (other labels),
-/// so the lung network has both a segmentation target and two classes.
-fn tiny_dataset(dir: &Path) -> PathBuf {
-    let root = common::shared_data().join("cxr-ieee8023");
-    let text = std::fs::read_to_string(root.join("labels.csv")).unwrap();
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let mut masked = Vec::new();
-    let mut others = Vec::new();
-    for r in reader.records() {
-        let r = r.unwrap();
-        let (id, image, mask, label, patient) = (&r[0], &r[1], &r[2], &r[3], &r[6]);
-        let abs = |p: &str| {
-            if p.is_empty() {
-                String::new()
-            } else {
-                root.join(p).display().to_string()
-            }
-        };
-        let row = format!("{id},{},{},{label},{patient}", abs(image), abs(mask));
-        if !mask.is_empty() && masked.len() < 8 {
-            masked.push(row);
-        } else if mask.is_empty() && label != "covid19" && others.len() < 4 {
-            others.push(row);
-        }
-    }
-    let out = dir.join("data");
-    std::fs::create_dir_all(&out).unwrap();
-    let mut csv = String::from("id,image,mask,label,patient_id\n");
-    for row in masked.iter().chain(&others) {
-        csv += row;
-        csv.push('\n');
-    }
-    std::fs::write(out.join("labels.csv"), csv).unwrap();
-    out
-}
 
 const TINY: [&str; 10] = [
     "--size",
@@ -76,7 +40,7 @@ fn tiny_options(epochs: usize) -> TrainOptions {
 #[test]
 fn a_tiny_lung_training_run_writes_a_bundle_that_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let data = tiny_dataset(dir.path());
+    let data = common::tiny_dataset(dir.path());
     let out = dir.path().join("model");
     let (compute, _) = select(BackendChoice::Flex, None).unwrap();
     let mut epochs_seen = Vec::new();
@@ -123,7 +87,7 @@ fn a_tiny_lung_training_run_writes_a_bundle_that_loads() {
 #[test]
 fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let data = tiny_dataset(dir.path());
+    let data = common::tiny_dataset(dir.path());
     let out = dir.path().join("model");
     let epochs = 40;
     let run = |resume: bool| {
@@ -205,7 +169,7 @@ fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
 #[test]
 fn fine_tuning_refuses_a_bundle_of_another_kind() {
     let dir = tempfile::tempdir().unwrap();
-    let data = tiny_dataset(dir.path());
+    let data = common::tiny_dataset(dir.path());
     let (compute, _) = select(BackendChoice::Flex, None).unwrap();
     let mut options = tiny_options(1);
     options.init_from = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cxr-resnet"));
@@ -223,4 +187,88 @@ fn fine_tuning_refuses_a_bundle_of_another_kind() {
             .contains("holds a classifier, not a lung network"),
         "{err}"
     );
+}
+
+#[test]
+fn fine_tuning_improves_the_held_out_dice_of_its_starting_weights() {
+    // Real images and masks: the first 40 masked images of cxr-ieee8023 plus 8 of other labels.
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::shared_data().join("cxr-ieee8023");
+    let text = std::fs::read_to_string(root.join("labels.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let (mut masked, mut others) = (Vec::new(), Vec::new());
+    for r in reader.records() {
+        let r = r.unwrap();
+        let abs = |p: &str| {
+            if p.is_empty() {
+                String::new()
+            } else {
+                root.join(p).display().to_string()
+            }
+        };
+        let row = format!(
+            "{},{},{},{},{}",
+            &r[0],
+            abs(&r[1]),
+            abs(&r[2]),
+            &r[3],
+            &r[6]
+        );
+        if !r[2].is_empty() && masked.len() < 40 {
+            masked.push(row);
+        } else if r[2].is_empty() && &r[3] != "covid19" && others.len() < 8 {
+            others.push(row);
+        }
+    }
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("labels.csv"),
+        format!(
+            "id,image,mask,label,patient_id\n{}\n",
+            masked
+                .iter()
+                .chain(&others)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    )
+    .unwrap();
+    let (compute, _) = select(BackendChoice::Flex, None).unwrap();
+    let run = |options: &TrainOptions, out: &str| {
+        train(
+            &data,
+            options,
+            &compute,
+            &dir.path().join(out),
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap()
+    };
+    // Starting weights: one epoch from scratch.
+    let mut start = tiny_options(1);
+    start.learning_rate = 3e-3;
+    let before = run(&start, "start");
+    // Fine-tune them on the same training patients; judged on the same held-out patients.
+    let mut tune = tiny_options(6);
+    tune.learning_rate = 3e-3;
+    tune.init_from = Some(dir.path().join("start"));
+    let after = run(&tune, "tuned");
+    assert_eq!(before.validation_images, after.validation_images);
+    let (d0, d1) = (
+        before.final_evaluation.dice.unwrap(),
+        after.final_evaluation.dice.unwrap(),
+    );
+    eprintln!("held-out Dice: starting weights {d0:.4}, fine-tuned {d1:.4}");
+    assert!(
+        d1 > d0 + 0.02,
+        "held-out Dice {d0:.3} before fine-tuning, {d1:.3} after"
+    );
+    // The card says where it started from.
+    let card = BundleInfo::open(&dir.path().join("tuned"), false)
+        .unwrap()
+        .card;
+    assert!(card.data.contains("fine-tuned from"), "{}", card.data);
 }

@@ -67,6 +67,15 @@ pub struct TrainArgs {
     /// Continue an interrupted run from the checkpoint in the output folder.
     #[arg(long)]
     pub resume: bool,
+    /// Freeze the feature extractor (lung: encoder + bottleneck; classifier: stem + stages).
+    #[arg(long)]
+    pub freeze_encoder: bool,
+    /// Stop when the validation metric has not improved for this many epochs.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Final learning rate of the cosine schedule, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.05)]
+    pub final_lr_fraction: f64,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +242,9 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     options.version = args.version.clone();
     options.init_from = args.init.clone();
     options.resume = args.resume;
+    options.freeze_encoder = args.freeze_encoder;
+    options.patience = args.patience;
+    options.final_lr_fraction = args.final_lr_fraction;
     options.command = std::iter::once("cxrlens".to_string())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
@@ -256,13 +268,15 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
         }
     }, &cancel)
     .map_err(|e| e.to_string())?;
-    Ok(format!(
+    let mut text = format!(
         "trained {} epochs in {:.0} s on {}; wrote {}\n",
         report.epochs_run,
         report.seconds,
         report.device,
         out.display()
-    ))
+    );
+    text += &report.final_evaluation.to_csv(&report.class_names);
+    Ok(text)
 }
 
 fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<String, String> {

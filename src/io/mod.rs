@@ -93,6 +93,23 @@ pub struct LoadedImage {
     pub tags: Vec<TagRow>,
 }
 
+/// Width and height from the file's header only (no pixel decoding): DICOM Columns/Rows, or the
+/// PNG/JPEG header.
+pub fn image_dimensions(path: &Path) -> Result<(u32, u32), LoadError> {
+    match sniff(path)? {
+        FileKind::Dicom(layout) => {
+            let obj = dicom::open_header(path, layout)?;
+            let cols = dicom::int(&obj, dicom_dictionary_std::tags::COLUMNS);
+            let rows = dicom::int(&obj, dicom_dictionary_std::tags::ROWS);
+            match (cols, rows) {
+                (Some(c), Some(r)) if c > 0 && r > 0 => Ok((c as u32, r as u32)),
+                _ => Err(LoadError::InvalidDicom("no Rows/Columns".into())),
+            }
+        }
+        _ => image::image_dimensions(path).map_err(|e| LoadError::InvalidDicom(e.to_string())),
+    }
+}
+
 /// Opens any supported file: DICOM (detected by content, not extension), PNG or JPEG.
 pub fn load_image(path: &Path) -> Result<LoadedImage, LoadError> {
     let kind = sniff(path)?;

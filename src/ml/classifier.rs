@@ -37,6 +37,16 @@ pub struct Classifier {
     head: Linear,
 }
 
+impl Classifier {
+    /// Freezes the stem and every residual stage, so fine-tuning adapts only the class head.
+    pub fn freeze_features(mut self) -> Self {
+        self.stem_conv = self.stem_conv.freeze();
+        self.stem_bn = self.stem_bn.freeze();
+        self.blocks = self.blocks.into_iter().map(Module::freeze).collect();
+        self
+    }
+}
+
 impl ClassifierConfig {
     pub fn init(&self, device: &Device) -> Classifier {
         let mut blocks = Vec::new();

@@ -264,3 +264,90 @@ pub fn prepare(
     }
     (samples, problems)
 }
+
+/// What a headers-only scan of a dataset folder found.
+#[derive(Clone, Debug, Default)]
+pub struct DatasetScan {
+    pub root: PathBuf,
+    /// Rows whose image exists and whose header reads.
+    pub images: usize,
+    pub labels: BTreeMap<String, usize>,
+    pub masks: usize,
+    pub patients: usize,
+    /// Gaze files (`gaze/**/*.csv`) found beside the images.
+    pub gaze_files: usize,
+    /// Every problem, one line each ("labels.csv line N: …"); the scan never stops at one.
+    pub problems: Vec<String>,
+}
+
+/// Scans a dataset folder reading headers only: labels.csv rows, image and mask existence, image
+/// and mask sizes (they must match), labels unknown to `known_labels` (the starting model's
+/// classes), duplicate ids. Cancellable between rows.
+pub fn scan_dataset(
+    root: &Path,
+    known_labels: Option<&[String]>,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<DatasetScan, MlError> {
+    let (records, row_problems) = read_labels(root)?;
+    let mut scan = DatasetScan {
+        root: root.to_path_buf(),
+        ..Default::default()
+    };
+    scan.problems = row_problems
+        .iter()
+        .map(|p| format!("labels.csv line {}: {}", p.line, p.message))
+        .collect();
+    let mut patients = BTreeSet::new();
+    for r in &records {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(MlError::Cancelled);
+        }
+        let size = match crate::io::image_dimensions(&r.image) {
+            Ok(s) => s,
+            Err(e) => {
+                scan.problems
+                    .push(format!("{}: unreadable image header: {e}", r.id));
+                continue;
+            }
+        };
+        if let Some(m) = &r.mask {
+            match crate::io::image_dimensions(m) {
+                Ok(ms) if ms == size => scan.masks += 1,
+                Ok(ms) => scan.problems.push(format!(
+                    "{}: mask is {}×{} but the image is {}×{}",
+                    r.id, ms.0, ms.1, size.0, size.1
+                )),
+                Err(e) => scan
+                    .problems
+                    .push(format!("{}: unreadable mask: {e}", r.id)),
+            }
+        }
+        if let Some(known) = known_labels
+            && !known.contains(&r.label)
+        {
+            scan.problems.push(format!(
+                "{}: label {:?} is not one of the starting model's classes {known:?}",
+                r.id, r.label
+            ));
+        }
+        *scan.labels.entry(r.label.clone()).or_default() += 1;
+        patients.insert(r.patient_id.clone());
+        scan.images += 1;
+    }
+    scan.patients = patients.len();
+    let gaze = root.join("gaze");
+    if gaze.is_dir() {
+        let mut stack = vec![gaze];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv")) {
+                    scan.gaze_files += 1;
+                }
+            }
+        }
+    }
+    Ok(scan)
+}

@@ -48,6 +48,16 @@ pub struct LungNet {
     class_head: Linear,
 }
 
+impl LungNet {
+    /// Freezes the encoder and the bottleneck (weights and batch-norm statistics), so fine-tuning
+    /// adapts only the decoder and the two heads.
+    pub fn freeze_encoder(mut self) -> Self {
+        self.encoder = self.encoder.into_iter().map(Module::freeze).collect();
+        self.bottleneck = self.bottleneck.freeze();
+        self
+    }
+}
+
 impl LungNetConfig {
     pub fn init(&self, device: &Device) -> LungNet {
         let widths: Vec<usize> = (0..=self.depth).map(|i| self.base_channels << i).collect();

@@ -58,6 +58,13 @@ pub struct TrainOptions {
     /// Continue from `out_dir/checkpoint.json` when it exists and was made with the same options.
     #[serde(default)]
     pub resume: bool,
+    /// Freeze the feature extractor (lung: encoder + bottleneck; classifier: stem + stages).
+    #[serde(default)]
+    pub freeze_encoder: bool,
+    /// Stop when the validation metric (Dice, else macro AUC, else accuracy) has not improved for
+    /// this many epochs.
+    #[serde(default)]
+    pub patience: Option<usize>,
 }
 
 impl TrainOptions {
@@ -80,6 +87,8 @@ impl TrainOptions {
             command: String::new(),
             init_from: None,
             resume: false,
+            freeze_encoder: false,
+            patience: None,
         }
     }
 }
@@ -94,6 +103,43 @@ pub struct Evaluation {
     pub per_class_auc: Vec<(String, super::metrics::AucWithCi)>,
     pub macro_auc: Option<f64>,
     pub images: usize,
+    /// Confusion matrix: row = true class, column = predicted class.
+    #[serde(default)]
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl Evaluation {
+    /// The metric early stopping and the trainer's curve follow: Dice when there are masks, else
+    /// macro AUC, else accuracy.
+    pub fn headline(&self) -> (&'static str, f64) {
+        match (self.dice, self.macro_auc) {
+            (Some(d), _) => ("Dice", d),
+            (None, Some(a)) => ("macro AUC", a),
+            (None, None) => ("accuracy", self.accuracy),
+        }
+    }
+
+    /// The evaluation as CSV rows: metric, class, value, ci_low, ci_high.
+    pub fn to_csv(&self, class_names: &[String]) -> String {
+        let mut out = String::from("metric,class,value,ci_low,ci_high\n");
+        if let Some(d) = self.dice {
+            out += &format!("dice,,{d:.6},,\n");
+        }
+        out += &format!("accuracy,,{:.6},,\n", self.accuracy);
+        if let Some(m) = self.macro_auc {
+            out += &format!("macro_auc,,{m:.6},,\n");
+        }
+        for (name, a) in &self.per_class_auc {
+            out += &format!("auc,{name},{:.6},{:.6},{:.6}\n", a.auc, a.ci_low, a.ci_high);
+        }
+        for (i, row) in self.confusion.iter().enumerate() {
+            for (j, n) in row.iter().enumerate() {
+                let name = |k: usize| class_names.get(k).cloned().unwrap_or_else(|| k.to_string());
+                out += &format!("confusion,{}→{},{n},,\n", name(i), name(j));
+            }
+        }
+        out
+    }
 }
 
 /// Progress reported once per batch and per epoch.
@@ -217,6 +263,7 @@ pub fn train(
     )));
     let (mut net, options) = initial_net(options, &class_names, device)?;
     let options = &options;
+
     let with_masks = options.kind == ModelKind::Lung;
     let pick = |idx: &[usize]| idx.iter().map(|&i| records[i].clone()).collect::<Vec<_>>();
     let (train_set, p1) = prepare(
@@ -261,6 +308,17 @@ pub fn train(
         train_images: train_set.len(),
         validation_images: val_set.len(),
     };
+    log_line(
+        out_dir,
+        &format!(
+            "run: {} on {} ({} train / {} validation images), options {}",
+            options.kind.noun(),
+            data_root.display(),
+            train_set.len(),
+            val_set.len(),
+            serde_json::to_string(&comparable(options)).unwrap_or_default()
+        ),
+    );
     if options.resume
         && let Some(state) = read_checkpoint(out_dir)?
     {
@@ -291,6 +349,12 @@ pub fn train(
             options.epochs,
             out_dir.display()
         )));
+    }
+    if options.freeze_encoder {
+        net = match net {
+            Net::Lung(m) => Net::Lung(m.freeze_encoder()),
+            Net::Classifier(m) => Net::Classifier(m.freeze_features()),
+        };
     }
     let first_epoch = epochs_run;
     for epoch in first_epoch..options.epochs {
@@ -357,6 +421,16 @@ pub fn train(
                 seconds: seconds_before + started.elapsed().as_secs_f64(),
             },
         )?;
+        let (metric, value) = evaluation.headline();
+        log_line(
+            out_dir,
+            &format!(
+                "epoch {epochs_run}/{}: train loss {train_loss:.4}, validation {metric} {value:.4}, accuracy {:.3} ({:.0} s)",
+                options.epochs,
+                evaluation.accuracy,
+                epoch_started.elapsed().as_secs_f64()
+            ),
+        );
         progress(TrainProgress::Epoch {
             epoch: epochs_run,
             epochs: options.epochs,
@@ -364,6 +438,22 @@ pub fn train(
             evaluation,
             seconds: epoch_started.elapsed().as_secs_f64(),
         });
+        if let Some(patience) = options.patience {
+            let best = history
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.2.headline().1.total_cmp(&b.1.2.headline().1))
+                .map_or(0, |(i, _)| i);
+            if history.len() - 1 - best >= patience.max(1) {
+                let m = format!(
+                    "early stop: validation {metric} has not improved for {patience} epochs (best at epoch {})",
+                    best + 1
+                );
+                log_line(out_dir, &m);
+                progress(TrainProgress::Message(m));
+                break;
+            }
+        }
     }
     let final_evaluation = history.last().map(|h| h.2.clone()).unwrap_or_default();
     let report = TrainReport {
@@ -420,8 +510,46 @@ pub fn train(
             .map_err(|e| MlError::Config(e.to_string()))?
             .as_bytes(),
     )?;
+    write_atomically(
+        &out_dir.join("evaluation.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "class_names": report.class_names,
+            "validation_images": report.validation_images,
+            "validation_patients": report.validation_patients,
+            "evaluation": report.final_evaluation,
+        }))
+        .map_err(|e| MlError::Config(e.to_string()))?
+        .as_bytes(),
+    )?;
+    write_atomically(
+        &out_dir.join("evaluation.csv"),
+        report
+            .final_evaluation
+            .to_csv(&report.class_names)
+            .as_bytes(),
+    )?;
+    log_line(
+        out_dir,
+        &format!(
+            "finished: {} epochs, {:.0} s",
+            report.epochs_run, report.seconds
+        ),
+    );
     remove_checkpoint(out_dir);
     Ok(report)
+}
+
+/// Appends a line to `training.log` beside the checkpoints (best effort: a log that cannot be
+/// written never stops training).
+fn log_line(out_dir: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out_dir.join("training.log"))
+    {
+        let _ = writeln!(f, "{line}");
+    }
 }
 
 /// What a checkpoint must agree with to be resumed.
@@ -743,7 +871,14 @@ fn evaluate(
     let macro_auc = (!per_class_auc.is_empty()).then(|| {
         per_class_auc.iter().map(|(_, a)| a.auc).sum::<f64>() / per_class_auc.len() as f64
     });
+    let mut confusion = vec![vec![0usize; class_names.len()]; class_names.len()];
+    for (&a, &p) in actual.iter().zip(&predicted) {
+        if a < confusion.len() && p < confusion.len() {
+            confusion[a][p] += 1;
+        }
+    }
     Ok(Evaluation {
+        confusion,
         dice: (!dices.is_empty()).then(|| dices.iter().sum::<f64>() / dices.len() as f64),
         accuracy: accuracy(&predicted, &actual),
         per_class_auc,

@@ -73,6 +73,7 @@ pub fn analysis_ui(
             if r.models.is_empty() {
                 ui.colored_label(Color32::LIGHT_RED, "No model bundles found.");
             }
+            model_choice_ui(ui, r, commands);
             for p in &r.problems {
                 ui.colored_label(Color32::LIGHT_RED, RichText::new(p).small());
             }
@@ -172,6 +173,46 @@ pub fn analysis_ui(
     }
     if let Some(heat) = &view.heatmap {
         layer_ui(ui, 1, heat, false, commands);
+    }
+}
+
+/// One combo per model kind with more than one bundle: shipped and user-trained, side by side.
+fn model_choice_ui(ui: &mut egui::Ui, r: &ModelsReady, commands: &mut Vec<Command>) {
+    use crate::ml::bundle::ModelKind;
+    for (kind, label) in [
+        (ModelKind::Lung, "Lung model"),
+        (ModelKind::Classifier, "Classifier"),
+        (ModelKind::Saliency, "Saliency"),
+    ] {
+        let of_kind: Vec<_> = r.available.iter().filter(|m| m.kind == kind).collect();
+        if of_kind.len() < 2 {
+            continue;
+        }
+        let current = of_kind.iter().find(|m| r.loaded.contains(&m.dir));
+        let name = |m: &crate::worker::inference::AvailableModel| {
+            format!("{}{}", m.title, if m.shipped { "" } else { " (yours)" })
+        };
+        let mut picked = None;
+        ui.horizontal(|ui| {
+            ui.label(label);
+            egui::ComboBox::from_id_salt(("model-choice", label))
+                .selected_text(current.map_or("—".to_string(), |m| name(m)))
+                .show_ui(ui, |ui| {
+                    for m in &of_kind {
+                        if ui
+                            .selectable_label(current.is_some_and(|c| c.dir == m.dir), name(m))
+                            .clicked()
+                        {
+                            picked = Some(m.dir.clone());
+                        }
+                    }
+                });
+        });
+        if let Some(dir) = picked
+            && current.is_none_or(|c| c.dir != dir)
+        {
+            commands.push(Command::SelectModel(dir));
+        }
     }
 }
 

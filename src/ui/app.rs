@@ -13,6 +13,7 @@ use super::state::{
     AnalysisView, CpuTexture, GazeView, LayerState, PaneContent, RegionChoice, ViewerState,
 };
 use super::tags_panel::TagBrowser;
+use super::trainer::{RunView, TrainerCommand, TrainerState, trainer_ui};
 use super::viewer::{DrawPath, viewer_ui};
 use crate::imaging::VoiFunction;
 use crate::imaging::colormap::Colormap;
@@ -21,13 +22,23 @@ use crate::imaging::voi::VoiMode;
 use crate::io::study::StudyTree;
 use crate::ml::analysis::{AnalysisRequest, AnalysisResult};
 use crate::ml::device::{BackendChoice, ComputeDevice};
+use crate::ml::train::TrainProgress;
 use crate::render::ImageHandle;
+use crate::worker::training::TrainerEvent;
 use crate::worker::{WorkerEvent, Workers};
 
 /// The sample study shipped in `assets/` (public NEMA WG-04 data, no identifiers; see assets/README.md).
 pub const SAMPLE_DICOM: &[u8] = include_bytes!("../../assets/sample_chest.dcm");
 const RECENT_KEY: &str = "cxrlens.recent";
 const MAX_RECENT: usize = 10;
+
+/// The two halves of the app.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tab {
+    #[default]
+    Viewer,
+    Trainer,
+}
 
 /// Start-up options (from the command line).
 #[derive(Clone, Debug, Default)]
@@ -74,6 +85,14 @@ pub struct CxrApp {
     analyze_pending: bool,
     gaze_panel: GazePanel,
     gaze_pending: Option<Command>,
+    tab: Tab,
+    trainer: TrainerState,
+    trainer_commands: Vec<TrainerCommand>,
+    /// Bundles the user picked per kind (the inference worker loads these first).
+    preferred_models: Vec<PathBuf>,
+    /// The start-up compute device and backend choice, for training runs.
+    compute: Option<ComputeDevice>,
+    backend: BackendChoice,
     /// The start-up gaze waits for the start-up analysis (its lung mask guides a simulation).
     gaze_waits_for_analysis: bool,
 }
@@ -122,6 +141,12 @@ impl CxrApp {
             analyze_pending: options.analyze_on_open,
             gaze_panel: GazePanel::default(),
             gaze_waits_for_analysis: options.analyze_on_open,
+            tab: Tab::Viewer,
+            trainer: TrainerState::default(),
+            trainer_commands: Vec::new(),
+            preferred_models: Vec::new(),
+            compute: options.compute.clone(),
+            backend: options.backend,
             gaze_pending: match (&options.gaze_on_open, options.simulate_gaze) {
                 (Some(p), _) => Some(Command::LoadGaze(p.clone())),
                 (None, true) => Some(Command::SimulateGaze),
@@ -165,7 +190,26 @@ impl CxrApp {
             || self.analysis.running.is_some()
             || self.workers.gaze_import.is_busy()
             || self.workers.gaze_compare.is_busy()
+            || self.workers.dataset_scan.is_busy()
+            || self.trainer.run.as_ref().is_some_and(|r| r.running)
             || matches!(self.analysis.models, ModelsStatus::Loading)
+    }
+
+    pub fn trainer(&self) -> &TrainerState {
+        &self.trainer
+    }
+
+    pub fn trainer_mut(&mut self) -> &mut TrainerState {
+        &mut self.trainer
+    }
+
+    /// Queues a trainer action as its buttons do (tests).
+    pub fn push_trainer_command(&mut self, command: TrainerCommand) {
+        self.trainer_commands.push(command);
+    }
+
+    pub fn tab(&self) -> Tab {
+        self.tab
     }
 
     pub fn gaze_panel(&self) -> &GazePanel {
@@ -300,6 +344,22 @@ impl CxrApp {
                     layer.colormap = colormap;
                 }
             }
+            Command::SelectModel(dir) => {
+                if let ModelsStatus::Ready(r) = &self.analysis.models
+                    && let Some(kind) = r.available.iter().find(|m| m.dir == dir).map(|m| m.kind)
+                {
+                    let same_kind: Vec<PathBuf> = r
+                        .available
+                        .iter()
+                        .filter(|m| m.kind == kind)
+                        .map(|m| m.dir.clone())
+                        .collect();
+                    self.preferred_models.retain(|p| !same_kind.contains(p));
+                    self.preferred_models.insert(0, dir);
+                    self.reload_models();
+                }
+            }
+            Command::ShowTab(tab) => self.tab = tab,
             Command::LoadGaze(path) => {
                 if let Some(v) = &self.viewer {
                     let key = crate::gaze::image_key(&v.path, &v.loaded);
@@ -421,6 +481,161 @@ impl CxrApp {
                         Command::Reset => v.reset(),
                         Command::ClearMeasurements => v.measurements.clear(),
                         _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn reload_models(&mut self) {
+        if let Some(w) = &mut self.workers.inference {
+            match w.reload(self.preferred_models.clone()) {
+                Ok(()) => {
+                    self.analysis.models = ModelsStatus::Loading;
+                    self.analysis.running = None;
+                }
+                Err(e) => self.notices.error(e),
+            }
+        }
+    }
+
+    fn apply_trainer(&mut self, command: TrainerCommand) {
+        match command {
+            TrainerCommand::Scan => {
+                let root = PathBuf::from(self.trainer.data_text.trim());
+                let known = self.trainer.start_from.as_ref().and_then(|d| {
+                    crate::ml::bundle::BundleInfo::open(d, false)
+                        .ok()
+                        .map(|b| b.card.class_names)
+                });
+                match self.workers.scan_dataset(root, known) {
+                    Ok(()) => {
+                        self.trainer.scanning = true;
+                        self.trainer.scan = None;
+                    }
+                    Err(e) => self.notices.error(e),
+                }
+            }
+            TrainerCommand::Start { resume } => {
+                let mut options = self.trainer.run_options();
+                options.resume = resume;
+                let out_dir = self.trainer.out_dir();
+                let data = PathBuf::from(self.trainer.data_text.trim());
+                match self.workers.start_training(
+                    data,
+                    options.clone(),
+                    out_dir.clone(),
+                    self.compute.clone(),
+                    self.backend,
+                ) {
+                    Ok(generation) => {
+                        self.trainer.error = None;
+                        self.trainer.report = None;
+                        self.trainer.run = Some(RunView {
+                            generation,
+                            device: "starting…".into(),
+                            epochs: options.epochs,
+                            running: true,
+                            out_dir,
+                            ..Default::default()
+                        });
+                    }
+                    Err(e) => self.notices.error(e),
+                }
+            }
+            TrainerCommand::Stop => {
+                // The run stops at its next batch; the last complete epoch's checkpoint stays.
+                self.workers.training.stop();
+            }
+        }
+    }
+
+    fn handle_trainer_event(&mut self, generation: u64, event: TrainerEvent) {
+        match event {
+            TrainerEvent::Scanned(result) => {
+                if !self.workers.dataset_scan.finish(generation) {
+                    return;
+                }
+                self.trainer.scanning = false;
+                if let Err(e) = &result {
+                    self.notices.error(format!("dataset scan: {e}"));
+                }
+                self.trainer.scan = Some(result);
+            }
+            other => {
+                let Some(run) = self
+                    .trainer
+                    .run
+                    .as_mut()
+                    .filter(|r| r.generation == generation)
+                else {
+                    return;
+                };
+                match other {
+                    TrainerEvent::Scanned(_) => {}
+                    TrainerEvent::Started { device } => run.device = device,
+                    TrainerEvent::Progress(p) => match p {
+                        TrainProgress::Batch {
+                            epoch,
+                            batch,
+                            batches,
+                            loss,
+                        } => {
+                            let x = (epoch - 1) as f64 + batch as f64 / batches.max(1) as f64;
+                            run.batch_loss.push([x, loss]);
+                            run.fraction = x / run.epochs.max(1) as f64;
+                            if run.start_fraction.is_none() {
+                                run.start_fraction =
+                                    Some((epoch - 1) as f64 / run.epochs.max(1) as f64);
+                                run.started = Some(std::time::Instant::now());
+                            }
+                        }
+                        TrainProgress::Epoch {
+                            epoch,
+                            epochs,
+                            train_loss,
+                            evaluation,
+                            seconds,
+                        } => {
+                            let (name, value) = evaluation.headline();
+                            run.epoch_points.push((epoch, train_loss, name, value));
+                            run.fraction = epoch as f64 / epochs.max(1) as f64;
+                            run.log.push(format!(
+                                "epoch {epoch}/{epochs}: loss {train_loss:.4}, validation {name} {value:.4} ({seconds:.0} s)"
+                            ));
+                        }
+                        TrainProgress::Message(m) => run.log.push(m),
+                    },
+                    TrainerEvent::Finished(result) => {
+                        run.running = false;
+                        self.workers.training.finish(generation);
+                        match *result {
+                            Ok(report) => {
+                                run.fraction = 1.0;
+                                run.log.push(format!(
+                                    "finished: {} epochs in {:.0} s",
+                                    report.epochs_run, report.seconds
+                                ));
+                                let dir = run.out_dir.clone();
+                                self.notices.info(format!(
+                                    "model saved to {}; it is offered in the Analysis panel",
+                                    dir.display()
+                                ));
+                                self.trainer.report = Some(report);
+                                self.preferred_models.insert(0, dir);
+                                self.reload_models();
+                            }
+                            Err(e) if e == "stopped" => {
+                                run.log.push(
+                                    "stopped; Resume continues from the last complete epoch".into(),
+                                );
+                            }
+                            Err(e) => {
+                                run.log.push(format!("failed: {e}"));
+                                self.trainer.error = Some(e.clone());
+                                self.notices.error(format!("training failed: {e}"));
+                            }
+                        }
                     }
                 }
             }
@@ -688,6 +903,9 @@ impl CxrApp {
 
     fn handle_event(&mut self, event: WorkerEvent, ctx: &egui::Context) {
         match event {
+            WorkerEvent::Trainer { generation, event } => {
+                self.handle_trainer_event(generation, event)
+            }
             WorkerEvent::ModelsReady(ready) => {
                 self.analysis.models = match *ready {
                     Ok(r) => ModelsStatus::Ready(r),
@@ -1011,6 +1229,19 @@ impl CxrApp {
 
     fn toolbar_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal_wrapped(|ui| {
+            for (tab, label) in [(Tab::Viewer, "Viewer"), (Tab::Trainer, "Trainer")] {
+                if ui
+                    .selectable_label(self.tab == tab, egui::RichText::new(label).strong())
+                    .clicked()
+                {
+                    self.commands.push(Command::ShowTab(tab));
+                }
+            }
+            ui.separator();
+            if self.tab == Tab::Trainer {
+                ui.weak("Fine-tune the models on local data; nothing leaves this machine.");
+                return;
+            }
             for tool in [Tool::WindowLevel, Tool::Pan, Tool::Measure] {
                 if ui
                     .selectable_label(self.tool == tool, tool.label())
@@ -1182,6 +1413,9 @@ impl eframe::App for CxrApp {
         {
             self.commands.push(c);
         }
+        for c in std::mem::take(&mut self.trainer_commands) {
+            self.apply_trainer(c);
+        }
         let pixels_per_point = ctx.pixels_per_point();
         for command in std::mem::take(&mut self.commands) {
             self.apply(command, pixels_per_point);
@@ -1216,6 +1450,25 @@ impl eframe::App for CxrApp {
                     self.commands.push(Command::DismissNotice(i));
                 }
             });
+        }
+        if self.tab == Tab::Trainer {
+            let models = match &self.analysis.models {
+                ModelsStatus::Ready(r) => r.available.clone(),
+                _ => Vec::new(),
+            };
+            let mut trainer_commands = Vec::new();
+            egui::CentralPanel::default().show(ui, |ui| {
+                trainer_ui(ui, &mut self.trainer, &models, &mut trainer_commands)
+            });
+            self.trainer_commands.extend(trainer_commands);
+            if self.trainer.run.as_ref().is_some_and(|r| r.running) {
+                ui.ctx()
+                    .request_repaint_after(std::time::Duration::from_millis(500));
+            }
+            let ctx = ui.ctx().clone();
+            self.path_entry_ui(&ctx);
+            self.shortcuts_ui(&ctx);
+            return;
         }
         if self.show_study_browser
             && let Some((_, tree)) = &self.study

@@ -89,4 +89,8 @@ pub enum Command {
     SetRegion(RegionChoice),
     /// Write the metrics table as CSV.
     ExportMetrics(PathBuf),
+    /// Use this model bundle for its kind (reloads the models on the inference worker).
+    SelectModel(PathBuf),
+    /// Show the viewer or the trainer.
+    ShowTab(crate::ui::app::Tab),
 }

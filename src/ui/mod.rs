@@ -11,6 +11,7 @@ pub mod notices;
 pub mod overlay_text;
 pub mod state;
 pub mod tags_panel;
+pub mod trainer;
 pub mod viewer;
 
 pub use app::{AppOptions, CxrApp};

@@ -8,17 +8,33 @@ use std::sync::mpsc::{self, Receiver, Sender};
 
 use super::WorkerEvent;
 use crate::ml::analysis::{AnalysisRequest, Models, analyze};
-use crate::ml::bundle::discover;
+use std::path::PathBuf;
+
+use crate::ml::bundle::{BundleInfo, ModelKind, discover};
 use crate::ml::device::{BackendChoice, ComputeDevice, probe_adapter, select};
 use crate::ml::error::MlError;
 
-/// What the worker found at start-up.
+/// A bundle the user can pick in the Analysis panel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AvailableModel {
+    pub kind: ModelKind,
+    pub title: String,
+    pub dir: PathBuf,
+    /// Shipped with the app (else trained by the user).
+    pub shipped: bool,
+}
+
+/// What the worker found at start-up or after a reload.
 #[derive(Clone, Debug)]
 pub struct ModelsReady {
     pub device: String,
     pub reason: String,
     /// "name version" of each loaded model.
     pub models: Vec<String>,
+    /// Folders of the loaded bundles.
+    pub loaded: Vec<PathBuf>,
+    /// Every bundle found (shipped and the user's), loaded or not.
+    pub available: Vec<AvailableModel>,
     pub problems: Vec<String>,
 }
 
@@ -27,6 +43,8 @@ enum Job {
         generation: u64,
         request: Box<AnalysisRequest>,
     },
+    /// Discover the bundles again and load them, preferring these folders for their kind.
+    Reload { preferred: Vec<PathBuf> },
 }
 
 /// Handle to the inference thread. Dropping it ends the thread after its current job.
@@ -65,6 +83,14 @@ impl InferenceWorker {
         Ok(generation)
     }
 
+    /// Re-discover the bundles (e.g. after training) and load the preferred ones for their kind.
+    pub fn reload(&mut self, preferred: Vec<PathBuf>) -> Result<(), String> {
+        self.latest.fetch_add(1, Ordering::SeqCst);
+        self.jobs
+            .send(Job::Reload { preferred })
+            .map_err(|_| "the inference worker has stopped".to_string())
+    }
+
     /// Cancel whatever is running or queued.
     pub fn cancel(&mut self) {
         self.latest.fetch_add(1, Ordering::SeqCst);
@@ -100,31 +126,30 @@ fn run(
             }
         }
     };
-    let (bundles, mut problems) = discover();
-    let (models, load_problems) = Models::load(&bundles, &compute.device);
-    problems.extend(load_problems);
-    let titles = models
-        .lung
-        .iter()
-        .map(|(_, i)| i.title())
-        .chain(models.classifier.iter().map(|(_, i)| i.title()))
-        .collect();
-    send(WorkerEvent::ModelsReady(Box::new(Ok(ModelsReady {
-        device: compute.description.clone(),
-        reason: compute.reason.clone(),
-        models: titles,
-        problems,
-    }))));
+    let mut models = load_models(&compute, &[], &send);
     while let Ok(job) = rx.recv() {
-        // Skip to the newest queued job.
+        let job = match job {
+            Job::Reload { preferred } => {
+                models = load_models(&compute, &preferred, &send);
+                continue;
+            }
+            job => job,
+        };
+        // Skip to the newest queued analysis (a queued reload is done first).
         let mut job = job;
         while let Ok(newer) = rx.try_recv() {
-            job = newer;
+            match newer {
+                Job::Reload { preferred } => models = load_models(&compute, &preferred, &send),
+                analysis => job = analysis,
+            }
         }
         let Job::Analyze {
             generation,
             request,
-        } = job;
+        } = job
+        else {
+            continue;
+        };
         if latest.load(Ordering::SeqCst) != generation {
             continue;
         }
@@ -151,4 +176,53 @@ fn run(
             }),
         }
     }
+}
+
+/// Finds the bundles, puts the preferred folders first (so `Models::load` takes them for their
+/// kind), loads them and reports what is loaded and what is available.
+fn load_models(
+    compute: &ComputeDevice,
+    preferred: &[PathBuf],
+    send: &dyn Fn(WorkerEvent),
+) -> Models {
+    let (mut bundles, mut problems) = discover();
+    bundles.sort_by_key(|b: &BundleInfo| !preferred.contains(&b.dir));
+    let (models, load_problems) = Models::load(&bundles, &compute.device);
+    problems.extend(load_problems);
+    let loaded: Vec<(String, PathBuf)> = models
+        .lung
+        .iter()
+        .map(|(_, i)| (i.title(), i.dir.clone()))
+        .chain(
+            models
+                .classifier
+                .iter()
+                .map(|(_, i)| (i.title(), i.dir.clone())),
+        )
+        .chain(
+            models
+                .saliency
+                .iter()
+                .map(|(_, i)| (i.title(), i.dir.clone())),
+        )
+        .collect();
+    let mut available: Vec<AvailableModel> = bundles
+        .iter()
+        .map(|b| AvailableModel {
+            kind: b.card.kind,
+            title: b.title(),
+            dir: b.dir.clone(),
+            shipped: b.shipped,
+        })
+        .collect();
+    available.sort_by(|a, b| a.dir.cmp(&b.dir));
+    send(WorkerEvent::ModelsReady(Box::new(Ok(ModelsReady {
+        device: compute.description.clone(),
+        reason: compute.reason.clone(),
+        models: loaded.iter().map(|(t, _)| t.clone()).collect(),
+        loaded: loaded.into_iter().map(|(_, d)| d).collect(),
+        available,
+        problems,
+    }))));
+    models
 }

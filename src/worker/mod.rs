@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 
 pub mod inference;
+pub mod training;
 
 use crate::io::study::{StudyTree, scan_folder};
 use crate::io::{LoadError, LoadedImage, load_image};
@@ -56,6 +57,11 @@ pub enum WorkerEvent {
         image_id: u64,
         import: Box<crate::gaze::GazeImport>,
     },
+    /// From the trainer's scan or training run.
+    Trainer {
+        generation: u64,
+        event: training::TrainerEvent,
+    },
     /// Gaze heatmap, difference maps and metrics for image `image_id`.
     GazeCompared {
         generation: u64,
@@ -91,6 +97,12 @@ impl JobSlot {
         current
     }
 
+    /// Asks the running job to stop but keeps its generation, so its final report is still
+    /// accepted (a stopped training run reports how far it got).
+    pub fn stop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
     pub fn cancel(&mut self) {
         self.cancel.store(true, Ordering::Relaxed);
         self.generation += 1;
@@ -112,6 +124,8 @@ pub struct Workers {
     pub render: JobSlot,
     pub gaze_import: JobSlot,
     pub gaze_compare: JobSlot,
+    pub dataset_scan: JobSlot,
+    pub training: JobSlot,
     dialog_open: bool,
     pub inference: Option<inference::InferenceWorker>,
 }
@@ -129,6 +143,8 @@ impl Workers {
             render: JobSlot::default(),
             gaze_import: JobSlot::default(),
             gaze_compare: JobSlot::default(),
+            dataset_scan: JobSlot::default(),
+            training: JobSlot::default(),
             dialog_open: false,
             inference: None,
         }

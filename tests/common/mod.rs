@@ -26,3 +26,39 @@ pub fn dicom(name: &str) -> PathBuf {
 pub const RSNA: &str = "rsna-pneumonia_c64d5667-a776-4f95-9e21-bfabafb07740.dcm";
 pub const SIIM: &str = "siim-acr_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm";
 pub const FAKE_MONO1: &str = "torchxrayvision_Fake_MONOHR1.dcm";
+
+/// labels.csv with absolute paths: 8 masked images (covid19) and 4 without masks (other labels),
+/// so the lung network has both a segmentation target and two classes.
+pub fn tiny_dataset(dir: &std::path::Path) -> PathBuf {
+    let root = shared_data().join("cxr-ieee8023");
+    let text = std::fs::read_to_string(root.join("labels.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut masked = Vec::new();
+    let mut others = Vec::new();
+    for r in reader.records() {
+        let r = r.unwrap();
+        let (id, image, mask, label, patient) = (&r[0], &r[1], &r[2], &r[3], &r[6]);
+        let abs = |p: &str| {
+            if p.is_empty() {
+                String::new()
+            } else {
+                root.join(p).display().to_string()
+            }
+        };
+        let row = format!("{id},{},{},{label},{patient}", abs(image), abs(mask));
+        if !mask.is_empty() && masked.len() < 8 {
+            masked.push(row);
+        } else if mask.is_empty() && label != "covid19" && others.len() < 4 {
+            others.push(row);
+        }
+    }
+    let out = dir.join("data");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut csv = String::from("id,image,mask,label,patient_id\n");
+    for row in masked.iter().chain(&others) {
+        csv += row;
+        csv.push('\n');
+    }
+    std::fs::write(out.join("labels.csv"), csv).unwrap();
+    out
+}

@@ -1,0 +1,101 @@
+//! The trainer's workers: a headers-only dataset scan (`cxrlens-dataset-scan`) and one training run
+//! at a time (`cxrlens-train`), which creates its own compute device, reports every batch and
+//! epoch as events, and stops at the next batch when asked (the checkpoint of the last complete
+//! epoch stays, so the run can be resumed).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use super::{WorkerEvent, Workers};
+use crate::ml::data::{DatasetScan, scan_dataset};
+use crate::ml::device::{BackendChoice, ComputeDevice, probe_adapter, select};
+use crate::ml::error::MlError;
+use crate::ml::train::{TrainOptions, TrainProgress, TrainReport, train};
+
+/// What the trainer's workers report.
+pub enum TrainerEvent {
+    Scanned(Result<DatasetScan, String>),
+    Progress(TrainProgress),
+    /// The device the run uses.
+    Started {
+        device: String,
+    },
+    /// `Err("stopped")` when the user stopped it.
+    Finished(Box<Result<TrainReport, String>>),
+}
+
+impl Workers {
+    /// Scan a dataset folder (headers only). `known_labels`: the starting model's classes.
+    pub fn scan_dataset(
+        &mut self,
+        root: PathBuf,
+        known_labels: Option<Vec<String>>,
+    ) -> Result<(), String> {
+        let (generation, cancel) = self.dataset_scan.start();
+        self.spawn("cxrlens-dataset-scan", move || {
+            let result =
+                scan_dataset(&root, known_labels.as_deref(), &cancel).map_err(|e| e.to_string());
+            (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::Trainer {
+                generation,
+                event: TrainerEvent::Scanned(result),
+            })
+        })
+    }
+
+    /// Start a training run. `compute`: the app's device when it has one (else chosen here).
+    pub fn start_training(
+        &mut self,
+        data: PathBuf,
+        options: TrainOptions,
+        out_dir: PathBuf,
+        compute: Option<ComputeDevice>,
+        choice: BackendChoice,
+    ) -> Result<u64, String> {
+        let (generation, cancel) = self.training.start();
+        let tx = self.tx.clone();
+        let wake = self.wake.clone();
+        let send = move |event: TrainerEvent| {
+            let _ = tx.send(WorkerEvent::Trainer { generation, event });
+            wake();
+        };
+        std::thread::Builder::new()
+            .name("cxrlens-train".into())
+            .spawn(move || {
+                let compute = match compute {
+                    Some(c) => c,
+                    None => {
+                        let adapter = if choice == BackendChoice::Flex {
+                            None
+                        } else {
+                            probe_adapter()
+                        };
+                        match select(choice, adapter.as_ref()) {
+                            Ok((c, _)) => c,
+                            Err(e) => {
+                                send(TrainerEvent::Finished(Box::new(Err(e.to_string()))));
+                                return;
+                            }
+                        }
+                    }
+                };
+                send(TrainerEvent::Started {
+                    device: compute.description.clone(),
+                });
+                let result = train(
+                    &data,
+                    &options,
+                    &compute,
+                    &out_dir,
+                    &mut |p| send(TrainerEvent::Progress(p)),
+                    &cancel,
+                );
+                let result = match result {
+                    Err(MlError::Cancelled) => Err("stopped".to_string()),
+                    other => other.map_err(|e| e.to_string()),
+                };
+                send(TrainerEvent::Finished(Box::new(result)));
+            })
+            .map_err(|e| format!("cannot start the training thread: {e}"))?;
+        Ok(generation)
+    }
+}
