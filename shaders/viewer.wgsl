@@ -117,8 +117,10 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
         grey = 1.0 - grey;
     }
     var rgb = vec3<f32>(grey);
-    rgb = blend_layer(rgb, overlay0_tex, params.overlay0, 0, p, bilinear);
+    // Layer 1 (heatmap) first, then layer 0 (mask) on top, so a lung contour stays visible over
+    // an opaque heatmap.
     rgb = blend_layer(rgb, overlay1_tex, params.overlay1, 1, p, bilinear);
+    rgb = blend_layer(rgb, overlay0_tex, params.overlay0, 0, p, bilinear);
     return output(rgb);
 }
 
@@ -131,7 +133,7 @@ fn blend_layer(rgb: vec3<f32>, tex: texture_2d<f32>, layer: vec4<f32>, row: i32,
     if (layer.w > 0.5) {
         // Contour: inside pixels with a 4-neighbour outside, the neighbours `d` image pixels away
         // so the line stays about 1.5 screen pixels wide at any zoom.
-        let d = i32(max(1.0, floor(1.5 / params.view.z)));
+        let d = i32(max(1.0, ceil(1.5 / params.view.z)));
         let i = vec2<i32>(floor(p));
         let inside = load_value(tex, i) >= layer.z;
         let edge = load_value(tex, i + vec2<i32>(d, 0)) < layer.z

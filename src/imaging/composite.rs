@@ -1,6 +1,6 @@
 //! Display compositing: grey value from the VOI transform, then up to two overlay layers (lung
 //! mask, heatmap), each blended through its colormap with an opacity and threshold, either filled or
-//! as a contour. CPU twin of `shaders/viewer.wgsl`; the GPU path
+//! as a contour; the heatmap is blended first and the mask on top. CPU twin of `shaders/viewer.wgsl`; the GPU path
 //! must produce the same bytes (see `tests/shader_twin.rs`).
 
 use super::colormap::table_index;
@@ -43,10 +43,11 @@ pub fn composite(
     blend_layer([grey, grey, grey], heat, overlay, colormap)
 }
 
-/// Side of the contour test, in image pixels: about 1.5 screen pixels at `zoom` (screen pixels per
-/// image pixel), at least 1. Same formula as the shader.
+/// Side of the contour test, in image pixels: at least 1.5 screen pixels at `zoom` (screen pixels
+/// per image pixel), so the line has no gaps when the image is shown reduced. Same formula as the
+/// shader.
 pub fn contour_step(zoom: f32) -> i64 {
-    (1.5 / zoom).floor().max(1.0) as i64
+    (1.5 / zoom).ceil().max(1.0) as i64
 }
 
 /// True when pixel (x, y) is inside `heat >= threshold` and a 4-neighbour `step` pixels away is
@@ -140,7 +141,9 @@ mod tests {
         assert!(on_contour(&img, 2, 1, 0.5, 1));
         assert!(!on_contour(&img, 2, 2, 0.5, 1));
         assert!(!on_contour(&img, 0, 0, 0.5, 1));
-        assert_eq!(contour_step(1.0), 1);
+        assert_eq!(contour_step(1.0), 2);
+        assert_eq!(contour_step(0.77), 2);
         assert_eq!(contour_step(0.25), 6);
+        assert_eq!(contour_step(4.0), 1);
     }
 }

@@ -31,7 +31,8 @@ pub fn render_rgba(image: &ScalarImage, settings: &RenderSettings) -> Vec<u8> {
                 let v = image.values[start + x];
                 let grey = settings.display.display_value(v, &settings.luts);
                 let mut rgb = [grey; 3];
-                for (o, table) in &layers {
+                // Heatmap first, mask on top (as the shader).
+                for (o, table) in layers.iter().rev() {
                     let heat = if o.params.contour {
                         on_contour(&o.heat.image, x as i64, y as i64, o.params.threshold, step)
                             .then_some(1.0)
