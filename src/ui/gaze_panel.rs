@@ -159,8 +159,8 @@ pub fn gaze_ui(
         } else {
             ui.label(
                 RichText::new(format!(
-                    "{} ({:.0} ms)",
-                    g.recipe.describe(),
+                    "heatmap {:.0} ms; with difference and metrics {:.0} ms",
+                    g.heatmap_seconds * 1000.0,
                     g.seconds * 1000.0
                 ))
                 .small(),
