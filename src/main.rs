@@ -113,6 +113,7 @@ fn main() -> ExitCode {
         analyze_on_open: cli.analyze,
         gaze_on_open: cli.gaze.clone(),
         simulate_gaze: cli.simulate_gaze,
+        trainer_data: cli.trainer.clone(),
     };
     match eframe::run_native(
         "cxrlens",

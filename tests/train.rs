@@ -272,3 +272,45 @@ fn fine_tuning_improves_the_held_out_dice_of_its_starting_weights() {
         .card;
     assert!(card.data.contains("fine-tuned from"), "{}", card.data);
 }
+
+#[test]
+fn keep_best_keeps_the_best_validation_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::tiny_dataset(dir.path());
+    let (compute, _) = select(BackendChoice::Flex, None).unwrap();
+    let mut options = tiny_options(6);
+    options.keep_best = true;
+    // A rate this high makes later epochs worse, so a non-last epoch is selected here.
+    options.learning_rate = 2e-1;
+    let out = dir.path().join("m");
+    let report = train(
+        &data,
+        &options,
+        &compute,
+        &out,
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let best = report
+        .history
+        .iter()
+        .map(|h| h.2.headline().1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(report.final_evaluation.headline().1, best);
+    eprintln!("selected epoch {:?}", report.selected_epoch);
+    match report.selected_epoch {
+        Some(e) => {
+            assert!(e < 6);
+            assert_eq!(report.history[e - 1].2.headline().1, best);
+            let card = BundleInfo::open(&out, false).unwrap().card;
+            assert!(
+                card.data.contains(&format!("weights of epoch {e} of 6")),
+                "{}",
+                card.data
+            );
+        }
+        None => assert_eq!(report.history.last().unwrap().2.headline().1, best),
+    }
+    assert!(!out.join("best.bpk").exists());
+}

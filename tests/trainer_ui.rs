@@ -81,6 +81,9 @@ fn trainer_tab_scans_trains_stops_resumes_and_offers_the_model() {
         t.options.patience = None;
         t.options.name = "lung-test".into();
         t.options.version = "0.0.1".into();
+        // From scratch: the tiny slice has two classes, the shipped lung model three.
+        t.start_from = None;
+        t.start_from_chosen = true;
     }
     h.get_by_role_and_label(Role::Button, "Start").click();
     h.run_steps(2);

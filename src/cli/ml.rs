@@ -73,6 +73,9 @@ pub struct TrainArgs {
     /// Stop when the validation metric has not improved for this many epochs.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Keep the weights of the best validation epoch instead of the last.
+    #[arg(long)]
+    pub keep_best: bool,
     /// Final learning rate of the cosine schedule, as a fraction of --lr.
     #[arg(long, default_value_t = 0.05)]
     pub final_lr_fraction: f64,
@@ -244,6 +247,7 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     options.resume = args.resume;
     options.freeze_encoder = args.freeze_encoder;
     options.patience = args.patience;
+    options.keep_best = args.keep_best;
     options.final_lr_fraction = args.final_lr_fraction;
     options.command = std::iter::once("cxrlens".to_string())
         .chain(std::env::args().skip(1))

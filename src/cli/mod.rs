@@ -38,6 +38,9 @@ pub struct Cli {
     /// Show a simulated gaze reading of the opened image (demo; labelled simulated).
     #[arg(long)]
     pub simulate_gaze: bool,
+    /// Open the Trainer tab on this dataset folder (scanned at start).
+    #[arg(long)]
+    pub trainer: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<CliCommand>,
 }

@@ -112,6 +112,12 @@ impl ModelCard {
         if let Some(init) = &o.init_from {
             data += &format!("; fine-tuned from the weights in {}", init.display());
         }
+        if let Some(e) = report.selected_epoch {
+            data += &format!(
+                "; weights of epoch {e} of {}, selected by the validation metric (so the validation figures are optimistic)",
+                report.epochs_run
+            );
+        }
         Self {
             kind: o.kind,
             name: o.name.clone(),

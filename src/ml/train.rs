@@ -65,6 +65,10 @@ pub struct TrainOptions {
     /// this many epochs.
     #[serde(default)]
     pub patience: Option<usize>,
+    /// Keep the weights of the epoch with the best validation metric rather than the last one
+    /// (the card then says which epoch was selected: its validation figure is optimistic).
+    #[serde(default)]
+    pub keep_best: bool,
 }
 
 impl TrainOptions {
@@ -89,6 +93,7 @@ impl TrainOptions {
             resume: false,
             freeze_encoder: false,
             patience: None,
+            keep_best: false,
         }
     }
 }
@@ -176,6 +181,9 @@ pub struct TrainReport {
     pub history: Vec<(usize, f64, Evaluation)>,
     pub final_evaluation: Evaluation,
     pub data_problems: Vec<String>,
+    /// The epoch whose weights were kept (with `keep_best`), when it is not the last one.
+    #[serde(default)]
+    pub selected_epoch: Option<usize>,
 }
 
 // One value for the whole run: boxing would buy nothing.
@@ -438,12 +446,21 @@ pub fn train(
             evaluation,
             seconds: epoch_started.elapsed().as_secs_f64(),
         });
-        if let Some(patience) = options.patience {
-            let best = history
+        let best_index = |history: &[(usize, f64, Evaluation)]| {
+            history
                 .iter()
                 .enumerate()
                 .max_by(|a, b| a.1.2.headline().1.total_cmp(&b.1.2.headline().1))
-                .map_or(0, |(i, _)| i);
+                .map_or(0, |(i, _)| i)
+        };
+        if options.keep_best && best_index(&history) == history.len() - 1 {
+            match &net {
+                Net::Lung(m) => save_module(m.clone(), &out_dir.join(BEST))?,
+                Net::Classifier(m) => save_module(m.clone(), &out_dir.join(BEST))?,
+            }
+        }
+        if let Some(patience) = options.patience {
+            let best = best_index(&history);
             if history.len() - 1 - best >= patience.max(1) {
                 let m = format!(
                     "early stop: validation {metric} has not improved for {patience} epochs (best at epoch {})",
@@ -455,7 +472,32 @@ pub fn train(
             }
         }
     }
-    let final_evaluation = history.last().map(|h| h.2.clone()).unwrap_or_default();
+    let mut final_evaluation = history.last().map(|h| h.2.clone()).unwrap_or_default();
+    let mut selected_epoch = None;
+    if options.keep_best && !history.is_empty() {
+        let best = history
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.2.headline().1.total_cmp(&b.1.2.headline().1))
+            .map_or(0, |(i, _)| i);
+        let best_file = out_dir.join(BEST);
+        if best + 1 != history.len() && best_file.is_file() {
+            net = match net {
+                Net::Lung(m) => Net::Lung(super::bundle::load_into(m, &best_file)?),
+                Net::Classifier(m) => Net::Classifier(super::bundle::load_into(m, &best_file)?),
+            };
+            final_evaluation = history[best].2.clone();
+            selected_epoch = Some(history[best].0);
+            let m = format!(
+                "kept the weights of epoch {} (best validation {} {:.4})",
+                history[best].0,
+                final_evaluation.headline().0,
+                final_evaluation.headline().1
+            );
+            log_line(out_dir, &m);
+            progress(TrainProgress::Message(m));
+        }
+    }
     let report = TrainReport {
         options: options.clone(),
         class_names: class_names.clone(),
@@ -469,6 +511,7 @@ pub fn train(
         history,
         final_evaluation,
         data_problems,
+        selected_epoch,
     };
     // The finished model: config, weights, card.
     let config_json = match &net {
@@ -536,6 +579,7 @@ pub fn train(
         ),
     );
     remove_checkpoint(out_dir);
+    let _ = std::fs::remove_file(out_dir.join(BEST));
     Ok(report)
 }
 
@@ -583,6 +627,8 @@ struct CheckpointState {
 }
 
 const CHECKPOINT: &str = "checkpoint.json";
+/// The best epoch's weights so far (with `keep_best`).
+const BEST: &str = "best.bpk";
 
 /// Writes this epoch's weights and optimizer state under new names, then `checkpoint.json`
 /// (the commit point), then removes the previous epoch's files. Each write is atomic, so a kill at

@@ -21,6 +21,7 @@ use crate::imaging::composite::OverlayParams;
 use crate::imaging::voi::VoiMode;
 use crate::io::study::StudyTree;
 use crate::ml::analysis::{AnalysisRequest, AnalysisResult};
+use crate::ml::bundle::ModelKind;
 use crate::ml::device::{BackendChoice, ComputeDevice};
 use crate::ml::train::TrainProgress;
 use crate::render::ImageHandle;
@@ -57,6 +58,8 @@ pub struct AppOptions {
     /// open and any start-up analysis has finished.
     pub gaze_on_open: Option<PathBuf>,
     pub simulate_gaze: bool,
+    /// Open the Trainer tab on this dataset folder and scan it.
+    pub trainer_data: Option<PathBuf>,
 }
 
 pub struct CxrApp {
@@ -162,6 +165,11 @@ impl CxrApp {
         }
         if let Some(path) = options.open {
             app.commands.push(Command::Open(path));
+        }
+        if let Some(data) = options.trainer_data {
+            app.tab = Tab::Trainer;
+            app.trainer.data_text = data.display().to_string();
+            app.trainer_commands.push(TrainerCommand::Scan);
         }
         app
     }
@@ -557,8 +565,16 @@ impl CxrApp {
                     return;
                 }
                 self.trainer.scanning = false;
-                if let Err(e) = &result {
-                    self.notices.error(format!("dataset scan: {e}"));
+                match &result {
+                    Err(e) => self.notices.error(format!("dataset scan: {e}")),
+                    // Without masks only the classifier can learn from the folder.
+                    Ok(scan) if scan.masks == 0 && self.trainer.kind == ModelKind::Lung => {
+                        self.trainer.kind = ModelKind::Classifier;
+                        self.trainer.start_from = None;
+                        self.trainer.start_from_chosen = false;
+                        self.trainer.options.name = "cxr-resnet-finetuned".into();
+                    }
+                    Ok(_) => {}
                 }
                 self.trainer.scan = Some(result);
             }

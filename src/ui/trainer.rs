@@ -62,6 +62,8 @@ pub struct TrainerState {
     pub kind: ModelKind,
     /// Bundle to start from; `None` = random initialisation.
     pub start_from: Option<PathBuf>,
+    /// The user picked `start_from` (else it follows the shipped model of the chosen kind).
+    pub start_from_chosen: bool,
     pub options: TrainOptions,
     pub augment: bool,
     pub augment_config: AugmentConfig,
@@ -76,12 +78,15 @@ impl Default for TrainerState {
         options.epochs = 5;
         options.learning_rate = 5e-4;
         options.patience = Some(5);
+        options.keep_best = true;
+        options.name = "lung-unet-finetuned".into();
         Self {
             data_text: String::new(),
             scan: None,
             scanning: false,
             kind: ModelKind::Lung,
             start_from: None,
+            start_from_chosen: false,
             options,
             augment: true,
             augment_config: AugmentConfig::default(),
@@ -232,8 +237,12 @@ fn options_ui(
             );
             if !scan.problems.is_empty() {
                 egui::CollapsingHeader::new(
-                    RichText::new(format!("{} problems", scan.problems.len()))
-                        .color(Color32::LIGHT_RED),
+                    RichText::new(format!(
+                        "{} problem{}",
+                        scan.problems.len(),
+                        if scan.problems.len() == 1 { "" } else { "s" }
+                    ))
+                    .color(Color32::LIGHT_RED),
                 )
                 .id_salt("scan-problems")
                 .show(ui, |ui| {
@@ -272,9 +281,15 @@ fn options_ui(
     );
     if state.kind != previous_kind {
         state.start_from = None;
+        state.start_from_chosen = false;
         state.options.name = state.kind.default_name().to_string() + "-finetuned";
     }
     let of_kind: Vec<&AvailableModel> = models.iter().filter(|m| m.kind == state.kind).collect();
+    // Fine-tuning is the point of the tab: start from the shipped model unless the user chose.
+    if !state.start_from_chosen && state.start_from.is_none() {
+        state.start_from = of_kind.iter().find(|m| m.shipped).map(|m| m.dir.clone());
+    }
+    let before = state.start_from.clone();
     egui::ComboBox::from_label("Start from")
         .selected_text(
             state
@@ -289,6 +304,9 @@ fn options_ui(
                 ui.selectable_value(&mut state.start_from, Some(m.dir.clone()), &m.title);
             }
         });
+    if state.start_from != before {
+        state.start_from_chosen = true;
+    }
     let o = &mut state.options;
     egui::Grid::new("train-options")
         .num_columns(2)
@@ -337,7 +355,11 @@ fn options_ui(
                 o.patience = early.then_some(p);
             });
             ui.end_row();
-            ui.label("Frozen");
+            ui.label("Keep");
+        ui.checkbox(&mut o.keep_best, "best epoch (by validation)")
+            .on_hover_text("Keep the weights of the best validation epoch instead of the last; the card notes the selection");
+        ui.end_row();
+        ui.label("Frozen");
             ui.checkbox(&mut o.freeze_encoder, "feature extractor (encoder)")
                 .on_hover_text(
                     "Lung: encoder and bottleneck; classifier: stem and residual stages",
@@ -392,7 +414,11 @@ fn run_ui(ui: &mut egui::Ui, state: &TrainerState) {
                 run.fraction * 100.0,
                 run.epochs,
                 eta,
-                if run.running { "" } else { " (not running)" }
+                match (run.running, state.report.is_some()) {
+                    (true, _) => "",
+                    (false, true) => " — done",
+                    (false, false) => " — not running",
+                }
             ))
             .animate(run.running),
     );
