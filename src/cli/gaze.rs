@@ -222,5 +222,39 @@ fn bench(size: u32, repeat: usize) -> Result<String, String> {
             times.len()
         );
     }
+    // The whole compare job the σ slider triggers: heatmap, difference, full metrics table
+    // against one model map and a region.
+    let model = std::sync::Arc::new(normalised_for_display(heatmap(
+        &rec,
+        size,
+        size,
+        Recipe::EgdCxr { sigma_px: 400.0 },
+    )));
+    let job = crate::gaze::compare::CompareJob {
+        recording: rec.clone(),
+        recipe: Recipe::EgdCxr { sigma_px: 150.0 },
+        width: size,
+        height: size,
+        maps: vec![("model".into(), model)],
+        region: Some((
+            "box".into(),
+            crate::gaze::compare::Region::Box([
+                size as f32 * 0.2,
+                size as f32 * 0.2,
+                size as f32 * 0.8,
+                size as f32 * 0.8,
+            ]),
+        )),
+    };
+    let mut times = Vec::new();
+    for _ in 0..repeat.max(1) {
+        times.push(crate::gaze::compare::compute(&job).seconds * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    out += &format!(
+        "{:<18} median {:.1} ms (heatmap, difference, KL/CC/HS/SIM/NSS/AUC-Judd, Diff_GradCAM/EHR-AUC of 2 maps)\n",
+        "compare job",
+        times[times.len() / 2]
+    );
     Ok(out)
 }

@@ -60,10 +60,27 @@ pub fn gaze_name(recording: &GazeRecording) -> String {
     )
 }
 
+/// The gaze heatmap alone, scaled to [0, 1] (the first thing the σ slider needs).
+pub fn gaze_map(job: &CompareJob) -> ScalarImage {
+    normalised_for_display(heatmap(&job.recording, job.width, job.height, job.recipe))
+}
+
 pub fn compute(job: &CompareJob) -> CompareOutput {
+    compute_reporting(job, &mut |_, _| true).expect("not cancelled")
+}
+
+/// Like [`compute`], handing the heatmap to `on_heatmap(map, seconds)` as soon as it exists;
+/// `on_heatmap` returning `false` stops before the difference and metrics (`None`).
+pub fn compute_reporting(
+    job: &CompareJob,
+    on_heatmap: &mut dyn FnMut(&ScalarImage, f64) -> bool,
+) -> Option<CompareOutput> {
     let started = Instant::now();
-    let gaze = normalised_for_display(heatmap(&job.recording, job.width, job.height, job.recipe));
+    let gaze = gaze_map(job);
     let heatmap_seconds = started.elapsed().as_secs_f64();
+    if !on_heatmap(&gaze, heatmap_seconds) {
+        return None;
+    }
     let same = |m: &ScalarImage| m.width == job.width && m.height == job.height;
     let (model_only, gaze_only) = match job.maps.first().filter(|(_, m)| same(m)) {
         Some((_, e)) => {
@@ -102,7 +119,7 @@ pub fn compute(job: &CompareJob) -> CompareOutput {
         &maps,
         region.as_ref().map(|(n, m)| (n.as_str(), m.as_slice())),
     );
-    CompareOutput {
+    Some(CompareOutput {
         gaze,
         model_only,
         gaze_only,
@@ -110,5 +127,5 @@ pub fn compute(job: &CompareJob) -> CompareOutput {
         gaze_name: name,
         heatmap_seconds,
         seconds: started.elapsed().as_secs_f64(),
-    }
+    })
 }

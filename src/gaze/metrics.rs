@@ -172,14 +172,26 @@ pub fn auc_judd(map: &[f32], fixated: &[usize]) -> Result<f64, MetricError> {
     let s = min_max(map)?;
     let mut at_fix: Vec<f64> = fixated.iter().map(|&i| s[i]).collect();
     at_fix.sort_by(|a, b| b.total_cmp(a));
-    let mut all = s.clone();
-    all.sort_by(|a, b| b.total_cmp(a));
+    // Pixels with value ≥ each threshold, in one pass: each pixel counts for every threshold it
+    // reaches, i.e. for the thresholds ≤ its value (a prefix of the ascending list).
+    let mut ascending = at_fix.clone();
+    ascending.reverse();
+    let mut reach = vec![0usize; ascending.len() + 1];
+    for v in &s {
+        reach[ascending.partition_point(|t| t <= v)] += 1;
+    }
+    // above[j] = pixels ≥ ascending[j] = Σ reach[k] for k > j
+    let mut above_asc = vec![0usize; ascending.len()];
+    let mut acc = 0;
+    for j in (0..ascending.len()).rev() {
+        acc += reach[j + 1];
+        above_asc[j] = acc;
+    }
     let (nf, np) = (fixated.len() as f64, s.len() as f64);
     let mut tp = vec![0.0];
     let mut fp = vec![0.0];
-    for (i, t) in at_fix.iter().enumerate() {
-        // pixels with value ≥ t: position of the first value < t in the descending list
-        let above = all.partition_point(|v| v >= t) as f64;
+    for i in 0..at_fix.len() {
+        let above = above_asc[at_fix.len() - 1 - i] as f64;
         tp.push((i + 1) as f64 / nf);
         fp.push((above - (i + 1) as f64) / (np - nf).max(1.0));
     }
@@ -230,32 +242,33 @@ pub fn ehr_curve(heat: &[f32], region: &[bool]) -> Result<(Vec<f64>, f64), Metri
         return Err(MetricError::DegenerateRegion);
     }
     let h = scaled_by_max(heat)?;
-    // Sort by heat once; the heat above each threshold is then a prefix sum (O(n log n), not
-    // O(n · thresholds)).
-    let mut order: Vec<(f64, bool)> = h.iter().copied().zip(region.iter().copied()).collect();
-    order.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut all_prefix = Vec::with_capacity(order.len() + 1);
-    let mut inside_prefix = Vec::with_capacity(order.len() + 1);
-    let (mut all, mut inside) = (0.0, 0.0);
-    all_prefix.push(0.0);
-    inside_prefix.push(0.0);
-    for (v, r) in &order {
-        all += v;
-        if *r {
-            inside += v;
+    // Bucket each pixel by how many thresholds t_k = k / EHR_STEPS lie strictly below it; the heat
+    // above t_k is then a suffix sum over buckets (one pass, no sort).
+    let threshold = |k: usize| k as f64 / EHR_STEPS as f64;
+    let mut all_by = vec![0.0_f64; EHR_STEPS + 1];
+    let mut inside_by = vec![0.0_f64; EHR_STEPS + 1];
+    for (v, r) in h.iter().zip(region) {
+        let mut b = ((v * EHR_STEPS as f64).ceil().max(0.0) as usize).min(EHR_STEPS);
+        while b > 0 && threshold(b - 1) >= *v {
+            b -= 1;
         }
-        all_prefix.push(all);
-        inside_prefix.push(inside);
+        while b < EHR_STEPS && threshold(b) < *v {
+            b += 1;
+        }
+        all_by[b] += v;
+        if *r {
+            inside_by[b] += v;
+        }
     }
-    let curve: Vec<f64> = (0..EHR_STEPS)
-        .map(|k| {
-            let t = k as f64 / EHR_STEPS as f64;
-            // pixels with heat > t come first in the descending order
-            let n = order.partition_point(|(v, _)| *v > t);
-            // The maximum is 1 > t, so n ≥ 1 and the denominator is positive.
-            inside_prefix[n] / all_prefix[n]
-        })
-        .collect();
+    let mut curve = vec![0.0; EHR_STEPS];
+    let (mut all, mut inside) = (0.0, 0.0);
+    for k in (0..EHR_STEPS).rev() {
+        // pixels counted for threshold k are those in buckets b > k
+        all += all_by[k + 1];
+        inside += inside_by[k + 1];
+        // The maximum is 1 > t, so `all` is positive.
+        curve[k] = inside / all;
+    }
     let auc = curve.iter().sum::<f64>() / EHR_STEPS as f64;
     Ok((curve, auc))
 }

@@ -859,6 +859,33 @@ impl CxrApp {
         self.schedule_gaze_compare();
     }
 
+    /// The heatmap arrives ahead of the metrics, so the σ slider shows its effect at once.
+    fn show_gaze_heatmap(&mut self, map: crate::imaging::ScalarImage, seconds: f64) {
+        let Some(g) = self.viewer.as_mut().and_then(|v| v.gaze.as_mut()) else {
+            return;
+        };
+        g.heatmap_seconds = seconds;
+        let name = crate::gaze::compare::gaze_name(&g.recording);
+        let (params, colormap) = g.layer.as_ref().map_or(
+            (
+                OverlayParams {
+                    visible: true,
+                    opacity: 0.5,
+                    threshold: 0.2,
+                    contour: false,
+                },
+                Colormap::Inferno,
+            ),
+            |l| (l.params, l.colormap),
+        );
+        g.layer = Some(LayerState {
+            handle: ImageHandle::new(Arc::new(map)),
+            params,
+            colormap,
+            label: name,
+        });
+    }
+
     fn show_gaze_compare(&mut self, output: crate::gaze::compare::CompareOutput) {
         let Some(v) = &mut self.viewer else { return };
         let Some(g) = &mut v.gaze else { return };
@@ -879,18 +906,21 @@ impl CxrApp {
                 label,
             }
         };
-        g.layer = Some(layer(
-            g.layer.as_ref(),
-            output.gaze,
-            output.gaze_name,
-            OverlayParams {
-                visible: true,
-                opacity: 0.5,
-                threshold: 0.2,
-                contour: false,
-            },
-            Colormap::Inferno,
-        ));
+        // The heatmap came ahead (`show_gaze_heatmap`); keep its texture.
+        if g.layer.is_none() {
+            g.layer = Some(layer(
+                None,
+                output.gaze,
+                output.gaze_name,
+                OverlayParams {
+                    visible: true,
+                    opacity: 0.5,
+                    threshold: 0.2,
+                    contour: false,
+                },
+                Colormap::Inferno,
+            ));
+        }
         let diff = OverlayParams {
             visible: true,
             opacity: 0.6,
@@ -970,6 +1000,19 @@ impl CxrApp {
                     return;
                 }
                 self.show_gaze_import(*import);
+            }
+            WorkerEvent::GazeHeatmap {
+                generation,
+                image_id,
+                map,
+                seconds,
+            } => {
+                if !self.workers.gaze_compare.is_current(generation)
+                    || self.viewer.as_ref().map(|v| v.handle.id) != Some(image_id)
+                {
+                    return;
+                }
+                self.show_gaze_heatmap(*map, seconds);
             }
             WorkerEvent::GazeCompared {
                 generation,

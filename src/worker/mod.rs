@@ -62,6 +62,13 @@ pub enum WorkerEvent {
         generation: u64,
         event: training::TrainerEvent,
     },
+    /// The gaze heatmap of a compare job, ahead of its difference and metrics.
+    GazeHeatmap {
+        generation: u64,
+        image_id: u64,
+        map: Box<crate::imaging::ScalarImage>,
+        seconds: f64,
+    },
     /// Gaze heatmap, difference maps and metrics for image `image_id`.
     GazeCompared {
         generation: u64,
@@ -86,6 +93,11 @@ impl JobSlot {
         self.generation += 1;
         self.busy = true;
         (self.generation, self.cancel.clone())
+    }
+
+    /// True when `generation` is the current job (the slot stays busy).
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.busy && generation == self.generation
     }
 
     /// True when `generation` is the current job; marks the slot idle.
@@ -266,8 +278,21 @@ impl Workers {
         image_id: u64,
     ) -> Result<(), String> {
         let (generation, cancel) = self.gaze_compare.start();
+        let (tx, wake) = (self.tx.clone(), self.wake.clone());
         self.spawn("cxrlens-gaze", move || {
-            let output = crate::gaze::compare::compute(&job);
+            let output = crate::gaze::compare::compute_reporting(&job, &mut |map, seconds| {
+                if cancel.load(Ordering::Relaxed) {
+                    return false;
+                }
+                let _ = tx.send(WorkerEvent::GazeHeatmap {
+                    generation,
+                    image_id,
+                    map: Box::new(map.clone()),
+                    seconds,
+                });
+                wake();
+                true
+            })?;
             (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::GazeCompared {
                 generation,
                 image_id,
