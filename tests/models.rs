@@ -262,3 +262,31 @@ fn saliency_net_outputs_a_distribution_and_round_trips_through_a_bundle() {
         .fold(0.0_f32, f32::max);
     assert!(worst < 1e-6, "{worst}");
 }
+
+#[test]
+fn eval_reproduces_the_classifier_card_on_the_same_held_out_patients() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cxr-resnet");
+    let info = cxrlens::ml::bundle::BundleInfo::open(&dir, true).unwrap();
+    let (e, notes) = cxrlens::ml::train::evaluate_bundle(
+        &common::shared_data().join("nih-cxr14-subset"),
+        &info,
+        0.2,
+        42,
+        &burn::prelude::Device::flex(),
+    )
+    .unwrap();
+    let card_auc = info.card.metrics["macro_auc"];
+    let auc = e.macro_auc.unwrap();
+    assert!(
+        (auc - card_auc).abs() < 2e-3,
+        "eval {auc} vs card {card_auc}"
+    );
+    assert!((e.accuracy - info.card.metrics["accuracy"]).abs() < 2e-3);
+    // Confusion matrix adds up to the held-out images.
+    assert_eq!(e.confusion.iter().flatten().sum::<usize>(), e.images);
+    // The subset's duplicate id is reported, not fatal.
+    assert!(
+        notes.iter().any(|n| n.contains("duplicate id")),
+        "{notes:?}"
+    );
+}

@@ -98,33 +98,78 @@ pub struct EvalArgs {
     /// Evaluate the raw network output, without the lung-mask clean-up the viewer applies.
     #[arg(long)]
     pub raw: bool,
+    /// Write evaluation.json and evaluation.csv into this folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
     let info =
         crate::ml::bundle::BundleInfo::open(&args.bundle, false).map_err(|e| e.to_string())?;
-    let e = crate::ml::eval::evaluate_lung(
-        &info,
+    let device = Device::flex();
+    let (evaluation, notes) = crate::ml::train::evaluate_bundle(
         &args.data,
+        &info,
         args.validation_fraction,
         args.seed,
-        &Device::flex(),
+        &device,
     )
     .map_err(|e| e.to_string())?;
-    if args.update_card {
-        let mut card = info.card.clone();
-        card.metrics
-            .insert("dice_image_resolution".into(), e.dice_image);
-        card.metrics
-            .insert("dice_image_resolution_median".into(), e.dice_image_median);
-        card.metrics
-            .insert("dice_image_resolution_p05".into(), e.dice_image_p05);
-        card.write(&args.bundle).map_err(|e| e.to_string())?;
+    let mut out = format!("{}: {} held-out images\n", info.title(), evaluation.images);
+    out += &evaluation.to_csv(&info.card.class_names);
+    let mut json = serde_json::json!({
+        "model": info.title(),
+        "data": args.data.display().to_string(),
+        "validation_fraction": args.validation_fraction,
+        "seed": args.seed,
+        "class_names": info.card.class_names,
+        "evaluation": evaluation,
+    });
+    if info.card.kind == crate::ml::bundle::ModelKind::Lung {
+        let e = crate::ml::eval::evaluate_lung(
+            &info,
+            &args.data,
+            args.validation_fraction,
+            args.seed,
+            &device,
+            !args.raw,
+        )
+        .map_err(|e| e.to_string())?;
+        out += &format!(
+            "{} held-out masks: Dice at image resolution mean {:.4}, median {:.4}, 5th percentile {:.4}\n",
+            e.images, e.dice_image, e.dice_image_median, e.dice_image_p05
+        );
+        json["dice_image_resolution"] = serde_json::json!({
+            "mean": e.dice_image, "median": e.dice_image_median, "p05": e.dice_image_p05, "images": e.images
+        });
+        if args.update_card {
+            let mut card = info.card.clone();
+            card.metrics
+                .insert("dice_image_resolution".into(), e.dice_image);
+            card.metrics
+                .insert("dice_image_resolution_median".into(), e.dice_image_median);
+            card.metrics
+                .insert("dice_image_resolution_p05".into(), e.dice_image_p05);
+            card.write(&args.bundle).map_err(|e| e.to_string())?;
+        }
     }
-    Ok(format!(
-        "{} held-out images: Dice at image resolution mean {:.4}, median {:.4}, 5th percentile {:.4}\n",
-        e.images, e.dice_image, e.dice_image_median, e.dice_image_p05
-    ))
+    for n in notes.iter().take(10) {
+        out += &format!("note: {n}\n");
+    }
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let write = |name: &str, text: String| {
+            crate::io::write::write_atomically(&dir.join(name), text.as_bytes())
+                .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+        };
+        write(
+            "evaluation.json",
+            serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
+        )?;
+        write("evaluation.csv", evaluation.to_csv(&info.card.class_names))?;
+        out += &format!("wrote {}\n", dir.join("evaluation.json").display());
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,7 @@ pub fn evaluate_lung(
     validation_fraction: f64,
     seed: u64,
     device: &Device,
+    clean: bool,
 ) -> Result<LungEvaluation, MlError> {
     let LoadedModel::Lung(model, config) = load_bundle(bundle, device)? else {
         return Err(MlError::Config(format!(
@@ -62,11 +63,15 @@ pub fn evaluate_lung(
         )
         .to_tensor(&inner);
         let p = tensor_to_vec(sigmoid(model.forward(x).mask_logits))?;
-        let map = ModelMap {
+        let mut map = ModelMap {
             width: config.input_size,
             height: config.input_size,
             values: p,
         };
+        if clean {
+            // As the viewer shows it: the two largest regions, holes filled.
+            super::preprocess::clean_lung_map(&mut map);
+        }
         let prob = to_image_space(&map, img.width, img.height);
         let mask = image::open(mask_path)
             .map_err(|e| MlError::Dataset(format!("{}: {e}", r.id)))?

@@ -933,6 +933,53 @@ fn evaluate(
     })
 }
 
+/// Evaluates a bundle on the held-out patients of a dataset folder (the same patient split as
+/// training with this seed and fraction): per-class AUC with bootstrap CI, macro AUC, accuracy,
+/// confusion matrix and (lung network) Dice on the model grid. Rows whose label the model does
+/// not know are left out and counted in the returned notes.
+pub fn evaluate_bundle(
+    data_root: &Path,
+    info: &super::bundle::BundleInfo,
+    validation_fraction: f64,
+    seed: u64,
+    device: &Device,
+) -> Result<(Evaluation, Vec<String>), MlError> {
+    let (records, row_problems) = read_labels(data_root)?;
+    let mut notes: Vec<String> = row_problems
+        .iter()
+        .map(|p| format!("labels.csv line {}: {}", p.line, p.message))
+        .collect();
+    let (_, val_idx) = split_by_patient(&records, validation_fraction, seed);
+    let names = &info.card.class_names;
+    let val: Vec<_> = val_idx
+        .iter()
+        .map(|&i| records[i].clone())
+        .filter(|r| names.contains(&r.label))
+        .collect();
+    if val.len() < val_idx.len() {
+        notes.push(format!(
+            "{} held-out images have labels the model does not predict ({names:?}) and were left out",
+            val_idx.len() - val.len()
+        ));
+    }
+    let with_masks = info.card.kind == ModelKind::Lung;
+    let (set, problems) = prepare(&val, names, info.card.input_size, with_masks);
+    notes.extend(problems);
+    if set.is_empty() {
+        return Err(MlError::Dataset("no usable held-out images".into()));
+    }
+    let net = match super::bundle::load_bundle(info, device)? {
+        super::bundle::LoadedModel::Lung(m, _) => Net::Lung(m),
+        super::bundle::LoadedModel::Classifier(m, _) => Net::Classifier(m),
+        super::bundle::LoadedModel::Saliency(..) => {
+            return Err(MlError::Config(
+                "saliency bundles are evaluated against gaze maps (cxrlens gaze compare)".into(),
+            ));
+        }
+    };
+    Ok((evaluate(&net, &set, names, device, seed)?, notes))
+}
+
 /// Where `cxrlens train` writes by default.
 pub fn default_out_dir(kind: ModelKind) -> PathBuf {
     PathBuf::from("models").join(kind.default_name())
