@@ -247,8 +247,8 @@ fn fine_tuning_improves_the_held_out_dice_of_its_starting_weights() {
         )
         .unwrap()
     };
-    // Starting weights: one epoch from scratch.
-    let mut start = tiny_options(1);
+    // Starting weights: a short run from scratch.
+    let mut start = tiny_options(3);
     start.learning_rate = 3e-3;
     let before = run(&start, "start");
     // Fine-tune them on the same training patients; judged on the same held-out patients.
@@ -280,8 +280,9 @@ fn keep_best_keeps_the_best_validation_epoch() {
     let (compute, _) = select(BackendChoice::Flex, None).unwrap();
     let mut options = tiny_options(6);
     options.keep_best = true;
-    // A rate this high makes later epochs worse, so a non-last epoch is selected here.
-    options.learning_rate = 2e-1;
+    // A rate this high makes later epochs worse: with the seeded initialisation a non-last epoch
+    // is selected (the assertion below requires it, so the selection path is exercised).
+    options.learning_rate = 5e-1;
     let out = dir.path().join("m");
     let report = train(
         &data,
@@ -299,6 +300,10 @@ fn keep_best_keeps_the_best_validation_epoch() {
         .fold(f64::NEG_INFINITY, f64::max);
     assert_eq!(report.final_evaluation.headline().1, best);
     eprintln!("selected epoch {:?}", report.selected_epoch);
+    assert!(
+        report.selected_epoch.is_some(),
+        "the last epoch was the best; raise the rate"
+    );
     match report.selected_epoch {
         Some(e) => {
             assert!(e < 6);
@@ -313,4 +318,84 @@ fn keep_best_keeps_the_best_validation_epoch() {
         None => assert_eq!(report.history.last().unwrap().2.headline().1, best),
     }
     assert!(!out.join("best.bpk").exists());
+}
+
+#[test]
+fn staged_saliency_recipe_learns_simulated_gaze_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::tiny_dataset(dir.path());
+    let n = cxrlens::gaze::synthetic::simulate_dataset(&data, &data.join("gaze"), 5).unwrap();
+    assert_eq!(n, 12);
+    let (compute, _) = select(BackendChoice::Flex, None).unwrap();
+    let quiet = &mut |_: TrainProgress| {};
+    // Stage 1: a classifier encoder (tiny, on the same labels).
+    let mut cls = tiny_options(2);
+    cls.kind = ModelKind::Classifier;
+    cls.name = "cxr-resnet".into();
+    train(
+        &data,
+        &cls,
+        &compute,
+        &dir.path().join("cls"),
+        quiet,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let saliency = |epochs: usize, fusion: usize, out: &str| {
+        let mut o = tiny_options(epochs);
+        o.kind = ModelKind::Saliency;
+        o.init_from = Some(dir.path().join("cls"));
+        o.fusion_epochs = fusion;
+        o.learning_rate = 3e-3;
+        o.augment = None;
+        train(
+            &data,
+            &o,
+            &compute,
+            &dir.path().join(out),
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap()
+    };
+    let untrained = saliency(0, 0, "s0").final_evaluation.saliency.unwrap();
+    let report = saliency(16, 2, "s1");
+    let trained = report.final_evaluation.saliency.unwrap();
+    for h in &report.history {
+        eprintln!(
+            "epoch {} loss {:.4} KL {:.4}",
+            h.0,
+            h.1,
+            h.2.saliency.unwrap().kl
+        );
+    }
+    eprintln!(
+        "validation KL {:.4} → {:.4}, CC {:.3} → {:.3}",
+        untrained.kl, trained.kl, untrained.cc, trained.cc
+    );
+    assert!(
+        trained.kl < untrained.kl,
+        "KL {} → {}",
+        untrained.kl,
+        trained.kl
+    );
+    assert_eq!(report.epochs_run, 18);
+    // The card and the bundle say the gaze was simulated.
+    let out = dir.path().join("s1");
+    let info = BundleInfo::open(&out, false).unwrap();
+    assert_eq!(info.card.kind, ModelKind::Saliency);
+    assert!(info.card.simulated_gaze);
+    assert!(info.card.limitations[0].contains("SIMULATED"));
+    assert!(
+        std::fs::read_to_string(out.join("MODEL_CARD.md"))
+            .unwrap()
+            .contains("SIMULATED")
+    );
+    match load_bundle(&info, &compute.device).unwrap() {
+        LoadedModel::Saliency(_, config) => {
+            assert!(config.classifier_title.starts_with("cxr-resnet"));
+            assert_eq!(config.class_names, report.class_names);
+        }
+        _ => panic!("not a saliency bundle"),
+    }
 }

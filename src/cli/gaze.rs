@@ -23,6 +23,16 @@ pub enum GazeCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Write SIMULATED EGD-CXR gaze for every image of a dataset folder (default DATA/gaze), guided
+    /// by its lung masks where present: data for trying the saliency recipe, labelled simulated.
+    SimulateDataset {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Compare a gaze recording with the models' maps: prints the metrics table, optionally as CSV.
     Compare(CompareArgs),
     /// Time building the heatmap of a synthetic reading on a size×size image (both recipes).
@@ -86,6 +96,14 @@ pub fn run(command: &GazeCommand, backend: Option<&str>) -> Result<String, Strin
             ))
         }
         GazeCommand::Compare(args) => compare(args, backend),
+        GazeCommand::SimulateDataset { data, out, seed } => {
+            let out = out.clone().unwrap_or_else(|| data.join("gaze"));
+            let n = synthetic::simulate_dataset(data, &out, *seed).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "SIMULATED gaze for {n} images written to {} (fixations.csv, master_sheet.csv, SIMULATED.txt)\n",
+                out.display()
+            ))
+        }
         GazeCommand::Bench { size, repeat } => bench(*size, *repeat),
     }
 }

@@ -30,7 +30,8 @@ pub struct AnalyzeArgs {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// lung or classifier
+    /// lung, classifier or saliency (the staged recipe: --init CLASSIFIER_BUNDLE, --epochs for the
+    /// KL stage, --fusion-epochs for the fusion classifier)
     #[arg(long)]
     pub model: String,
     /// Dataset folder with labels.csv, images/ and optional masks/.
@@ -73,6 +74,12 @@ pub struct TrainArgs {
     /// Stop when the validation metric has not improved for this many epochs.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Saliency recipe: epochs of stage 3, the fusion classifier (stage 2 runs --epochs).
+    #[arg(long, default_value_t = 0)]
+    pub fusion_epochs: usize,
+    /// Saliency recipe: folder with EGD-CXR fixations.csv + master_sheet.csv (default DATA/gaze).
+    #[arg(long)]
+    pub gaze: Option<PathBuf>,
     /// Keep the weights of the best validation epoch instead of the last.
     #[arg(long)]
     pub keep_best: bool,
@@ -293,6 +300,8 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     options.freeze_encoder = args.freeze_encoder;
     options.patience = args.patience;
     options.keep_best = args.keep_best;
+    options.fusion_epochs = args.fusion_epochs;
+    options.gaze_dir = args.gaze.clone();
     options.final_lr_fraction = args.final_lr_fraction;
     options.command = std::iter::once("cxrlens".to_string())
         .chain(std::env::args().skip(1))

@@ -331,3 +331,42 @@ pub fn write_reflacx(
     )?;
     Ok(path)
 }
+
+/// Simulated readings of every image of a training dataset folder (labels.csv), written as one
+/// EGD-CXR session into `out` with DICOM_ID = the labels.csv id; a lung mask PNG, where the row has
+/// one, guides the zones. Returns how many images got a reading.
+pub fn simulate_dataset(data: &Path, out: &Path, seed: u64) -> Result<usize, String> {
+    let (records, _) = crate::ml::data::read_labels(data).map_err(|e| e.to_string())?;
+    let mut recordings = Vec::new();
+    for (k, r) in records.iter().enumerate() {
+        let Ok((w, h)) = crate::io::image_dimensions(&r.image) else {
+            continue;
+        };
+        let mask = r.mask.as_ref().and_then(|m| {
+            let img = image::open(m).ok()?.to_luma8();
+            (img.dimensions() == (w, h)).then(|| ScalarImage {
+                width: w,
+                height: h,
+                values: img
+                    .pixels()
+                    .map(|p| if p.0[0] >= 192 { 1.0 } else { 0.0 })
+                    .collect(),
+            })
+        });
+        let rec = generate(
+            w,
+            h,
+            mask.as_ref(),
+            &r.id,
+            &SyntheticOptions {
+                seed: seed.wrapping_add(k as u64),
+                ..Default::default()
+            },
+        );
+        recordings.push((rec, w, h));
+    }
+    let refs: Vec<(&GazeRecording, u32, u32)> =
+        recordings.iter().map(|(r, w, h)| (r, *w, *h)).collect();
+    write_egd(out, &refs).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(recordings.len())
+}

@@ -38,6 +38,7 @@ impl Models {
             saliency: None,
         };
         let mut problems = Vec::new();
+        let mut saliency_classifier = String::new();
         for info in bundles {
             let wanted = match info.card.kind {
                 ModelKind::Lung => models.lung.is_none(),
@@ -52,11 +53,24 @@ impl Models {
                 Ok(LoadedModel::Classifier(m, _)) => {
                     models.classifier = Some((m.freeze(), info.clone()))
                 }
-                Ok(LoadedModel::Saliency(m, _)) => {
+                Ok(LoadedModel::Saliency(m, config)) => {
+                    saliency_classifier = config.classifier_title.clone();
                     models.saliency = Some((m.freeze(), info.clone()))
                 }
                 Err(e) => problems.push(format!("{}: {e}", info.title())),
             }
+        }
+        // A saliency network reads its own classifier's features: with another one it is wrong.
+        if let (Some((_, s)), Some((_, c))) = (&models.saliency, &models.classifier)
+            && !saliency_classifier.is_empty()
+            && saliency_classifier != c.title()
+        {
+            problems.push(format!(
+                "{} was trained with the features of {saliency_classifier}, but {} is loaded; predicted gaze is off",
+                s.title(),
+                c.title()
+            ));
+            models.saliency = None;
         }
         (models, problems)
     }

@@ -18,6 +18,7 @@ pub mod lung;
 pub mod metrics;
 pub mod preprocess;
 pub mod saliency;
+pub mod saliency_train;
 pub mod train;
 
 pub use error::MlError;

@@ -9,6 +9,7 @@
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::pool::MaxPool2d;
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::module::interpolate;
@@ -28,6 +29,13 @@ pub struct SaliencyNetConfig {
     pub depth: usize,
     /// Channels of the classifier features fused at the bottleneck.
     pub classifier_channels: usize,
+    /// Classes of the fusion classifier head (stage 3); the classifier's classes.
+    #[config(default = "Vec::new()")]
+    pub class_names: Vec<String>,
+    /// Title ("name version") of the classifier whose features it was trained with; inference
+    /// must use the same one.
+    #[config(default = "String::new()")]
+    pub classifier_title: String,
 }
 
 /// The RSE U-Net with classifier-feature fusion. Build with [`SaliencyNetConfig::init`].
@@ -40,6 +48,8 @@ pub struct SaliencyNet {
     up: Vec<ConvTranspose2d>,
     decoder: Vec<ResSeBlock>,
     head: Conv2d,
+    /// Fusion classifier: class logits from the pooled fused bottleneck.
+    fusion_head: Linear,
 }
 
 impl SaliencyNetConfig {
@@ -70,6 +80,7 @@ impl SaliencyNetConfig {
             up,
             decoder,
             head: conv1x1(widths[0], 1, 1, true, device),
+            fusion_head: LinearConfig::new(bottom, self.class_names.len().max(1)).init(device),
         }
     }
 }
@@ -80,6 +91,27 @@ impl SaliencyNet {
     /// `x`: `[B, 1, S, S]` normalised image; `classifier_features`: `[B, C, h, w]` from
     /// `Classifier::features` on the same image (resized here to the bottleneck grid).
     pub fn forward_logits(&self, x: Tensor<4>, classifier_features: Tensor<4>) -> Tensor<4> {
+        self.forward_both(x, classifier_features).0
+    }
+
+    /// Class logits of the fusion classifier (stage 3) from the fused bottleneck.
+    pub fn classify(&self, x: Tensor<4>, classifier_features: Tensor<4>) -> Tensor<2> {
+        self.forward_both(x, classifier_features).1
+    }
+
+    /// Freezes everything but the fusion classifier head (stage 3: both encoders frozen).
+    pub fn freeze_all_but_fusion_head(mut self) -> Self {
+        self.encoder = self.encoder.into_iter().map(Module::freeze).collect();
+        self.bottleneck = self.bottleneck.freeze();
+        self.fusion = self.fusion.freeze();
+        self.up = self.up.into_iter().map(Module::freeze).collect();
+        self.decoder = self.decoder.into_iter().map(Module::freeze).collect();
+        self.head = self.head.freeze();
+        self
+    }
+
+    /// (saliency logits, fusion class logits)
+    fn forward_both(&self, x: Tensor<4>, classifier_features: Tensor<4>) -> (Tensor<4>, Tensor<2>) {
         let mut skips = Vec::new();
         let mut h = x;
         for block in &self.encoder {
@@ -96,6 +128,13 @@ impl SaliencyNet {
                 .with_output_size([bh, bw]),
         );
         let mut h = relu(self.fusion.forward(Tensor::cat(vec![bottom, other], 1)));
+        let [b, c, fh, fw] = h.dims();
+        let pooled = h
+            .clone()
+            .reshape([b, c, fh * fw])
+            .mean_dim(2)
+            .reshape([b, c]);
+        let class_logits = self.fusion_head.forward(pooled);
         for ((up, block), skip) in self
             .up
             .iter()
@@ -104,7 +143,7 @@ impl SaliencyNet {
         {
             h = block.forward(Tensor::cat(vec![up.forward(h), skip], 1));
         }
-        self.head.forward(h)
+        (self.head.forward(h), class_logits)
     }
 
     /// Predicted fixation distribution `[B, 1, S, S]`: non-negative, each map sums to 1.

@@ -69,6 +69,12 @@ pub struct TrainOptions {
     /// (the card then says which epoch was selected: its validation figure is optimistic).
     #[serde(default)]
     pub keep_best: bool,
+    /// Saliency recipe, stage 3: epochs of the fusion classifier (both encoders frozen).
+    #[serde(default)]
+    pub fusion_epochs: usize,
+    /// Saliency: folder with the gaze recordings (default `<data>/gaze`).
+    #[serde(default)]
+    pub gaze_dir: Option<PathBuf>,
 }
 
 impl TrainOptions {
@@ -94,6 +100,8 @@ impl TrainOptions {
             freeze_encoder: false,
             patience: None,
             keep_best: false,
+            fusion_epochs: 0,
+            gaze_dir: None,
         }
     }
 }
@@ -111,12 +119,27 @@ pub struct Evaluation {
     /// Confusion matrix: row = true class, column = predicted class.
     #[serde(default)]
     pub confusion: Vec<Vec<usize>>,
+    /// Saliency network: mean KL, CC and HS of the predicted map against the gaze map.
+    #[serde(default)]
+    pub saliency: Option<SaliencyScores>,
+}
+
+/// Mean saliency metrics over validation images (maps on the model grid, summed to 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SaliencyScores {
+    pub kl: f64,
+    pub cc: f64,
+    pub hs: f64,
+    pub images: usize,
 }
 
 impl Evaluation {
     /// The metric early stopping and the trainer's curve follow: Dice when there are masks, else
     /// macro AUC, else accuracy.
     pub fn headline(&self) -> (&'static str, f64) {
+        if let Some(s) = self.saliency {
+            return ("CC", s.cc);
+        }
         match (self.dice, self.macro_auc) {
             (Some(d), _) => ("Dice", d),
             (None, Some(a)) => ("macro AUC", a),
@@ -129,6 +152,12 @@ impl Evaluation {
         let mut out = String::from("metric,class,value,ci_low,ci_high\n");
         if let Some(d) = self.dice {
             out += &format!("dice,,{d:.6},,\n");
+        }
+        if let Some(sal) = self.saliency {
+            out += &format!(
+                "kl,,{:.6},,\ncc,,{:.6},,\nhs,,{:.6},,\n",
+                sal.kl, sal.cc, sal.hs
+            );
         }
         out += &format!("accuracy,,{:.6},,\n", self.accuracy);
         if let Some(m) = self.macro_auc {
@@ -221,8 +250,15 @@ pub fn train(
     progress: &mut dyn FnMut(TrainProgress),
     cancel: &AtomicBool,
 ) -> Result<TrainReport, MlError> {
+    if options.kind == ModelKind::Saliency {
+        return super::saliency_train::train_saliency(
+            data_root, options, compute, out_dir, progress, cancel,
+        );
+    }
     let started = Instant::now();
     let device = &compute.device;
+    // The seed fixes the initial weights too (the backend's generator), not only split and order.
+    device.seed(options.seed);
     let (mut records, row_problems) = read_labels(data_root)?;
     let mut data_problems: Vec<String> = row_problems
         .iter()
@@ -585,7 +621,7 @@ pub fn train(
 
 /// Appends a line to `training.log` beside the checkpoints (best effort: a log that cannot be
 /// written never stops training).
-fn log_line(out_dir: &Path, line: &str) {
+pub(crate) fn log_line(out_dir: &Path, line: &str) {
     use std::io::Write;
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
@@ -897,40 +933,13 @@ fn evaluate(
             }
         }
     }
-    let predicted: Vec<usize> = probs
-        .iter()
-        .map(|p| {
-            p.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i)
-        })
-        .collect();
-    let mut per_class_auc = Vec::new();
-    for (c, name) in class_names.iter().enumerate() {
-        let scores: Vec<f64> = probs.iter().map(|p| p[c] as f64).collect();
-        let positive: Vec<bool> = actual.iter().map(|&a| a == c).collect();
-        if let Some(auc) = auc_bootstrap(&scores, &positive, 1000, seed) {
-            per_class_auc.push((name.clone(), auc));
-        }
-    }
-    let macro_auc = (!per_class_auc.is_empty()).then(|| {
-        per_class_auc.iter().map(|(_, a)| a.auc).sum::<f64>() / per_class_auc.len() as f64
-    });
-    let mut confusion = vec![vec![0usize; class_names.len()]; class_names.len()];
-    for (&a, &p) in actual.iter().zip(&predicted) {
-        if a < confusion.len() && p < confusion.len() {
-            confusion[a][p] += 1;
-        }
-    }
-    Ok(Evaluation {
-        confusion,
-        dice: (!dices.is_empty()).then(|| dices.iter().sum::<f64>() / dices.len() as f64),
-        accuracy: accuracy(&predicted, &actual),
-        per_class_auc,
-        macro_auc,
-        images: set.len(),
-    })
+    Ok(classification_evaluation(
+        &probs,
+        &actual,
+        class_names,
+        seed,
+        (!dices.is_empty()).then(|| dices.iter().sum::<f64>() / dices.len() as f64),
+    ))
 }
 
 /// Evaluates a bundle on the held-out patients of a dataset folder (the same patient split as
@@ -983,4 +992,50 @@ pub fn evaluate_bundle(
 /// Where `cxrlens train` writes by default.
 pub fn default_out_dir(kind: ModelKind) -> PathBuf {
     PathBuf::from("models").join(kind.default_name())
+}
+
+/// Accuracy, per-class one-vs-rest AUC with bootstrap CI, macro AUC and the confusion matrix from
+/// class probabilities.
+pub(crate) fn classification_evaluation(
+    probs: &[Vec<f32>],
+    actual: &[usize],
+    class_names: &[String],
+    seed: u64,
+    dice: Option<f64>,
+) -> Evaluation {
+    let predicted: Vec<usize> = probs
+        .iter()
+        .map(|p| {
+            p.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i)
+        })
+        .collect();
+    let mut per_class_auc = Vec::new();
+    for (c, name) in class_names.iter().enumerate() {
+        let scores: Vec<f64> = probs.iter().map(|p| p[c] as f64).collect();
+        let positive: Vec<bool> = actual.iter().map(|&a| a == c).collect();
+        if let Some(auc) = auc_bootstrap(&scores, &positive, 1000, seed) {
+            per_class_auc.push((name.clone(), auc));
+        }
+    }
+    let macro_auc = (!per_class_auc.is_empty()).then(|| {
+        per_class_auc.iter().map(|(_, a)| a.auc).sum::<f64>() / per_class_auc.len() as f64
+    });
+    let mut confusion = vec![vec![0usize; class_names.len()]; class_names.len()];
+    for (&a, &p) in actual.iter().zip(&predicted) {
+        if a < confusion.len() && p < confusion.len() {
+            confusion[a][p] += 1;
+        }
+    }
+    Evaluation {
+        saliency: None,
+        confusion,
+        dice,
+        accuracy: accuracy(&predicted, actual),
+        per_class_auc,
+        macro_auc,
+        images: probs.len(),
+    }
 }

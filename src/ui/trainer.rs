@@ -284,7 +284,13 @@ fn options_ui(
         state.start_from_chosen = false;
         state.options.name = state.kind.default_name().to_string() + "-finetuned";
     }
-    let of_kind: Vec<&AvailableModel> = models.iter().filter(|m| m.kind == state.kind).collect();
+    // The saliency recipe starts from a classifier (its stage-1 encoder).
+    let start_kind = if state.kind == ModelKind::Saliency {
+        ModelKind::Classifier
+    } else {
+        state.kind
+    };
+    let of_kind: Vec<&AvailableModel> = models.iter().filter(|m| m.kind == start_kind).collect();
     // Fine-tuning is the point of the tab: start from the shipped model unless the user chose.
     if !state.start_from_chosen && state.start_from.is_none() {
         state.start_from = of_kind.iter().find(|m| m.shipped).map(|m| m.dir.clone());

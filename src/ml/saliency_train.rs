@@ -1,0 +1,482 @@
+//! The staged saliency recipe (multi-stage cooperative learning):
+//!
+//! 1. **Classifier encoder** — an existing classifier bundle (`TrainOptions::init_from`), e.g. the
+//!    shipped one or one fine-tuned in the trainer; it is frozen from here on.
+//! 2. **Saliency decoder** — the RSE U-Net (`ml::saliency`) learns to predict the gaze heatmap
+//!    with a KL loss, `KL(gaze ‖ predicted)` over the pixels of the model grid, while the
+//!    classifier encoder supplies its (frozen) features at the bottleneck.
+//! 3. **Fusion classifier** — with both encoders frozen, a linear head on the pooled fused
+//!    bottleneck learns the classes (cross-entropy), for `fusion_epochs` epochs.
+//!
+//! Gaze targets are built from EGD-CXR files in `<data>/gaze/` (`fixations.csv` with its
+//! `master_sheet.csv`; DICOM_ID = the labels.csv id or the image file name), by the published
+//! recipe (counts ⊛ Gaussian σ = 150 image pixels) evaluated on the model grid and summed to 1.
+//! Recordings marked simulated (`gaze::synthetic`) make the card say so.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, softmax};
+
+use super::bundle::{BundleInfo, LoadedModel, ModelCard, ModelKind, load_bundle, save_module};
+use super::data::{prepare, read_labels, split_by_patient};
+use super::device::ComputeDevice;
+use super::error::MlError;
+use super::metrics::SplitMix64;
+use super::saliency::{SaliencyNet, SaliencyNetConfig};
+use super::tensor_to_vec;
+use super::train::{
+    Evaluation, SaliencyScores, TrainOptions, TrainProgress, TrainReport,
+    classification_evaluation, log_line,
+};
+use crate::gaze::{GazeRecording, ImageKey};
+use crate::io::write::write_atomically;
+
+/// EGD-CXR's blur, in image pixels.
+const SIGMA_PX: f64 = 150.0;
+
+/// The gaze heatmap of `rec` on a `size`×`size` grid for a `width`×`height` image: fixation
+/// counts convolved with a Gaussian of σ = 150 image pixels (scaled per axis to the grid), summed
+/// to 1.
+pub fn grid_target(rec: &GazeRecording, width: u32, height: u32, size: usize) -> Vec<f32> {
+    let (sx, sy) = (size as f64 / width as f64, size as f64 / height as f64);
+    let (gx, gy) = ((SIGMA_PX * sx).max(0.5), (SIGMA_PX * sy).max(0.5));
+    let mut map = vec![0.0_f64; size * size];
+    for f in &rec.fixations {
+        let (cx, cy) = ((f.x as f64 + 0.5) * sx - 0.5, (f.y as f64 + 0.5) * sy - 0.5);
+        let wx: Vec<f64> = (0..size)
+            .map(|x| (-0.5 * ((x as f64 - cx) / gx).powi(2)).exp())
+            .collect();
+        for y in 0..size {
+            let wy = (-0.5 * ((y as f64 - cy) / gy).powi(2)).exp();
+            if wy < 1e-12 {
+                continue;
+            }
+            for (m, w) in map[y * size..(y + 1) * size].iter_mut().zip(&wx) {
+                *m += wy * w;
+            }
+        }
+    }
+    let sum: f64 = map.iter().sum();
+    map.iter()
+        .map(|v| {
+            if sum > 0.0 {
+                (v / sum) as f32
+            } else {
+                1.0 / (size * size) as f32
+            }
+        })
+        .collect()
+}
+
+struct Sample {
+    input: Vec<f32>,
+    target: Vec<f32>,
+    class: Option<usize>,
+}
+
+pub fn train_saliency(
+    data_root: &Path,
+    options: &TrainOptions,
+    compute: &ComputeDevice,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(TrainProgress),
+    cancel: &AtomicBool,
+) -> Result<TrainReport, MlError> {
+    let started = Instant::now();
+    let device = &compute.device;
+    device.seed(options.seed);
+    // Stage 1: the classifier encoder.
+    let classifier_dir = options.init_from.as_ref().ok_or_else(|| {
+        MlError::Config(
+            "the saliency recipe starts from a classifier (stage 1): give its bundle with --init"
+                .into(),
+        )
+    })?;
+    let cinfo = BundleInfo::open(classifier_dir, false)?;
+    let classifier = match load_bundle(&cinfo, device)? {
+        LoadedModel::Classifier(m, _) => m.freeze(),
+        _ => {
+            return Err(MlError::Config(format!(
+                "{} holds a {}, not a classifier (stage 1 of the saliency recipe)",
+                classifier_dir.display(),
+                cinfo.card.kind.noun()
+            )));
+        }
+    };
+    let size = cinfo.card.input_size;
+    let class_names = cinfo.card.class_names.clone();
+
+    // Gaze recordings for the dataset's images.
+    let (records, row_problems) = read_labels(data_root)?;
+    let mut problems: Vec<String> = row_problems
+        .iter()
+        .map(|p| format!("labels.csv line {}: {}", p.line, p.message))
+        .collect();
+    let gaze_dir = options
+        .gaze_dir
+        .clone()
+        .unwrap_or_else(|| data_root.join("gaze"));
+    let fixations = gaze_dir.join("fixations.csv");
+    if !fixations.is_file() {
+        return Err(MlError::Dataset(format!(
+            "no gaze recordings: expected EGD-CXR fixations.csv (with master_sheet.csv) in {}",
+            gaze_dir.display()
+        )));
+    }
+    let mut keys = Vec::new();
+    let mut usable = Vec::new();
+    for r in &records {
+        match crate::io::image_dimensions(&r.image) {
+            Ok((w, h)) => {
+                let mut key = ImageKey::for_file(&r.image, std::slice::from_ref(&r.id), w, h);
+                key.ids.reverse(); // the labels.csv id first
+                keys.push(key);
+                usable.push(r.clone());
+            }
+            Err(e) => problems.push(format!("{}: {e}", r.id)),
+        }
+    }
+    let sheet = gaze_dir.join("master_sheet.csv");
+    let import = crate::gaze::egd::import(
+        &fixations,
+        sheet.is_file().then_some(sheet.as_path()),
+        &keys,
+    );
+    problems.extend(import.problems.iter().map(|p| p.to_string()));
+    let simulated = import.recordings.iter().any(|r| r.simulated);
+    let mut with_gaze = Vec::new();
+    let mut gaze_of = Vec::new();
+    for (r, key) in usable.iter().zip(&keys) {
+        if let Some(g) = import.recordings.iter().find(|g| key.matches(&g.image_id)) {
+            with_gaze.push(r.clone());
+            gaze_of.push((g.clone(), key.width, key.height));
+        }
+    }
+    if with_gaze.len() < 2 {
+        return Err(MlError::Dataset(format!(
+            "only {} images have a gaze recording in {}",
+            with_gaze.len(),
+            fixations.display()
+        )));
+    }
+    progress(TrainProgress::Message(format!(
+        "{} of {} images have gaze{}; classifier encoder {} (frozen)",
+        with_gaze.len(),
+        records.len(),
+        if simulated { " (SIMULATED)" } else { "" },
+        cinfo.title()
+    )));
+    let (train_idx, val_idx) =
+        split_by_patient(&with_gaze, options.validation_fraction, options.seed);
+    // Images whose label the classifier does not know still train the saliency decoder.
+    let build = |idx: &[usize], problems: &mut Vec<String>| -> Vec<Sample> {
+        let recs: Vec<_> = idx.iter().map(|&i| with_gaze[i].clone()).collect();
+        let mut relabelled = recs.clone();
+        for r in &mut relabelled {
+            if !class_names.contains(&r.label) {
+                r.label = class_names[0].clone();
+            }
+        }
+        let (prepared, p) = prepare(&relabelled, &class_names, size, false);
+        problems.extend(p);
+        prepared
+            .into_iter()
+            .filter_map(|s| {
+                let k = idx.iter().position(|&i| with_gaze[i].id == s.id)?;
+                let (g, w, h) = &gaze_of[idx[k]];
+                Some(Sample {
+                    target: grid_target(g, *w, *h, size),
+                    class: class_names
+                        .iter()
+                        .position(|c| *c == with_gaze[idx[k]].label),
+                    input: s.input.values,
+                })
+            })
+            .collect()
+    };
+    let train_set = build(&train_idx, &mut problems);
+    let val_set = build(&val_idx, &mut problems);
+    if train_set.is_empty() || val_set.is_empty() {
+        return Err(MlError::Dataset(
+            "no usable images with gaze in the training or validation split".into(),
+        ));
+    }
+    std::fs::create_dir_all(out_dir)?;
+    log_line(
+        out_dir,
+        &format!(
+            "run: saliency recipe on {} ({} train / {} validation images with gaze{}), classifier {}",
+            data_root.display(),
+            train_set.len(),
+            val_set.len(),
+            if simulated { ", SIMULATED" } else { "" },
+            cinfo.title()
+        ),
+    );
+
+    let batch_of = |set: &[Sample], chunk: &[usize], device: &Device| {
+        let n = chunk.len();
+        let x: Vec<f32> = chunk.iter().flat_map(|&i| set[i].input.clone()).collect();
+        let q: Vec<f32> = chunk.iter().flat_map(|&i| set[i].target.clone()).collect();
+        (
+            Tensor::<1>::from_floats(x.as_slice(), device).reshape([n, 1, size, size]),
+            Tensor::<1>::from_floats(q.as_slice(), device).reshape([n, size * size]),
+        )
+    };
+    let features_channels = {
+        let (x, _) = batch_of(&train_set, &[0], device);
+        classifier.features(x).dims()[1]
+    };
+    let config = SaliencyNetConfig::new(features_channels)
+        .with_input_size(size)
+        .with_base_channels(options.base_channels)
+        .with_class_names(class_names.clone())
+        .with_classifier_title(cinfo.title());
+    let mut net: SaliencyNet = config.init(device).train();
+
+    let evaluate = |net: &SaliencyNet| -> Result<Evaluation, MlError> {
+        let inner = device.clone().inner();
+        let valid = net.valid();
+        let cvalid = classifier.valid();
+        let (mut kl, mut cc, mut hs) = (0.0, 0.0, 0.0);
+        let mut probs = Vec::new();
+        let mut actual = Vec::new();
+        for chunk in (0..val_set.len()).collect::<Vec<_>>().chunks(8) {
+            let (x, _) = batch_of(&val_set, chunk, &inner);
+            let f = cvalid.features(x.clone());
+            let pred = tensor_to_vec(valid.forward(x.clone(), f.clone()))?;
+            let cls = tensor_to_vec(softmax(valid.classify(x, f), 1))?;
+            let k = class_names.len();
+            for (j, &i) in chunk.iter().enumerate() {
+                let p = &pred[j * size * size..(j + 1) * size * size];
+                let q = &val_set[i].target;
+                let m = |r: Result<f64, crate::gaze::metrics::MetricError>| r.unwrap_or(f64::NAN);
+                kl += m(crate::gaze::metrics::kl(p, q));
+                cc += m(crate::gaze::metrics::cc(p, q));
+                hs += m(crate::gaze::metrics::hs(p, q));
+                if let Some(c) = val_set[i].class {
+                    probs.push(cls[j * k..(j + 1) * k].to_vec());
+                    actual.push(c);
+                }
+            }
+        }
+        let n = val_set.len() as f64;
+        let mut e = classification_evaluation(&probs, &actual, &class_names, options.seed, None);
+        e.saliency = Some(SaliencyScores {
+            kl: kl / n,
+            cc: cc / n,
+            hs: hs / n,
+            images: val_set.len(),
+        });
+        Ok(e)
+    };
+
+    let mut rng = SplitMix64::new(options.seed ^ 0x5A11);
+    let mut history = Vec::new();
+    let total_epochs = options.epochs + options.fusion_epochs;
+    let batches = train_set.len().div_ceil(options.batch_size.max(1));
+    let labelled: Vec<usize> = (0..train_set.len())
+        .filter(|&i| train_set[i].class.is_some())
+        .collect();
+    // Stage 2, then stage 3.
+    for stage in [2, 3] {
+        let epochs = if stage == 2 {
+            options.epochs
+        } else {
+            options.fusion_epochs
+        };
+        if epochs == 0 {
+            continue;
+        }
+        if stage == 3 {
+            if labelled.is_empty() {
+                let m = "stage 3 skipped: no training image has one of the classifier's labels"
+                    .to_string();
+                log_line(out_dir, &m);
+                progress(TrainProgress::Message(m));
+                break;
+            }
+            net = net.freeze_all_but_fusion_head();
+        }
+        let mut optimizer = AdamConfig::new().init();
+        let pool: Vec<usize> = if stage == 2 {
+            (0..train_set.len()).collect()
+        } else {
+            labelled.clone()
+        };
+        for e in 0..epochs {
+            let epoch_started = Instant::now();
+            let lr = options.learning_rate
+                * (options.final_lr_fraction
+                    + (1.0 - options.final_lr_fraction)
+                        * 0.5
+                        * (1.0 + (std::f64::consts::PI * e as f64 / epochs as f64).cos()));
+            let mut order = pool.clone();
+            rng.shuffle(&mut order);
+            let mut loss_sum = 0.0;
+            let n_batches = order.chunks(options.batch_size.max(1)).len();
+            for (b, chunk) in order.chunks(options.batch_size.max(1)).enumerate() {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(MlError::Cancelled);
+                }
+                let (x, q) = batch_of(&train_set, chunk, device);
+                let features = classifier.features(x.clone()).detach();
+                let n = chunk.len();
+                let loss = if stage == 2 {
+                    // KL(q ‖ p) = Σ q (ln q − ln p); the entropy of q is constant, so the
+                    // gradient is that of the cross-entropy −Σ q ln p.
+                    let logits = net.forward_logits(x, features).reshape([n, size * size]);
+                    let log_p = log_softmax(logits, 1);
+                    let q_log_q: f32 = tensor_to_vec(q.clone())?
+                        .iter()
+                        .filter(|v| **v > 0.0)
+                        .map(|v| v * v.ln())
+                        .sum();
+                    (q * log_p)
+                        .sum()
+                        .neg()
+                        .add_scalar(q_log_q)
+                        .div_scalar(n as f32)
+                } else {
+                    let logits = net.classify(x, features);
+                    let k = class_names.len();
+                    let mut one_hot = vec![0.0_f32; n * k];
+                    for (j, &i) in chunk.iter().enumerate() {
+                        one_hot[j * k + train_set[i].class.unwrap_or(0)] = 1.0;
+                    }
+                    let t = Tensor::<1>::from_floats(one_hot.as_slice(), device).reshape([n, k]);
+                    (log_softmax(logits, 1) * t)
+                        .sum()
+                        .neg()
+                        .div_scalar(n as f32)
+                };
+                let value = tensor_to_vec(loss.clone().detach())?[0] as f64;
+                if !value.is_finite() {
+                    return Err(MlError::Data(format!(
+                        "loss became {value} in stage {stage}"
+                    )));
+                }
+                loss_sum += value;
+                let grads = GradientsParams::from_grads(loss.backward(), &net);
+                net = optimizer.step(lr, net, grads);
+                progress(TrainProgress::Batch {
+                    epoch: history.len() + 1,
+                    batch: b + 1,
+                    batches: n_batches.max(batches.min(n_batches)),
+                    loss: value,
+                });
+            }
+            let evaluation = evaluate(&net)?;
+            let train_loss = loss_sum / n_batches.max(1) as f64;
+            history.push((history.len() + 1, train_loss, evaluation.clone()));
+            let s = evaluation.saliency.unwrap_or_default();
+            log_line(
+                out_dir,
+                &format!(
+                    "stage {stage} epoch {}/{epochs}: loss {train_loss:.4}, validation KL {:.4}, CC {:.4}, HS {:.4}, accuracy {:.3} ({:.0} s)",
+                    e + 1,
+                    s.kl,
+                    s.cc,
+                    s.hs,
+                    evaluation.accuracy,
+                    epoch_started.elapsed().as_secs_f64()
+                ),
+            );
+            progress(TrainProgress::Epoch {
+                epoch: history.len(),
+                epochs: total_epochs,
+                train_loss,
+                evaluation,
+                seconds: epoch_started.elapsed().as_secs_f64(),
+            });
+        }
+    }
+    let final_evaluation = match history.last() {
+        Some(h) => h.2.clone(),
+        None => evaluate(&net)?,
+    };
+    let patients = |idx: &[usize]| {
+        idx.iter()
+            .map(|&i| with_gaze[i].patient_id.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    let report = TrainReport {
+        options: options.clone(),
+        class_names: class_names.clone(),
+        train_images: train_set.len(),
+        validation_images: val_set.len(),
+        train_patients: patients(&train_idx),
+        validation_patients: patients(&val_idx),
+        epochs_run: history.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        device: compute.description.clone(),
+        history,
+        final_evaluation,
+        data_problems: problems,
+        selected_epoch: None,
+    };
+    save_module(net.clone(), &out_dir.join("weights.bpk"))?;
+    write_atomically(
+        &out_dir.join("config.json"),
+        serde_json::to_string_pretty(&config)
+            .map_err(|e| MlError::Config(e.to_string()))?
+            .as_bytes(),
+    )?;
+    let mut card = ModelCard::from_report(&report, data_root);
+    card.kind = ModelKind::Saliency;
+    card.parameters = net.num_params();
+    card.simulated_gaze = simulated;
+    card.command = options.command.clone();
+    card.data += &format!(
+        "; stage 1: classifier encoder {} (frozen); stage 2: {} epochs, KL loss; stage 3: {} epochs, fusion classifier",
+        cinfo.title(),
+        options.epochs,
+        options.fusion_epochs
+    );
+    if let Some(s) = report.final_evaluation.saliency {
+        card.metrics.insert("kl".into(), s.kl);
+        card.metrics.insert("cc".into(), s.cc);
+        card.metrics.insert("hs".into(), s.hs);
+    }
+    card.limitations = super::bundle::default_limitations(
+        ModelKind::Saliency,
+        &data_root
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+    );
+    if simulated {
+        card.limitations.insert(
+            0,
+            "TRAINED ON SIMULATED GAZE (gaze::synthetic), not on recordings of radiologists: its \
+             maps show what the simulator does, not where people look."
+                .into(),
+        );
+    }
+    card.write(out_dir)?;
+    for (name, text) in [
+        (
+            "training-report.json",
+            serde_json::to_string_pretty(&report).map_err(|e| MlError::Config(e.to_string()))?,
+        ),
+        (
+            "evaluation.csv",
+            report.final_evaluation.to_csv(&report.class_names),
+        ),
+    ] {
+        write_atomically(&out_dir.join(name), text.as_bytes())?;
+    }
+    log_line(
+        out_dir,
+        &format!(
+            "finished: {} epochs, {:.0} s",
+            report.epochs_run, report.seconds
+        ),
+    );
+    Ok(report)
+}
