@@ -317,12 +317,18 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
         TrainProgress::Message(m) => eprintln!("{m}"),
         TrainProgress::Batch { .. } => {}
         TrainProgress::Epoch { epoch, epochs, train_loss, evaluation, seconds } => {
-            eprintln!(
-                "epoch {epoch}/{epochs}: loss {train_loss:.4}, val dice {}, acc {:.3}, macro AUC {} ({seconds:.0} s)",
-                evaluation.dice.map_or("-".into(), |d| format!("{d:.4}")),
-                evaluation.accuracy,
-                evaluation.macro_auc.map_or("-".into(), |a| format!("{a:.3}")),
-            );
+            match evaluation.saliency {
+                Some(s) => eprintln!(
+                    "epoch {epoch}/{epochs}: loss {train_loss:.4}, val KL {:.4}, CC {:.4}, HS {:.4}, acc {:.3} ({seconds:.0} s)",
+                    s.kl, s.cc, s.hs, evaluation.accuracy
+                ),
+                None => eprintln!(
+                    "epoch {epoch}/{epochs}: loss {train_loss:.4}, val dice {}, acc {:.3}, macro AUC {} ({seconds:.0} s)",
+                    evaluation.dice.map_or("-".into(), |d| format!("{d:.4}")),
+                    evaluation.accuracy,
+                    evaluation.macro_auc.map_or("-".into(), |a| format!("{a:.3}")),
+                ),
+            }
         }
     }, &cancel)
     .map_err(|e| e.to_string())?;
