@@ -319,8 +319,8 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
         TrainProgress::Epoch { epoch, epochs, train_loss, evaluation, seconds } => {
             match evaluation.saliency {
                 Some(s) => eprintln!(
-                    "epoch {epoch}/{epochs}: loss {train_loss:.4}, val KL {:.4}, CC {:.4}, HS {:.4}, acc {:.3} ({seconds:.0} s)",
-                    s.kl, s.cc, s.hs, evaluation.accuracy
+                    "epoch {epoch}/{epochs}: loss {train_loss:.4}, val KL {:.4}, CC {:.4}, HS {:.4} ({seconds:.0} s)",
+                    s.kl, s.cc, s.hs
                 ),
                 None => eprintln!(
                     "epoch {epoch}/{epochs}: loss {train_loss:.4}, val dice {}, acc {:.3}, macro AUC {} ({seconds:.0} s)",

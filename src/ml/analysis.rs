@@ -184,7 +184,12 @@ pub fn analyze(
             values: tensor_to_vec(out)?,
         }
         .normalised_by_max();
-        saliency = Some((to_image_space(&map, w, h), info.title()));
+        let title = if info.card.simulated_gaze {
+            format!("{}, trained on SIMULATED gaze", info.title())
+        } else {
+            info.title()
+        };
+        saliency = Some((to_image_space(&map, w, h), title));
     }
     step(0.5, request.method.label())?;
     let pick_class = |p: Option<&Prediction>| -> usize {

@@ -378,12 +378,16 @@ pub fn train_saliency(
             log_line(
                 out_dir,
                 &format!(
-                    "stage {stage} epoch {}/{epochs}: loss {train_loss:.4}, validation KL {:.4}, CC {:.4}, HS {:.4}, accuracy {:.3} ({:.0} s)",
+                    "stage {stage} epoch {}/{epochs}: loss {train_loss:.4}, validation KL {:.4}, CC {:.4}, HS {:.4}{} ({:.0} s)",
                     e + 1,
                     s.kl,
                     s.cc,
                     s.hs,
-                    evaluation.accuracy,
+                    if stage == 3 {
+                        format!(", fusion accuracy {:.3}", evaluation.accuracy)
+                    } else {
+                        String::new()
+                    },
                     epoch_started.elapsed().as_secs_f64()
                 ),
             );

@@ -403,7 +403,10 @@ impl ViewerState {
                     .then(|| "Not analysed yet: press Analyze (A)".into()),
             ),
             PaneContent::Saliency => (
-                "Predicted gaze (saliency network)".into(),
+                a.and_then(|a| a.saliency.as_ref())
+                    .map_or("Predicted gaze (saliency network)".into(), |l| {
+                        l.label.clone()
+                    }),
                 [mask, a.and_then(|a| a.saliency.clone())],
                 match a {
                     None => Some("Not analysed yet: press Analyze (A)".into()),
