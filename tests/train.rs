@@ -398,4 +398,32 @@ fn staged_saliency_recipe_learns_simulated_gaze_and_says_so() {
         }
         _ => panic!("not a saliency bundle"),
     }
+    // In an analysis the predicted map comes with its model and the simulated label.
+    let bundles = vec![
+        BundleInfo::open(&dir.path().join("cls"), false).unwrap(),
+        info,
+    ];
+    let (models, problems) = cxrlens::ml::analysis::Models::load(&bundles, &compute.device);
+    assert!(problems.is_empty(), "{problems:?}");
+    let loaded = cxrlens::io::load_image(&common::dicom(common::RSNA)).unwrap();
+    let result = cxrlens::ml::analysis::analyze(
+        &models,
+        &cxrlens::ml::analysis::AnalysisRequest {
+            image: loaded.image.clone(),
+            photometric_inverted: loaded.info.photometric_inverted,
+            low: loaded.stats.p01,
+            high: loaded.stats.p99,
+            method: cxrlens::ml::explain::Method::GradCam,
+            target: cxrlens::ml::analysis::ExplainTarget::Classifier,
+            class: None,
+        },
+        &mut |_, _| true,
+    )
+    .unwrap();
+    let (map, title) = result.saliency.expect("a predicted gaze map");
+    assert!(title.contains("SIMULATED"), "{title}");
+    assert_eq!(
+        (map.width, map.height),
+        (loaded.image.width, loaded.image.height)
+    );
 }
