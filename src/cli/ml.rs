@@ -201,14 +201,7 @@ pub fn compute_device(backend: Option<&str>) -> Result<ComputeDevice, String> {
             .map_err(|e| e.to_string())?
             .unwrap_or_default(),
     };
-    let adapter = if choice == BackendChoice::Flex {
-        None
-    } else {
-        probe_adapter()
-    };
-    select(choice, adapter.as_ref())
-        .map(|(d, _)| d)
-        .map_err(|e| e.to_string())
+    crate::ml::device::resolve(None, choice).map_err(|e| e.to_string())
 }
 
 pub fn parse_method(text: &str) -> Result<Method, String> {

@@ -160,3 +160,20 @@ pub fn select(
         },
     }
 }
+
+/// The device to use: `compute` when one was chosen already (e.g. before the window opened),
+/// otherwise a fresh choice by `choice` (probing for an adapter unless flex is forced).
+pub fn resolve(
+    compute: Option<ComputeDevice>,
+    choice: BackendChoice,
+) -> Result<ComputeDevice, MlError> {
+    if let Some(c) = compute {
+        return Ok(c);
+    }
+    let adapter = if choice == BackendChoice::Flex {
+        None
+    } else {
+        probe_adapter()
+    };
+    select(choice, adapter.as_ref()).map(|(d, _)| d)
+}

@@ -495,6 +495,11 @@ impl CxrApp {
         }
     }
 
+    /// Whether the open image is `image_id` (late results for another image are dropped).
+    fn shows(&self, image_id: u64) -> bool {
+        self.viewer.as_ref().map(|v| v.handle.id) == Some(image_id)
+    }
+
     fn reload_models(&mut self) {
         if let Some(w) = &mut self.workers.inference {
             match w.reload(self.preferred_models.clone()) {
@@ -994,9 +999,7 @@ impl CxrApp {
                 image_id,
                 import,
             } => {
-                if !self.workers.gaze_import.finish(generation)
-                    || self.viewer.as_ref().map(|v| v.handle.id) != Some(image_id)
-                {
+                if !self.workers.gaze_import.finish(generation) || !self.shows(image_id) {
                     return;
                 }
                 self.show_gaze_import(*import);
@@ -1007,9 +1010,7 @@ impl CxrApp {
                 map,
                 seconds,
             } => {
-                if !self.workers.gaze_compare.is_current(generation)
-                    || self.viewer.as_ref().map(|v| v.handle.id) != Some(image_id)
-                {
+                if !self.workers.gaze_compare.is_current(generation) || !self.shows(image_id) {
                     return;
                 }
                 self.show_gaze_heatmap(*map, seconds);
@@ -1019,9 +1020,7 @@ impl CxrApp {
                 image_id,
                 output,
             } => {
-                if !self.workers.gaze_compare.finish(generation)
-                    || self.viewer.as_ref().map(|v| v.handle.id) != Some(image_id)
-                {
+                if !self.workers.gaze_compare.finish(generation) || !self.shows(image_id) {
                     return;
                 }
                 self.show_gaze_compare(*output);

@@ -11,7 +11,7 @@ use crate::ml::analysis::{AnalysisRequest, Models, analyze};
 use std::path::PathBuf;
 
 use crate::ml::bundle::{BundleInfo, ModelKind, discover};
-use crate::ml::device::{BackendChoice, ComputeDevice, probe_adapter, select};
+use crate::ml::device::{BackendChoice, ComputeDevice};
 use crate::ml::error::MlError;
 
 /// A bundle the user can pick in the Analysis panel.
@@ -109,21 +109,11 @@ fn run(
         let _ = events.send(event);
         wake();
     };
-    let compute = match compute {
-        Some(c) => c,
-        None => {
-            let adapter = if choice == BackendChoice::Flex {
-                None
-            } else {
-                probe_adapter()
-            };
-            match select(choice, adapter.as_ref()) {
-                Ok((c, _)) => c,
-                Err(e) => {
-                    send(WorkerEvent::ModelsReady(Box::new(Err(e.to_string()))));
-                    return;
-                }
-            }
+    let compute = match crate::ml::device::resolve(compute, choice) {
+        Ok(c) => c,
+        Err(e) => {
+            send(WorkerEvent::ModelsReady(Box::new(Err(e.to_string()))));
+            return;
         }
     };
     let mut models = load_models(&compute, &[], &send);

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::{WorkerEvent, Workers};
 use crate::ml::data::{DatasetScan, scan_dataset};
-use crate::ml::device::{BackendChoice, ComputeDevice, probe_adapter, select};
+use crate::ml::device::{BackendChoice, ComputeDevice};
 use crate::ml::error::MlError;
 use crate::ml::train::{TrainOptions, TrainProgress, TrainReport, train};
 
@@ -61,21 +61,11 @@ impl Workers {
         std::thread::Builder::new()
             .name("cxrlens-train".into())
             .spawn(move || {
-                let compute = match compute {
-                    Some(c) => c,
-                    None => {
-                        let adapter = if choice == BackendChoice::Flex {
-                            None
-                        } else {
-                            probe_adapter()
-                        };
-                        match select(choice, adapter.as_ref()) {
-                            Ok((c, _)) => c,
-                            Err(e) => {
-                                send(TrainerEvent::Finished(Box::new(Err(e.to_string()))));
-                                return;
-                            }
-                        }
+                let compute = match crate::ml::device::resolve(compute, choice) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        send(TrainerEvent::Finished(Box::new(Err(e.to_string()))));
+                        return;
                     }
                 };
                 send(TrainerEvent::Started {
