@@ -182,7 +182,8 @@ fn input_gradient_matches_finite_differences() {
     // Central differences at the pixels with the largest gradients. The network is piecewise
     // linear (ReLU, max-pool); the weights are random per run, so a step can cross a kink. Where
     // the estimates at ε and ε/2 disagree a kink was crossed and the pixel is skipped; at least
-    // three pixels must be smooth, and on those the analytic gradient must match.
+    // three pixels must be smooth, and on those the analytic gradient must match. (ε, ε/2 and ε/4
+    // must all agree: a kink crossed at two of the scales alike once made this test flaky.)
     let mut order: Vec<usize> = (0..base.len()).collect();
     order.sort_by(|&a, &b| grad.values[b].abs().total_cmp(&grad.values[a].abs()));
     let central = |i: usize, eps: f32| {
@@ -193,8 +194,9 @@ fn input_gradient_matches_finite_differences() {
     };
     let mut checked = 0;
     for &i in order.iter().take(20) {
-        let (coarse, fine) = (central(i, 1e-2), central(i, 5e-3));
-        if (coarse - fine).abs() > 0.01 * fine.abs() + 1e-5 {
+        let (coarse, mid, fine) = (central(i, 1e-2), central(i, 5e-3), central(i, 2.5e-3));
+        let agree = |a: f64, b: f64| (a - b).abs() <= 0.01 * b.abs() + 1e-5;
+        if !agree(coarse, mid) || !agree(mid, fine) {
             continue;
         }
         let analytic = grad.values[i] as f64;
