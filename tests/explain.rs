@@ -307,3 +307,28 @@ fn every_method_returns_a_normalised_map_at_input_resolution() {
     let err = explain(&lung, x.inner(), 0, Method::GradCam, None).unwrap_err();
     assert!(err.to_string().contains("autodiff"), "{err}");
 }
+
+#[test]
+fn differentiable_guided_backprop_equals_the_explanation_and_reaches_the_weights() {
+    let device = device();
+    // Frozen BN statistics but trainable weights: the heatmap-generator loss needs both.
+    let model = ClassifierConfig::new(vec!["a".into(), "b".into()])
+        .with_input_size(32)
+        .with_base_channels(4)
+        .init(&device)
+        .valid()
+        .train();
+    let x = random_input(32, 9, &device);
+    for class in 0..2 {
+        let frozen = model.clone().freeze();
+        let reference = rule_gradient(&frozen, x.clone(), class, ReluRule::Guided).unwrap();
+        let map = model.guided_backprop_map(x.clone(), &[class]);
+        let values = tensor_to_vec(map.clone().detach()).unwrap();
+        assert!(reference.values.iter().any(|v| *v != 0.0));
+        assert_close(&values, &reference.values, "guided backprop map");
+        // A loss on the map has gradients for the weights (it did not stop at a detach).
+        let grads = map.powf_scalar(2.0).sum().backward();
+        let params = burn::optim::GradientsParams::from_grads(grads, &model);
+        assert!(!params.is_empty(), "no weight received a gradient");
+    }
+}

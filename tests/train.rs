@@ -427,3 +427,55 @@ fn staged_saliency_recipe_learns_simulated_gaze_and_says_so() {
         (loaded.image.width, loaded.image.height)
     );
 }
+
+#[test]
+fn heatmap_generator_loss_pulls_guided_backprop_towards_the_gaze() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::tiny_dataset(dir.path());
+    cxrlens::gaze::synthetic::simulate_dataset(&data, &data.join("gaze"), 5).unwrap();
+    let (compute, _) = select(BackendChoice::Flex, None).unwrap();
+    let mut cls = tiny_options(2);
+    cls.kind = ModelKind::Classifier;
+    cls.name = "cxr-resnet".into();
+    train(
+        &data,
+        &cls,
+        &compute,
+        &dir.path().join("cls"),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let run = |epochs: usize, out: &str| {
+        let mut o = tiny_options(epochs);
+        o.kind = ModelKind::Saliency;
+        o.init_from = Some(dir.path().join("cls"));
+        o.heatmap_generator_weight = 1.0;
+        o.learning_rate = 3e-3;
+        o.augment = None;
+        train(
+            &data,
+            &o,
+            &compute,
+            &dir.path().join(out),
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap()
+    };
+    let before = run(0, "g0").final_evaluation.saliency.unwrap();
+    let after = run(12, "g1").final_evaluation.saliency.unwrap();
+    let (k0, k1) = (before.generator_kl.unwrap(), after.generator_kl.unwrap());
+    eprintln!("KL(gaze ‖ guided backprop): {k0:.4} → {k1:.4}");
+    assert!(k1 < k0, "guided-backprop KL {k0} → {k1}");
+    // The trained classifier is its own bundle, and the saliency network is tied to it.
+    let out = dir.path().join("g1");
+    let encoder = BundleInfo::open(&out.join("classifier"), false).unwrap();
+    assert!(encoder.card.name.ends_with("heatmap-generator"));
+    assert!(encoder.card.simulated_gaze);
+    let saliency = BundleInfo::open(&out, false).unwrap();
+    let (models, problems) =
+        cxrlens::ml::analysis::Models::load(&[encoder, saliency], &compute.device);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(models.saliency.is_some() && models.classifier.is_some());
+}

@@ -80,6 +80,10 @@ pub struct TrainArgs {
     /// Saliency recipe: folder with EGD-CXR fixations.csv + master_sheet.csv (default DATA/gaze).
     #[arg(long)]
     pub gaze: Option<PathBuf>,
+    /// Saliency recipe: weight of the heatmap-generator loss (classifier's guided-backprop map vs
+    /// gaze); above 0 the classifier is trained too and saved in OUT/classifier.
+    #[arg(long, default_value_t = 0.0)]
+    pub heatmap_generator_weight: f32,
     /// Keep the weights of the best validation epoch instead of the last.
     #[arg(long)]
     pub keep_best: bool,
@@ -295,6 +299,7 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     options.keep_best = args.keep_best;
     options.fusion_epochs = args.fusion_epochs;
     options.gaze_dir = args.gaze.clone();
+    options.heatmap_generator_weight = args.heatmap_generator_weight;
     options.final_lr_fraction = args.final_lr_fraction;
     options.command = std::iter::once("cxrlens".to_string())
         .chain(std::env::args().skip(1))

@@ -261,3 +261,92 @@ pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
     let [b, c, _, _] = x.dims();
     x.mean_dim(3).mean_dim(2).reshape([b, c])
 }
+
+// ---- Differentiable guided backpropagation (for the heatmap-generator loss) -------------------
+//
+// `vjp` above detaches: fine for explanations, but a loss on a guided-backprop map must reach the
+// weights. These helpers apply the transposes explicitly — batch norm as its inference-mode affine
+// scale, convolutions as transposed convolutions with the same weights, max-pool as routing to
+// the maxima — so the map is an ordinary tensor expression of the weights. Masks (ReLU signs,
+// max positions) are taken from a detached forward pass, as guided backprop defines them.
+
+/// The guided rule with a detached mask: positive upstream, where the forward input was positive.
+pub fn guided(upstream: Tensor<4>, pre_activation: Tensor<4>) -> Tensor<4> {
+    upstream.clamp_min(0.0) * pre_activation.detach().greater_elem(0.0).float()
+}
+
+/// Jᵀ·g of batch norm in inference mode: g · γ / √(running var + ε), per channel.
+pub fn bn_transpose(bn: &BatchNorm, g: Tensor<4>) -> Tensor<4> {
+    let c = bn.gamma.val().dims()[0];
+    let scale = bn.gamma.val() / bn.running_var.value().add_scalar(bn.epsilon).sqrt();
+    g * scale.reshape([1, c, 1, 1])
+}
+
+/// Jᵀ·g of a bias-free "same"-padded convolution (weights as in the forward), back to `[h, w]`.
+pub fn conv_transpose_of(conv: &Conv2d, g: Tensor<4>, input_hw: [usize; 2]) -> Tensor<4> {
+    use burn::tensor::module::conv_transpose2d;
+    use burn::tensor::ops::ConvTransposeOptions;
+    let [_, _, ho, wo] = g.dims();
+    let [kh, kw] = conv.kernel_size;
+    let [sh, sw] = conv.stride;
+    let (ph, pw) = (kh / 2, kw / 2);
+    let out = |o: usize, s: usize, k: usize, p: usize, i: usize| {
+        i.saturating_sub((o - 1) * s + k - 2 * p)
+    };
+    let options = ConvTransposeOptions::new(
+        [sh, sw],
+        [ph, pw],
+        [
+            out(ho, sh, kh, ph, input_hw[0]),
+            out(wo, sw, kw, pw, input_hw[1]),
+        ],
+        conv.dilation,
+        conv.groups,
+    );
+    conv_transpose2d(g, conv.weight.val(), None, options)
+}
+
+/// Jᵀ·g of a 2×2, stride-2 max-pool at input `x`: each gradient goes to the maximum of its window.
+pub fn max_pool2_transpose(x: Tensor<4>, pooled: Tensor<4>, g: Tensor<4>) -> Tensor<4> {
+    let up = |t: Tensor<4>| {
+        let [b, c, h, w] = t.dims();
+        t.reshape([b, c, h, 1, w, 1])
+            .repeat_dim(3, 2)
+            .repeat_dim(5, 2)
+            .reshape([b, c, h * 2, w * 2])
+    };
+    let [_, _, h, w] = x.dims();
+    let mask = x.detach().equal(up(pooled.detach())).float();
+    let routed = up(g) * mask;
+    let [b, c, h2, w2] = routed.dims();
+    if (h2, w2) == (h, w) {
+        routed
+    } else {
+        // Odd sizes: the last row/column was not pooled.
+        routed
+            .slice([0..b, 0..c, 0..h.min(h2), 0..w.min(w2)])
+            .pad((0, w - w.min(w2), 0, h - h.min(h2)), 0.0)
+    }
+}
+
+impl BasicBlock {
+    /// Guided backprop through the block as a differentiable function of its weights; `frozen`
+    /// is the same block in inference mode (the masks come from it).
+    pub fn guided_transpose(&self, frozen: &BasicBlock, x: Tensor<4>, g: Tensor<4>) -> Tensor<4> {
+        let x = x.detach();
+        let [_, _, h, w] = x.dims();
+        let z1 = frozen.bn1.forward(frozen.conv1.forward(x.clone())).detach();
+        let a1 = relu(z1.clone());
+        let [_, _, h1, w1] = a1.dims();
+        let z2 = (frozen.branch_tail(a1) + frozen.identity(x.clone())).detach();
+        let g = guided(g, z2);
+        let g_short = match &self.shortcut {
+            Some(s) => conv_transpose_of(&s.conv, bn_transpose(&s.bn, g.clone()), [h, w]),
+            None => g.clone(),
+        };
+        let g_branch = conv_transpose_of(&self.conv2, bn_transpose(&self.bn2, g), [h1, w1]);
+        let g_branch = guided(g_branch, z1);
+        let g_branch = conv_transpose_of(&self.conv1, bn_transpose(&self.bn1, g_branch), [h, w]);
+        g_short + g_branch
+    }
+}

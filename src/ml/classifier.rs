@@ -94,6 +94,50 @@ impl Classifier {
     }
 }
 
+impl Classifier {
+    /// Guided-backpropagation map of `classes[b]` for each image, `[B, 1, S, S]`, built from
+    /// explicit transposes so that a loss on it trains the weights (the heatmap-generator loss).
+    /// Batch norm enters with its running statistics, as in inference. Equals
+    /// `explain::rule_gradient(…, ReluRule::Guided)` (tested).
+    pub fn guided_backprop_map(&self, x: Tensor<4>, classes: &[usize]) -> Tensor<4> {
+        use super::blocks::{bn_transpose, conv_transpose_of, guided, max_pool2_transpose};
+        let x = x.detach();
+        let [b, _, s_h, s_w] = x.dims();
+        // Masks from the network in inference mode (batch norm on its running statistics).
+        let frozen = self.clone().freeze();
+        let z0 = frozen
+            .stem_bn
+            .forward(frozen.stem_conv.forward(x.clone()))
+            .detach();
+        let a0 = relu(z0.clone());
+        let p0 = frozen.pool.forward(a0.clone());
+        let mut inputs = Vec::with_capacity(self.blocks.len());
+        let mut h = p0.clone();
+        for block in &frozen.blocks {
+            inputs.push(h.clone());
+            h = block.forward(h).detach();
+        }
+        let [_, c, fh, fw] = h.dims();
+        // d logit / d features: the head's weight column of the class, spread by the average pool.
+        let weight = self.head.weight.val(); // [C, classes]
+        let columns: Vec<Tensor<2>> = classes
+            .iter()
+            .map(|&k| weight.clone().narrow(1, k, 1).reshape([1, c]))
+            .collect();
+        let mut g = Tensor::cat(columns, 0)
+            .reshape([b, c, 1, 1])
+            .repeat_dim(2, fh)
+            .repeat_dim(3, fw)
+            .div_scalar((fh * fw) as f32);
+        for ((block, f), input) in self.blocks.iter().zip(&frozen.blocks).zip(inputs).rev() {
+            g = block.guided_transpose(f, input, g);
+        }
+        let g = max_pool2_transpose(a0, p0, g);
+        let g = guided(g, z0);
+        conv_transpose_of(&self.stem_conv, bn_transpose(&self.stem_bn, g), [s_h, s_w])
+    }
+}
+
 impl Explainable for Classifier {
     fn target_features(&self, x: Tensor<4>) -> Tensor<4> {
         self.features(x)

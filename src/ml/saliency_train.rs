@@ -98,8 +98,12 @@ pub fn train_saliency(
         )
     })?;
     let cinfo = BundleInfo::open(classifier_dir, false)?;
-    let classifier = match load_bundle(&cinfo, device)? {
-        LoadedModel::Classifier(m, _) => m.freeze(),
+    let generator = options.heatmap_generator_weight > 0.0;
+    let (mut classifier, mut classifier_config) = match load_bundle(&cinfo, device)? {
+        // The heatmap-generator recipe trains the classifier (weights only: batch-norm statistics
+        // stay as loaded); otherwise it is the frozen stage-1 encoder.
+        LoadedModel::Classifier(m, c) if generator => (m.valid().train(), c),
+        LoadedModel::Classifier(m, c) => (m.freeze(), c),
         _ => {
             return Err(MlError::Config(format!(
                 "{} holds a {}, not a classifier (stage 1 of the saliency recipe)",
@@ -239,16 +243,34 @@ pub fn train_saliency(
         .with_classifier_title(cinfo.title());
     let mut net: SaliencyNet = config.init(device).train();
 
-    let evaluate = |net: &SaliencyNet| -> Result<Evaluation, MlError> {
+    let evaluate = |net: &SaliencyNet,
+                    classifier: &super::classifier::Classifier|
+     -> Result<Evaluation, MlError> {
         let inner = device.clone().inner();
         let valid = net.valid();
         let cvalid = classifier.valid();
         let (mut kl, mut cc, mut hs) = (0.0, 0.0, 0.0);
+        let mut generator_kl = 0.0;
         let mut probs = Vec::new();
         let mut actual = Vec::new();
         for chunk in (0..val_set.len()).collect::<Vec<_>>().chunks(8) {
             let (x, _) = batch_of(&val_set, chunk, &inner);
             let f = cvalid.features(x.clone());
+            if generator {
+                // KL of the gaze map from the classifier's guided-backprop map (|map| summed to 1).
+                let frozen = classifier.clone().freeze();
+                let x_ad = batch_of(&val_set, chunk, device).0;
+                let classes: Vec<usize> = chunk
+                    .iter()
+                    .map(|&i| val_set[i].class.unwrap_or(0))
+                    .collect();
+                let gb = tensor_to_vec(frozen.guided_backprop_map(x_ad, &classes).abs().detach())?;
+                for (j, &i) in chunk.iter().enumerate() {
+                    let m = &gb[j * size * size..(j + 1) * size * size];
+                    generator_kl +=
+                        crate::gaze::metrics::kl(m, &val_set[i].target).unwrap_or(f64::NAN);
+                }
+            }
             let pred = tensor_to_vec(valid.forward(x.clone(), f.clone()))?;
             let cls = tensor_to_vec(softmax(valid.classify(x, f), 1))?;
             let k = class_names.len();
@@ -272,6 +294,7 @@ pub fn train_saliency(
             cc: cc / n,
             hs: hs / n,
             images: val_set.len(),
+            generator_kl: generator.then_some(generator_kl / n),
         });
         Ok(e)
     };
@@ -304,6 +327,7 @@ pub fn train_saliency(
             net = net.freeze_all_but_fusion_head();
         }
         let mut optimizer = AdamConfig::new().init();
+        let mut classifier_optimizer = AdamConfig::new().init();
         let pool: Vec<usize> = if stage == 2 {
             (0..train_set.len()).collect()
         } else {
@@ -327,21 +351,59 @@ pub fn train_saliency(
                 let (x, q) = batch_of(&train_set, chunk, device);
                 let features = classifier.features(x.clone()).detach();
                 let n = chunk.len();
+                let mut generator_loss = None;
                 let loss = if stage == 2 {
                     // KL(q ‖ p) = Σ q (ln q − ln p); the entropy of q is constant, so the
                     // gradient is that of the cross-entropy −Σ q ln p.
-                    let logits = net.forward_logits(x, features).reshape([n, size * size]);
+                    let logits = net
+                        .forward_logits(x.clone(), features)
+                        .reshape([n, size * size]);
                     let log_p = log_softmax(logits, 1);
                     let q_log_q: f32 = tensor_to_vec(q.clone())?
                         .iter()
                         .filter(|v| **v > 0.0)
                         .map(|v| v * v.ln())
                         .sum();
-                    (q * log_p)
+                    let decoder = (q.clone() * log_p)
                         .sum()
                         .neg()
                         .add_scalar(q_log_q)
-                        .div_scalar(n as f32)
+                        .div_scalar(n as f32);
+                    if generator {
+                        // Heatmap generator: the classifier's guided-backprop map for the true
+                        // class (|map| summed to 1) should match the gaze map, plus its class loss.
+                        let classes: Vec<usize> = chunk
+                            .iter()
+                            .map(|&i| train_set[i].class.unwrap_or(0))
+                            .collect();
+                        let gb = classifier
+                            .guided_backprop_map(x.clone(), &classes)
+                            .abs()
+                            .reshape([n, size * size])
+                            .add_scalar(1e-12);
+                        let gb = gb.clone() / gb.sum_dim(1);
+                        let gb_kl = (q.clone() * (q.clone().add_scalar(1e-12).log() - gb.log()))
+                            .sum()
+                            .div_scalar(n as f32);
+                        let k = class_names.len();
+                        let mut one_hot = vec![0.0_f32; n * k];
+                        let mut labelled_in_batch = 0.0_f32;
+                        for (j, &i) in chunk.iter().enumerate() {
+                            if let Some(c) = train_set[i].class {
+                                one_hot[j * k + c] = 1.0;
+                                labelled_in_batch += 1.0;
+                            }
+                        }
+                        let t =
+                            Tensor::<1>::from_floats(one_hot.as_slice(), device).reshape([n, k]);
+                        let ce = (log_softmax(classifier.forward(x), 1) * t)
+                            .sum()
+                            .neg()
+                            .div_scalar(labelled_in_batch.max(1.0));
+                        generator_loss =
+                            Some(ce + gb_kl.mul_scalar(options.heatmap_generator_weight));
+                    }
+                    decoder
                 } else {
                     let logits = net.classify(x, features);
                     let k = class_names.len();
@@ -355,6 +417,10 @@ pub fn train_saliency(
                         .neg()
                         .div_scalar(n as f32)
                 };
+                let loss = match generator_loss {
+                    Some(g) => loss + g,
+                    None => loss,
+                };
                 let value = tensor_to_vec(loss.clone().detach())?[0] as f64;
                 if !value.is_finite() {
                     return Err(MlError::Data(format!(
@@ -362,8 +428,13 @@ pub fn train_saliency(
                     )));
                 }
                 loss_sum += value;
-                let grads = GradientsParams::from_grads(loss.backward(), &net);
-                net = optimizer.step(lr, net, grads);
+                let mut grads = loss.backward();
+                let net_grads = GradientsParams::from_module(&mut grads, &net);
+                net = optimizer.step(lr, net, net_grads);
+                if generator && stage == 2 {
+                    let c_grads = GradientsParams::from_module(&mut grads, &classifier);
+                    classifier = classifier_optimizer.step(lr, classifier, c_grads);
+                }
                 progress(TrainProgress::Batch {
                     epoch: history.len() + 1,
                     batch: b + 1,
@@ -371,7 +442,7 @@ pub fn train_saliency(
                     loss: value,
                 });
             }
-            let evaluation = evaluate(&net)?;
+            let evaluation = evaluate(&net, &classifier)?;
             let train_loss = loss_sum / n_batches.max(1) as f64;
             history.push((history.len() + 1, train_loss, evaluation.clone()));
             let s = evaluation.saliency.unwrap_or_default();
@@ -402,7 +473,7 @@ pub fn train_saliency(
     }
     let final_evaluation = match history.last() {
         Some(h) => h.2.clone(),
-        None => evaluate(&net)?,
+        None => evaluate(&net, &classifier)?,
     };
     let patients = |idx: &[usize]| {
         idx.iter()
@@ -425,6 +496,47 @@ pub fn train_saliency(
         data_problems: problems,
         selected_epoch: None,
     };
+    let mut config = config;
+    if generator {
+        // The classifier changed: save it as its own bundle, and tie the saliency network to it.
+        let dir = out_dir.join("classifier");
+        std::fs::create_dir_all(&dir)?;
+        classifier_config.class_names = class_names.clone();
+        save_module(classifier.clone(), &dir.join("weights.bpk"))?;
+        write_atomically(
+            &dir.join("config.json"),
+            serde_json::to_string_pretty(&classifier_config)
+                .map_err(|e| MlError::Config(e.to_string()))?
+                .as_bytes(),
+        )?;
+        let mut card = cinfo.card.clone();
+        card.name = format!("{}-heatmap-generator", cinfo.card.name);
+        card.version = options.version.clone();
+        card.data = format!(
+            "{}; then trained with the heatmap-generator loss (guided-backprop map vs gaze, weight {}) on {}{}",
+            card.data,
+            options.heatmap_generator_weight,
+            data_root.display(),
+            if simulated {
+                " with SIMULATED gaze"
+            } else {
+                ""
+            }
+        );
+        card.simulated_gaze |= simulated;
+        // Its class metrics would need its own held-out evaluation (`cxrlens eval`).
+        card.metrics.clear();
+        if let Some(g) = report
+            .final_evaluation
+            .saliency
+            .and_then(|s| s.generator_kl)
+        {
+            card.metrics.insert("guided_backprop_kl_to_gaze".into(), g);
+        }
+        card.command = options.command.clone();
+        card.write(&dir)?;
+        config.classifier_title = format!("{} {}", card.name, card.version);
+    }
     save_module(net.clone(), &out_dir.join("weights.bpk"))?;
     write_atomically(
         &out_dir.join("config.json"),

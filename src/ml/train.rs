@@ -75,6 +75,11 @@ pub struct TrainOptions {
     /// Saliency: folder with the gaze recordings (default `<data>/gaze`).
     #[serde(default)]
     pub gaze_dir: Option<PathBuf>,
+    /// Saliency, heatmap-generator recipe: weight of the loss between the classifier's guided
+    /// backpropagation map and the gaze map. Above 0 the classifier is trained too (its class
+    /// loss plus this term) instead of being frozen, and is saved beside the saliency network.
+    #[serde(default)]
+    pub heatmap_generator_weight: f32,
 }
 
 impl TrainOptions {
@@ -102,6 +107,7 @@ impl TrainOptions {
             keep_best: false,
             fusion_epochs: 0,
             gaze_dir: None,
+            heatmap_generator_weight: 0.0,
         }
     }
 }
@@ -131,6 +137,9 @@ pub struct SaliencyScores {
     pub cc: f64,
     pub hs: f64,
     pub images: usize,
+    /// Heatmap-generator recipe: KL of the gaze map from the classifier's guided-backprop map.
+    #[serde(default)]
+    pub generator_kl: Option<f64>,
 }
 
 impl Evaluation {
