@@ -479,3 +479,62 @@ fn heatmap_generator_loss_pulls_guided_backprop_towards_the_gaze() {
     assert!(problems.is_empty(), "{problems:?}");
     assert!(models.saliency.is_some() && models.classifier.is_some());
 }
+
+#[test]
+fn saliency_recipe_reads_reflacx_cases_too() {
+    use cxrlens::gaze::synthetic::{SyntheticOptions, generate, write_reflacx};
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::tiny_dataset(dir.path());
+    // One simulated REFLACX case per image, tied by dicom_id = the labels.csv id.
+    let (records, _) = cxrlens::ml::data::read_labels(&data).unwrap();
+    for (k, r) in records.iter().enumerate() {
+        let (w, h) = cxrlens::io::image_dimensions(&r.image).unwrap();
+        let rec = generate(
+            w,
+            h,
+            None,
+            &r.id,
+            &SyntheticOptions {
+                seed: k as u64,
+                ..Default::default()
+            },
+        );
+        write_reflacx(&data.join("gaze"), &format!("SIM{k:04}"), &rec, w, h).unwrap();
+    }
+    let (compute, _) = select(BackendChoice::Flex, None).unwrap();
+    let mut cls = tiny_options(1);
+    cls.kind = ModelKind::Classifier;
+    train(
+        &data,
+        &cls,
+        &compute,
+        &dir.path().join("cls"),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let mut o = tiny_options(1);
+    o.kind = ModelKind::Saliency;
+    o.init_from = Some(dir.path().join("cls"));
+    let report = train(
+        &data,
+        &o,
+        &compute,
+        &dir.path().join("s"),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(report.train_images + report.validation_images, 12);
+    assert!(
+        report.data_problems.is_empty(),
+        "{:?}",
+        report.data_problems
+    );
+    assert!(
+        BundleInfo::open(&dir.path().join("s"), false)
+            .unwrap()
+            .card
+            .simulated_gaze
+    );
+}

@@ -320,15 +320,25 @@ pub fn write_reflacx(
     }
     let path = case_dir.join("fixations.csv");
     write_atomically(&path, out.as_bytes())?;
-    let meta = format!(
-        "id,split,eye_tracking_data_discarded,image,dicom_id,subject_id,image_size_x,image_size_y\n\
-         {case_id},test,False,files/simulated/{id}.dcm,{id},0,{width},{height}\n",
+    // One metadata row per case; other cases already written are kept.
+    let meta_path = dir.join("main_data").join("metadata_phase_3.csv");
+    let header =
+        "id,split,eye_tracking_data_discarded,image,dicom_id,subject_id,image_size_x,image_size_y";
+    let mut rows: Vec<String> = std::fs::read_to_string(&meta_path)
+        .map(|t| {
+            t.lines()
+                .skip(1)
+                .filter(|l| !l.starts_with(&format!("{case_id},")))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.push(format!(
+        "{case_id},test,False,files/simulated/{id}.dcm,{id},0,{width},{height}",
         id = recording.image_id
-    );
-    write_atomically(
-        &dir.join("main_data").join("metadata_phase_3.csv"),
-        meta.as_bytes(),
-    )?;
+    ));
+    let meta = format!("{header}\n{}\n", rows.join("\n"));
+    write_atomically(&meta_path, meta.as_bytes())?;
     Ok(path)
 }
 

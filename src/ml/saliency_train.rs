@@ -8,9 +8,10 @@
 //! 3. **Fusion classifier** — with both encoders frozen, a linear head on the pooled fused
 //!    bottleneck learns the classes (cross-entropy), for `fusion_epochs` epochs.
 //!
-//! Gaze targets are built from EGD-CXR files in `<data>/gaze/` (`fixations.csv` with its
-//! `master_sheet.csv`; DICOM_ID = the labels.csv id or the image file name), by the published
-//! recipe (counts ⊛ Gaussian σ = 150 image pixels) evaluated on the model grid and summed to 1.
+//! Gaze targets are built from the recordings in `<data>/gaze/` — EGD-CXR (`fixations.csv` with
+//! its `master_sheet.csv`; DICOM_ID = the labels.csv id or the image file name) and/or REFLACX
+//! (`main_data/<case>/fixations.csv` with `main_data/metadata_phase_*.csv`) — by each dataset's
+//! published recipe evaluated on the model grid and summed to 1.
 //! Recordings marked simulated (`gaze::synthetic`) make the card say so.
 
 use std::path::Path;
@@ -39,20 +40,32 @@ use crate::io::write::write_atomically;
 /// EGD-CXR's blur, in image pixels.
 const SIGMA_PX: f64 = 150.0;
 
-/// The gaze heatmap of `rec` on a `size`×`size` grid for a `width`×`height` image: fixation
-/// counts convolved with a Gaussian of σ = 150 image pixels (scaled per axis to the grid), summed
-/// to 1.
+/// The gaze heatmap of `rec` on a `size`×`size` grid for a `width`×`height` image, by its
+/// dataset's recipe scaled per axis to the grid, summed to 1: EGD-CXR fixation counts with a
+/// Gaussian of σ = 150 image pixels; REFLACX duration-weighted Gaussians of σ = 1° (the
+/// fixation's pixels per degree), 50 px without one.
 pub fn grid_target(rec: &GazeRecording, width: u32, height: u32, size: usize) -> Vec<f32> {
     let (sx, sy) = (size as f64 / width as f64, size as f64 / height as f64);
-    let (gx, gy) = ((SIGMA_PX * sx).max(0.5), (SIGMA_PX * sy).max(0.5));
     let mut map = vec![0.0_f64; size * size];
     for f in &rec.fixations {
+        let (weight, [sigma_x, sigma_y]) = match rec.format {
+            crate::gaze::GazeFormat::EgdCxr => (1.0, [SIGMA_PX; 2]),
+            crate::gaze::GazeFormat::Reflacx => (
+                f.duration_s,
+                f.px_per_degree
+                    .map_or([50.0; 2], |p| [p[0] as f64, p[1] as f64]),
+            ),
+        };
+        if weight <= 0.0 {
+            continue;
+        }
+        let (gx, gy) = ((sigma_x * sx).max(0.5), (sigma_y * sy).max(0.5));
         let (cx, cy) = ((f.x as f64 + 0.5) * sx - 0.5, (f.y as f64 + 0.5) * sy - 0.5);
         let wx: Vec<f64> = (0..size)
             .map(|x| (-0.5 * ((x as f64 - cx) / gx).powi(2)).exp())
             .collect();
         for y in 0..size {
-            let wy = (-0.5 * ((y as f64 - cy) / gy).powi(2)).exp();
+            let wy = weight * (-0.5 * ((y as f64 - cy) / gy).powi(2)).exp();
             if wy < 1e-12 {
                 continue;
             }
@@ -71,6 +84,55 @@ pub fn grid_target(rec: &GazeRecording, width: u32, height: u32, size: usize) ->
             }
         })
         .collect()
+}
+
+/// REFLACX cases under `main_data/`: each case's `fixations.csv`, tied to an image by the
+/// `metadata_phase_*.csv` beside the case folders (dicom_id = labels.csv id or file name).
+fn import_reflacx(root: &Path, keys: &[ImageKey], out: &mut crate::gaze::GazeImport) {
+    let mut metadata: Vec<std::path::PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("metadata_phase_"))
+        })
+        .collect();
+    metadata.sort();
+    let mut cases: Vec<std::path::PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("fixations.csv"))
+        .filter(|p| p.is_file())
+        .collect();
+    cases.sort();
+    for file in cases {
+        let case = file
+            .parent()
+            .and_then(|d| d.file_name())
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let mut ignored = Vec::new();
+        let found = metadata.iter().find_map(|m| {
+            crate::gaze::reflacx::read_case(m, &case, &mut ignored).map(|c| (m.clone(), c))
+        });
+        let Some((meta_path, meta)) = found else {
+            out.problems.push(crate::gaze::GazeProblem {
+                file: file.clone(),
+                line: None,
+                column: None,
+                message: format!("case {case} is in no metadata_phase_*.csv"),
+            });
+            continue;
+        };
+        let Some(key) = keys.iter().find(|k| k.matches(&meta.dicom_id)) else {
+            continue; // a case for an image outside this dataset
+        };
+        let one = crate::gaze::reflacx::import(&file, key, Some(&meta_path));
+        out.problems.extend(one.problems);
+        out.recordings.extend(one.recordings);
+    }
 }
 
 struct Sample {
@@ -126,9 +188,11 @@ pub fn train_saliency(
         .clone()
         .unwrap_or_else(|| data_root.join("gaze"));
     let fixations = gaze_dir.join("fixations.csv");
-    if !fixations.is_file() {
+    let reflacx_root = gaze_dir.join("main_data");
+    if !fixations.is_file() && !reflacx_root.is_dir() {
         return Err(MlError::Dataset(format!(
-            "no gaze recordings: expected EGD-CXR fixations.csv (with master_sheet.csv) in {}",
+            "no gaze recordings: expected EGD-CXR fixations.csv (with master_sheet.csv) or \
+             REFLACX main_data/<case>/fixations.csv (with metadata_phase_*.csv) in {}",
             gaze_dir.display()
         )));
     }
@@ -146,11 +210,18 @@ pub fn train_saliency(
         }
     }
     let sheet = gaze_dir.join("master_sheet.csv");
-    let import = crate::gaze::egd::import(
-        &fixations,
-        sheet.is_file().then_some(sheet.as_path()),
-        &keys,
-    );
+    let mut import = if fixations.is_file() {
+        crate::gaze::egd::import(
+            &fixations,
+            sheet.is_file().then_some(sheet.as_path()),
+            &keys,
+        )
+    } else {
+        crate::gaze::GazeImport::default()
+    };
+    if reflacx_root.is_dir() {
+        import_reflacx(&reflacx_root, &keys, &mut import);
+    }
     problems.extend(import.problems.iter().map(|p| p.to_string()));
     let simulated = import.recordings.iter().any(|r| r.simulated);
     let mut with_gaze = Vec::new();
@@ -165,7 +236,7 @@ pub fn train_saliency(
         return Err(MlError::Dataset(format!(
             "only {} images have a gaze recording in {}",
             with_gaze.len(),
-            fixations.display()
+            gaze_dir.display()
         )));
     }
     progress(TrainProgress::Message(format!(
@@ -583,6 +654,17 @@ pub fn train_saliency(
         (
             "evaluation.csv",
             report.final_evaluation.to_csv(&report.class_names),
+        ),
+        (
+            "evaluation.json",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "class_names": report.class_names,
+                "validation_images": report.validation_images,
+                "validation_patients": report.validation_patients,
+                "simulated_gaze": simulated,
+                "evaluation": report.final_evaluation,
+            }))
+            .map_err(|e| MlError::Config(e.to_string()))?,
         ),
     ] {
         write_atomically(&out_dir.join(name), text.as_bytes())?;

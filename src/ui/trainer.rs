@@ -493,6 +493,18 @@ fn run_ui(ui: &mut egui::Ui, state: &TrainerState) {
 /// Per-class AUC with CI, macro AUC, accuracy, Dice and the confusion matrix.
 pub fn evaluation_ui(ui: &mut egui::Ui, e: &Evaluation, classes: &[String]) {
     egui::Grid::new("evaluation").striped(true).show(ui, |ui| {
+        if let Some(s) = e.saliency {
+            for (name, v) in [("KL (gaze ‖ predicted)", s.kl), ("CC", s.cc), ("HS", s.hs)] {
+                ui.label(name);
+                ui.monospace(format!("{v:.4}"));
+                ui.end_row();
+            }
+            if let Some(g) = s.generator_kl {
+                ui.label("KL (gaze ‖ guided backprop)");
+                ui.monospace(format!("{g:.4}"));
+                ui.end_row();
+            }
+        }
         if let Some(d) = e.dice {
             ui.label("Dice (lung mask)");
             ui.monospace(format!("{d:.4}"));
