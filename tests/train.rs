@@ -538,3 +538,83 @@ fn saliency_recipe_reads_reflacx_cases_too() {
             .simulated_gaze
     );
 }
+
+#[test]
+fn an_interrupted_saliency_run_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::tiny_dataset(dir.path());
+    cxrlens::gaze::synthetic::simulate_dataset(&data, &data.join("gaze"), 5).unwrap();
+    let (compute, _) = select(BackendChoice::Flex, None).unwrap();
+    let mut cls = tiny_options(1);
+    cls.kind = ModelKind::Classifier;
+    train(
+        &data,
+        &cls,
+        &compute,
+        &dir.path().join("cls"),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let mut o = tiny_options(4);
+    o.kind = ModelKind::Saliency;
+    o.init_from = Some(dir.path().join("cls"));
+    o.fusion_epochs = 2;
+    o.heatmap_generator_weight = 0.5;
+    let out = dir.path().join("s");
+    // Stop after the third epoch (the run checks the flag at its next batch).
+    let stop = AtomicBool::new(false);
+    let err = train(
+        &data,
+        &o,
+        &compute,
+        &out,
+        &mut |p| {
+            if let TrainProgress::Epoch { epoch: 3, .. } = p {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+        &stop,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, cxrlens::ml::error::MlError::Cancelled),
+        "{err}"
+    );
+    let before: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(before["epochs_done"].as_u64(), Some(3));
+    assert!(
+        before["classifier_weights"].is_string(),
+        "the trained classifier is checkpointed"
+    );
+    o.resume = true;
+    let mut messages = Vec::new();
+    let report = train(
+        &data,
+        &o,
+        &compute,
+        &out,
+        &mut |p| {
+            if let TrainProgress::Message(m) = p {
+                messages.push(m);
+            }
+        },
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("resuming after epoch 3 of 6")),
+        "{messages:?}"
+    );
+    assert_eq!(report.history.len(), 6);
+    let kept: Vec<serde_json::Value> = serde_json::from_value(before["history"].clone()).unwrap();
+    for (i, h) in kept.iter().enumerate() {
+        assert_eq!(&serde_json::to_value(&report.history[i]).unwrap(), h);
+    }
+    assert!(!out.join("checkpoint.json").exists());
+    assert!(out.join("classifier/weights.bpk").is_file());
+}

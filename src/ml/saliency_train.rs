@@ -372,6 +372,40 @@ pub fn train_saliency(
 
     let mut rng = SplitMix64::new(options.seed ^ 0x5A11);
     let mut history = Vec::new();
+    let fingerprint = serde_json::json!({
+        "options": super::train::comparable(options),
+        "train_images": train_set.len(),
+        "validation_images": val_set.len(),
+    });
+    let mut resumed: Option<Checkpoint> = None;
+    let mut seconds_before = 0.0;
+    if options.resume
+        && let Some(c) = read_checkpoint(out_dir)?
+    {
+        if c.fingerprint != fingerprint {
+            return Err(MlError::Config(format!(
+                "the checkpoint in {} was made with different options or data; \
+                 use the same options, or remove checkpoint.json to start over",
+                out_dir.display()
+            )));
+        }
+        net = super::bundle::load_into(net, &out_dir.join(&c.weights))?;
+        if let Some(w) = &c.classifier_weights {
+            classifier = super::bundle::load_into(classifier, &out_dir.join(w))?;
+        }
+        rng = SplitMix64::new(c.rng);
+        history = c.history.clone();
+        seconds_before = c.seconds;
+        let m = format!(
+            "resuming after epoch {} of {} (checkpoint in {})",
+            c.epochs_done,
+            options.epochs + options.fusion_epochs,
+            out_dir.display()
+        );
+        log_line(out_dir, &m);
+        progress(TrainProgress::Message(m));
+        resumed = Some(c);
+    }
     let total_epochs = options.epochs + options.fusion_epochs;
     let batches = train_set.len().div_ceil(options.batch_size.max(1));
     let labelled: Vec<usize> = (0..train_set.len())
@@ -399,12 +433,26 @@ pub fn train_saliency(
         }
         let mut optimizer = AdamConfig::new().init();
         let mut classifier_optimizer = AdamConfig::new().init();
+        let stage_start = if stage == 2 { 0 } else { options.epochs };
+        if let Some(c) = &resumed
+            && c.epochs_done > stage_start
+            && c.epochs_done < stage_start + epochs
+        {
+            optimizer = optimizer.load_record(read_optimizer(&out_dir.join(&c.optimizer))?);
+            if let Some(o) = &c.classifier_optimizer {
+                classifier_optimizer =
+                    classifier_optimizer.load_record(read_optimizer(&out_dir.join(o))?);
+            }
+        }
         let pool: Vec<usize> = if stage == 2 {
             (0..train_set.len()).collect()
         } else {
             labelled.clone()
         };
         for e in 0..epochs {
+            if stage_start + e < history.len() {
+                continue; // done before the interruption
+            }
             let epoch_started = Instant::now();
             let lr = options.learning_rate
                 * (options.final_lr_fraction
@@ -533,6 +581,24 @@ pub fn train_saliency(
                     epoch_started.elapsed().as_secs_f64()
                 ),
             );
+            write_checkpoint(
+                out_dir,
+                &net,
+                generator.then_some(&classifier),
+                &optimizer,
+                generator.then_some(&classifier_optimizer),
+                Checkpoint {
+                    fingerprint: fingerprint.clone(),
+                    epochs_done: history.len(),
+                    weights: String::new(),
+                    classifier_weights: None,
+                    optimizer: String::new(),
+                    classifier_optimizer: None,
+                    rng: rng.state(),
+                    history: history.clone(),
+                    seconds: seconds_before + started.elapsed().as_secs_f64(),
+                },
+            )?;
             progress(TrainProgress::Epoch {
                 epoch: history.len(),
                 epochs: total_epochs,
@@ -560,7 +626,7 @@ pub fn train_saliency(
         train_patients: patients(&train_idx),
         validation_patients: patients(&val_idx),
         epochs_run: history.len(),
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: seconds_before + started.elapsed().as_secs_f64(),
         device: compute.description.clone(),
         history,
         final_evaluation,
@@ -676,5 +742,98 @@ pub fn train_saliency(
             report.epochs_run, report.seconds
         ),
     );
+    if let Ok(Some(c)) = read_checkpoint(out_dir) {
+        remove_checkpoint_files(out_dir, &c);
+        let _ = std::fs::remove_file(out_dir.join(CHECKPOINT));
+    }
     Ok(report)
+}
+
+const CHECKPOINT: &str = "checkpoint.json";
+
+/// The saliency recipe's commit record (same scheme as `ml::train`: files under new names, then
+/// this JSON, then the previous files removed).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    fingerprint: serde_json::Value,
+    epochs_done: usize,
+    weights: String,
+    classifier_weights: Option<String>,
+    optimizer: String,
+    classifier_optimizer: Option<String>,
+    rng: u64,
+    history: Vec<(usize, f64, Evaluation)>,
+    seconds: f64,
+}
+
+fn read_checkpoint(out_dir: &Path) -> Result<Option<Checkpoint>, MlError> {
+    let path = out_dir.join(CHECKPOINT);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| MlError::ModelFile {
+                message: format!("unreadable checkpoint: {e}"),
+                path,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn read_optimizer(path: &Path) -> Result<burn::optim::OptimizerRecord, MlError> {
+    let bytes = std::fs::read(path)?;
+    burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| MlError::Weights(format!("optimizer state: {e:?}")))
+}
+
+fn remove_checkpoint_files(out_dir: &Path, c: &Checkpoint) {
+    for f in [
+        Some(&c.weights),
+        c.classifier_weights.as_ref(),
+        Some(&c.optimizer),
+        c.classifier_optimizer.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let _ = std::fs::remove_file(out_dir.join(f));
+    }
+}
+
+fn write_checkpoint(
+    out_dir: &Path,
+    net: &SaliencyNet,
+    classifier: Option<&super::classifier::Classifier>,
+    optimizer: &burn::optim::ModuleOptimizer,
+    classifier_optimizer: Option<&burn::optim::ModuleOptimizer>,
+    mut state: Checkpoint,
+) -> Result<(), MlError> {
+    let previous = read_checkpoint(out_dir).ok().flatten();
+    let n = state.epochs_done;
+    let optim = |o: &burn::optim::ModuleOptimizer, name: String| -> Result<String, MlError> {
+        let bytes = o
+            .to_record()
+            .into_bytes()
+            .map_err(|e| MlError::Weights(format!("optimizer state: {e:?}")))?;
+        write_atomically(&out_dir.join(&name), &bytes)?;
+        Ok(name)
+    };
+    state.weights = format!("checkpoint-{n:03}.bpk");
+    save_module(net.clone(), &out_dir.join(&state.weights))?;
+    state.optimizer = optim(optimizer, format!("checkpoint-{n:03}.optim.bpk"))?;
+    if let (Some(c), Some(o)) = (classifier, classifier_optimizer) {
+        let w = format!("checkpoint-{n:03}.classifier.bpk");
+        save_module(c.clone(), &out_dir.join(&w))?;
+        state.classifier_weights = Some(w);
+        state.classifier_optimizer =
+            Some(optim(o, format!("checkpoint-{n:03}.classifier.optim.bpk"))?);
+    }
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| MlError::Config(e.to_string()))?;
+    write_atomically(&out_dir.join(CHECKPOINT), &json)?;
+    if let Some(p) = previous
+        && p.epochs_done != n
+    {
+        remove_checkpoint_files(out_dir, &p);
+    }
+    Ok(())
 }

@@ -651,7 +651,7 @@ struct Fingerprint {
 }
 
 /// The options that change a run (not the command line, the resume flag or the run's name).
-fn comparable(options: &TrainOptions) -> serde_json::Value {
+pub(crate) fn comparable(options: &TrainOptions) -> serde_json::Value {
     let mut o = options.clone();
     o.command.clear();
     o.resume = false;
