@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             CliCommand::Analyze(args) => ml::run_analyze(args, backend),
             CliCommand::Train(args) => ml::run_train(args, backend),
             CliCommand::BenchBackends(args) => ml::run_bench(args),
+            CliCommand::CheckBackends(args) => ml::run_check(args),
             CliCommand::Eval(args) => ml::run_eval(args),
             CliCommand::Gaze { command } => gaze::run(command, backend),
         };

@@ -69,6 +69,9 @@ pub enum CliCommand {
     Eval(ml::EvalArgs),
     /// Time forward and forward+backward of the lung network on each available backend.
     BenchBackends(ml::BenchArgs),
+    /// Check the wgpu backend against the flex CPU reference (outputs, input and weight gradients,
+    /// Grad-CAM) and the viewer shader against its CPU twin on the device burn created.
+    CheckBackends(ml::CheckArgs),
     /// Eye gaze: simulate a reading, compare a recording with the models' maps, time the heatmaps.
     Gaze {
         #[command(subcommand)]

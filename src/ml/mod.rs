@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod augment;
+pub mod backend_check;
 pub mod blocks;
 pub mod bundle;
 pub mod classifier;

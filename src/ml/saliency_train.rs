@@ -161,6 +161,15 @@ pub fn train_saliency(
     })?;
     let cinfo = BundleInfo::open(classifier_dir, false)?;
     let generator = options.heatmap_generator_weight > 0.0;
+    if generator && compute.kind == super::device::BackendKind::Wgpu {
+        // `cxrlens check-backends` verified single-loss graphs on wgpu, and found one two-loss
+        // graph (the lung network's heads) wrong there; this recipe's joint loss is not covered.
+        progress(TrainProgress::Message(
+            "warning: the heatmap-generator loss on wgpu is not checked against the CPU; \
+             compare with a short --backend flex run before relying on it"
+                .into(),
+        ));
+    }
     let (mut classifier, mut classifier_config) = match load_bundle(&cinfo, device)? {
         // The heatmap-generator recipe trains the classifier (weights only: batch-norm statistics
         // stay as loaded); otherwise it is the frozen stage-1 encoder.

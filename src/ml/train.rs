@@ -409,6 +409,15 @@ pub fn train(
             Net::Classifier(m) => Net::Classifier(m.freeze_features()),
         };
     }
+    // burn-wgpu 0.22.1 gives wrong gradients when the lung network's two heads are
+    // back-propagated in one pass (each head alone is right; `cxrlens check-backends` on an H100),
+    // so on wgpu the two losses take separate passes and their gradients are summed.
+    let split_heads = compute.kind == super::device::BackendKind::Wgpu;
+    if split_heads && matches!(net, Net::Lung(_)) {
+        progress(TrainProgress::Message(
+            "wgpu: the mask and class losses are back-propagated separately and summed".into(),
+        ));
+    }
     let first_epoch = epochs_run;
     for epoch in first_epoch..options.epochs {
         let epoch_started = Instant::now();
@@ -426,17 +435,19 @@ pub fn train(
                 return Err(MlError::Cancelled);
             }
             let batch = make_batch(&train_set, chunk, options, &mut rng, device);
-            let (class_logits, mask_logits) = net.forward(batch.x);
-            let mut loss =
-                weighted_cross_entropy(class_logits, &batch.classes, &class_weights, device);
-            if let (Some(mask_logits), Some((target, weight))) = (mask_logits, batch.mask) {
-                loss = loss.mul_scalar(options.classification_weight)
-                    + segmentation_loss(mask_logits, target, weight);
-            }
-            let loss_value = tensor_to_vec(loss.clone().detach())?
-                .first()
-                .copied()
-                .unwrap_or(f32::NAN) as f64;
+            let (loss_value, grads) = if split_heads && batch.mask.is_some() {
+                split_head_step(&net, batch, &class_weights, options, device)?
+            } else {
+                let (class_logits, mask_logits) = net.forward(batch.x);
+                let mut loss =
+                    weighted_cross_entropy(class_logits, &batch.classes, &class_weights, device);
+                if let (Some(mask_logits), Some((target, weight))) = (mask_logits, batch.mask) {
+                    loss = loss.mul_scalar(options.classification_weight)
+                        + segmentation_loss(mask_logits, target, weight);
+                }
+                let value = scalar(&loss)?;
+                (value, net_ref(&net).params(loss.backward()))
+            };
             if !loss_value.is_finite() {
                 return Err(MlError::Data(format!(
                     "loss became {loss_value} in epoch {}",
@@ -444,7 +455,6 @@ pub fn train(
                 )));
             }
             loss_sum += loss_value;
-            let grads = net_ref(&net).params(loss.backward());
             net = match net {
                 Net::Lung(m) => Net::Lung(optimizer.step(lr, m, grads)),
                 Net::Classifier(m) => Net::Classifier(optimizer.step(lr, m, grads)),
@@ -1046,5 +1056,138 @@ pub(crate) fn classification_evaluation(
         per_class_auc,
         macro_auc,
         images: probs.len(),
+    }
+}
+
+fn scalar(loss: &Tensor<1>) -> Result<f64, MlError> {
+    Ok(tensor_to_vec(loss.clone().detach())?
+        .first()
+        .copied()
+        .unwrap_or(f32::NAN) as f64)
+}
+
+/// One lung-network step with the class and mask losses back-propagated in separate passes and
+/// their parameter gradients summed: the same gradient as one pass of their sum (tested on flex),
+/// and the form that burn-wgpu 0.22.1 computes correctly. Returns the total loss and gradients.
+fn split_head_step(
+    net: &Net,
+    batch: Batch,
+    class_weights: &[f32],
+    options: &TrainOptions,
+    device: &Device,
+) -> Result<(f64, GradientsParams), MlError> {
+    let Net::Lung(model) = net else {
+        return Err(MlError::Data(
+            "split-head steps are for the lung network".into(),
+        ));
+    };
+    let Some((target, weight)) = batch.mask else {
+        return Err(MlError::Data("split-head steps need masks".into()));
+    };
+    let mut accumulator = burn::optim::GradientsAccumulator::<super::lung::LungNet>::new();
+    let out = model.forward(batch.x.clone());
+    let class_loss =
+        weighted_cross_entropy(out.class_logits, &batch.classes, class_weights, device)
+            .mul_scalar(options.classification_weight);
+    let mut value = scalar(&class_loss)?;
+    accumulator.accumulate(
+        model,
+        GradientsParams::from_grads(class_loss.backward(), model),
+    );
+    let out = model.forward(batch.x);
+    let mask_loss = segmentation_loss(out.mask_logits, target, weight);
+    value += scalar(&mask_loss)?;
+    accumulator.accumulate(
+        model,
+        GradientsParams::from_grads(mask_loss.backward(), model),
+    );
+    Ok((value, accumulator.grads()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::backend_check::{Agreement, pattern};
+    use crate::ml::lung::LungNetConfig;
+
+    /// The split-head step (used on wgpu) gives the gradient of one pass over the summed loss.
+    #[test]
+    fn split_head_step_equals_one_pass_of_the_joint_loss() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let model = LungNetConfig::new(vec!["a".into(), "b".into()])
+            .with_input_size(32)
+            .with_base_channels(4)
+            .with_depth(2)
+            .init(&device)
+            .train();
+        let mut options = TrainOptions::new(ModelKind::Lung);
+        options.classification_weight = 0.3;
+        let (b, s) = (2, 32);
+        let batch = || {
+            let target: Vec<f32> = pattern(b * s * s, 9)
+                .into_iter()
+                .map(|v| if v > 0.0 { 1.0 } else { 0.0 })
+                .collect();
+            let weight: Vec<f32> = pattern(b * s * s, 10)
+                .into_iter()
+                .map(|v| if v > -0.8 { 1.0 } else { 0.0 })
+                .collect();
+            Batch {
+                x: Tensor::<1>::from_floats(pattern(b * s * s, 8).as_slice(), &device)
+                    .reshape([b, 1, s, s]),
+                classes: vec![0, 1],
+                mask: Some((
+                    Tensor::<1>::from_floats(target.as_slice(), &device).reshape([b, 1, s, s]),
+                    Tensor::<1>::from_floats(weight.as_slice(), &device).reshape([b, 1, s, s]),
+                )),
+            }
+        };
+        let class_weights = [1.0, 2.0];
+        let net = Net::Lung(model.clone());
+        let (split_loss, split) =
+            split_head_step(&net, batch(), &class_weights, &options, &device).unwrap();
+
+        let joint_batch = batch();
+        let out = model.forward(joint_batch.x);
+        let (target, weight) = joint_batch.mask.unwrap();
+        let loss = weighted_cross_entropy(out.class_logits, &[0, 1], &class_weights, &device)
+            .mul_scalar(options.classification_weight)
+            + segmentation_loss(out.mask_logits, target, weight);
+        let joint_loss = scalar(&loss).unwrap();
+        let joint = GradientsParams::from_grads(loss.backward(), &model);
+
+        assert!((split_loss - joint_loss).abs() < 1e-5 * joint_loss.abs().max(1.0));
+        // Compare every parameter's gradient.
+        struct Compare<'a> {
+            split: &'a GradientsParams,
+            joint: &'a GradientsParams,
+            rows: Vec<Agreement>,
+        }
+        impl burn::module::ModuleVisitor for Compare<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                let (Some(a), Some(b)) =
+                    (self.joint.get::<D>(param.id), self.split.get::<D>(param.id))
+                else {
+                    return;
+                };
+                self.rows.push(Agreement::of(
+                    format!("{:?}", param.id),
+                    &tensor_to_vec(a).unwrap(),
+                    &tensor_to_vec(b).unwrap(),
+                ));
+            }
+        }
+        let mut compare = Compare {
+            split: &split,
+            joint: &joint,
+            rows: Vec::new(),
+        };
+        model.visit(&mut compare);
+        assert!(compare.rows.len() >= 20, "{} gradients", compare.rows.len());
+        for row in &compare.rows {
+            assert!(row.reference_norm > 0.0 || row.max_abs == 0.0);
+            assert!(row.relative_l2 < 1e-4, "{}: {}", row.what, row.relative_l2);
+        }
     }
 }

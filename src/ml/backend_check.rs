@@ -1,0 +1,630 @@
+//! Does a backend compute what the CPU reference computes? Same weights, same input, on two
+//! devices: forward outputs, the input gradient, every parameter's gradient and an explanation map
+//! are compared by relative L2 error. STACK-NOTES measured burn-wgpu on lavapipe giving wrong conv
+//! weight gradients at 256² and different results for identical iterations; `cxrlens
+//! check-backends` runs this on whatever adapter the machine has, so the GPU path is checked
+//! against flex rather than trusted.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::Gradients;
+
+use super::bundle::{load_into, save_module};
+use super::classifier::ClassifierConfig;
+use super::error::MlError;
+use super::explain::{Method, explain};
+use super::lung::LungNetConfig;
+use super::tensor_to_vec;
+
+/// Relative L2 error above which two backends are said to disagree (f32, different summation order).
+pub const TOLERANCE: f64 = 1e-3;
+
+/// One compared quantity.
+#[derive(Clone, Debug)]
+pub struct Agreement {
+    pub what: String,
+    /// ‖candidate − reference‖₂ / ‖reference‖₂ (absolute when the reference is zero).
+    pub relative_l2: f64,
+    pub max_abs: f64,
+    /// ‖reference‖₂, so an all-zero comparison is visible.
+    pub reference_norm: f64,
+}
+
+impl Agreement {
+    pub fn of(what: impl Into<String>, reference: &[f32], candidate: &[f32]) -> Self {
+        let what = what.into();
+        if reference.len() != candidate.len() {
+            return Self {
+                what: format!("{what} (length {} vs {})", reference.len(), candidate.len()),
+                relative_l2: f64::INFINITY,
+                max_abs: f64::INFINITY,
+                reference_norm: 0.0,
+            };
+        }
+        let (mut diff2, mut ref2, mut max_abs) = (0.0f64, 0.0f64, 0.0f64);
+        for (r, c) in reference.iter().zip(candidate) {
+            let (r, c) = (*r as f64, *c as f64);
+            let d = if r.is_finite() && c.is_finite() {
+                c - r
+            } else {
+                f64::INFINITY
+            };
+            diff2 += d * d;
+            ref2 += r * r;
+            max_abs = max_abs.max(d.abs());
+        }
+        let reference_norm = ref2.sqrt();
+        let relative_l2 = if reference_norm > 0.0 {
+            diff2.sqrt() / reference_norm
+        } else {
+            diff2.sqrt()
+        };
+        Self {
+            what,
+            relative_l2,
+            max_abs,
+            reference_norm,
+        }
+    }
+
+    pub fn agrees(&self) -> bool {
+        self.relative_l2 <= TOLERANCE
+    }
+}
+
+/// Everything one network gives that the comparison looks at, as host vectors.
+#[derive(Clone, Debug, Default)]
+pub struct Evaluated {
+    pub outputs: Vec<(String, Vec<f32>)>,
+    pub input_gradient: Vec<f32>,
+    /// Parameter gradients in visiting order, with their module paths.
+    pub parameter_gradients: Vec<(String, Vec<f32>)>,
+    pub explanation: Option<Vec<f32>>,
+    /// Further named quantities compared as they are (e.g. gradients under one head's loss only).
+    pub extra: Vec<(String, Vec<f32>)>,
+    /// Lung network: all parameter gradients from the two heads' losses back-propagated in
+    /// separate passes and summed (how the trainer steps on wgpu).
+    pub split_sum: Option<Vec<f32>>,
+}
+
+/// Which network to check.
+#[derive(Clone, Debug)]
+pub enum Network {
+    Lung(LungNetConfig),
+    Classifier(ClassifierConfig),
+}
+
+impl Network {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Network::Lung(_) => "lung network",
+            Network::Classifier(_) => "classifier",
+        }
+    }
+}
+
+/// Collects `(path, gradient)` for every float parameter that has one.
+struct GradientCollector<'a> {
+    grads: &'a Gradients,
+    path: Vec<String>,
+    out: Vec<(String, Vec<f32>)>,
+    error: Option<MlError>,
+    /// Record zeros for a parameter without a gradient (so partial losses line up).
+    fill_missing: bool,
+}
+
+impl ModuleVisitor for GradientCollector<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        match param.val().grad(self.grads) {
+            Some(g) => match tensor_to_vec(g) {
+                Ok(v) => self.out.push((self.path.join("."), v)),
+                Err(e) => self.error = Some(e),
+            },
+            None if self.fill_missing && param.is_require_grad() => {
+                let n = param.val().dims().iter().product::<usize>();
+                self.out.push((self.path.join("."), vec![0.0; n]));
+            }
+            None => {}
+        }
+    }
+}
+
+fn collect_gradients<M: Module>(
+    model: &M,
+    grads: &Gradients,
+    fill_missing: bool,
+) -> Result<Vec<(String, Vec<f32>)>, MlError> {
+    let mut collector = GradientCollector {
+        grads,
+        path: Vec::new(),
+        out: Vec::new(),
+        error: None,
+        fill_missing,
+    };
+    model.visit(&mut collector);
+    match collector.error {
+        Some(e) => Err(e),
+        None => Ok(collector.out),
+    }
+}
+
+/// Deterministic values in [-1, 1] (a smooth pattern plus hash noise), identical on every machine.
+pub fn pattern(len: usize, seed: u64) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let mut z = (i as u64 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .wrapping_add(0x632B_E59B_D9B4_E019);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let noise = (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+            let smooth = ((i as f32) * 0.013).sin();
+            (0.6 * smooth + 0.4 * noise).clamp(-1.0, 1.0)
+        })
+        .collect()
+}
+
+/// Run `network` with the weights in `weights` (or those written by `reference` init) on `device`:
+/// forward, a fixed random projection of the outputs as the loss, its gradients, and Grad-CAM.
+fn evaluate(
+    network: &Network,
+    weights: &Path,
+    device: &Device,
+    batch: usize,
+    seed: u64,
+) -> Result<Evaluated, MlError> {
+    let size = match network {
+        Network::Lung(c) => c.input_size,
+        Network::Classifier(c) => c.input_size,
+    };
+    let input = pattern(batch * size * size, seed);
+    let x = Tensor::<1>::from_floats(input.as_slice(), device)
+        .reshape([batch, 1, size, size])
+        .require_grad();
+    let mut evaluated = Evaluated::default();
+    match network {
+        Network::Lung(config) => {
+            let model = load_into(config.init(device), weights)?.train();
+            let out = model.forward(x.clone());
+            let mask_n = out.mask_logits.dims().iter().product::<usize>();
+            let class_n = out.class_logits.dims().iter().product::<usize>();
+            let mask_w = Tensor::<1>::from_floats(pattern(mask_n, seed + 1).as_slice(), device)
+                .reshape(out.mask_logits.dims());
+            let class_w = Tensor::<1>::from_floats(pattern(class_n, seed + 2).as_slice(), device)
+                .reshape(out.class_logits.dims());
+            evaluated.outputs.push((
+                "mask logits".into(),
+                tensor_to_vec(out.mask_logits.clone().detach())?,
+            ));
+            evaluated.outputs.push((
+                "class logits".into(),
+                tensor_to_vec(out.class_logits.clone().detach())?,
+            ));
+            let loss = (out.mask_logits * mask_w.clone()).sum()
+                + (out.class_logits * class_w.clone()).sum();
+            let grads = loss.backward();
+            evaluated.input_gradient = x
+                .grad(&grads)
+                .map(tensor_to_vec)
+                .transpose()?
+                .unwrap_or_default();
+            evaluated.parameter_gradients = collect_gradients(&model, &grads, false)?;
+            // Each head's loss alone, to tell a wrong branch from a wrong sum of branches.
+            for head in ["mask", "class"] {
+                let xh = Tensor::<1>::from_floats(input.as_slice(), device)
+                    .reshape([batch, 1, size, size])
+                    .require_grad();
+                let out = model.forward(xh.clone());
+                let loss = if head == "mask" {
+                    (out.mask_logits * mask_w.clone()).sum()
+                } else {
+                    (out.class_logits * class_w.clone()).sum()
+                };
+                let grads = loss.backward();
+                let input_grad = xh
+                    .grad(&grads)
+                    .map(tensor_to_vec)
+                    .transpose()?
+                    .unwrap_or_default();
+                evaluated
+                    .extra
+                    .push((format!("input gradient, {head} loss only"), input_grad));
+                let all: Vec<f32> = collect_gradients(&model, &grads, true)?
+                    .into_iter()
+                    .flat_map(|(_, v)| v)
+                    .collect();
+                evaluated
+                    .extra
+                    .push((format!("all parameter gradients, {head} loss only"), all));
+            }
+            if let [.., (_, mask_all), _, (_, class_all)] = evaluated.extra.as_slice() {
+                evaluated.split_sum =
+                    Some(mask_all.iter().zip(class_all).map(|(a, b)| a + b).collect());
+            }
+            // Grad-CAM of the lung head (the lung-cropped CAM's first factor), frozen weights.
+            let explaining = load_into(config.init(device), weights)?.freeze();
+            let x1 =
+                Tensor::<1>::from_floats(&input[..size * size], device).reshape([1, 1, size, size]);
+            let map = explain(&explaining, x1, 0, Method::GradCam, None)?;
+            evaluated.explanation = Some(map.values);
+        }
+        Network::Classifier(config) => {
+            let model = load_into(config.init(device), weights)?.train();
+            let logits = model.forward(x.clone());
+            let n = logits.dims().iter().product::<usize>();
+            let w = Tensor::<1>::from_floats(pattern(n, seed + 3).as_slice(), device)
+                .reshape(logits.dims());
+            evaluated.outputs.push((
+                "class logits".into(),
+                tensor_to_vec(logits.clone().detach())?,
+            ));
+            let grads = (logits * w).sum().backward();
+            evaluated.input_gradient = x
+                .grad(&grads)
+                .map(tensor_to_vec)
+                .transpose()?
+                .unwrap_or_default();
+            evaluated.parameter_gradients = collect_gradients(&model, &grads, false)?;
+            // Grad-CAM of class 0 on the first image, as the viewer computes it (frozen weights).
+            let explaining = load_into(config.init(device), weights)?.freeze();
+            let x1 =
+                Tensor::<1>::from_floats(&input[..size * size], device).reshape([1, 1, size, size]);
+            let map = explain(&explaining, x1, 0, Method::GradCam, None)?;
+            evaluated.explanation = Some(map.values);
+        }
+    }
+    Ok(evaluated)
+}
+
+/// The result of one network on one pair of devices.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    pub network: String,
+    pub size: usize,
+    pub batch: usize,
+    pub rows: Vec<Agreement>,
+    /// The candidate run twice on identical input: its own repeatability (relative L2 of the
+    /// gradients of all parameters together).
+    pub repeatability: Agreement,
+    pub parameters_compared: usize,
+}
+
+impl CheckReport {
+    pub fn worst(&self) -> Option<&Agreement> {
+        self.rows
+            .iter()
+            .max_by(|a, b| a.relative_l2.total_cmp(&b.relative_l2))
+    }
+
+    pub fn agrees(&self) -> bool {
+        self.rows.iter().all(Agreement::agrees) && self.repeatability.agrees()
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "{} at {}², batch {}: {} parameter gradients compared\n",
+            self.network, self.size, self.batch, self.parameters_compared
+        );
+        let grads: Vec<&Agreement> = self
+            .rows
+            .iter()
+            .filter(|a| a.what.starts_with("grad "))
+            .collect();
+        for a in self.rows.iter().filter(|a| !a.what.starts_with("grad ")) {
+            s += &format!(
+                "  {:<34} rel L2 {:>9.2e}  max |Δ| {:>9.2e}  {}\n",
+                a.what,
+                a.relative_l2,
+                a.max_abs,
+                if a.agrees() { "ok" } else { "DISAGREES" }
+            );
+        }
+        if let Some(worst) = grads
+            .iter()
+            .max_by(|a, b| a.relative_l2.total_cmp(&b.relative_l2))
+        {
+            let mut sorted: Vec<f64> = grads.iter().map(|a| a.relative_l2).collect();
+            sorted.sort_by(f64::total_cmp);
+            s += &format!(
+                "  parameter gradients: median rel L2 {:.2e}, worst {:.2e} ({}) {}\n",
+                sorted[sorted.len() / 2],
+                worst.relative_l2,
+                worst.what,
+                if grads.iter().all(|a| a.agrees()) {
+                    "ok"
+                } else {
+                    "DISAGREES"
+                }
+            );
+            for a in grads.iter().filter(|a| !a.agrees()) {
+                s += &format!("    {:<40} rel L2 {:.2e}\n", a.what, a.relative_l2);
+            }
+        }
+        s += &format!(
+            "  candidate repeatability (same input twice): rel L2 {:.2e} {}\n",
+            self.repeatability.relative_l2,
+            if self.repeatability.agrees() {
+                "ok"
+            } else {
+                "NOT REPEATABLE"
+            }
+        );
+        s
+    }
+}
+
+fn flatten(e: &Evaluated) -> Vec<f32> {
+    e.parameter_gradients
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .chain(e.input_gradient.iter().copied())
+        .collect()
+}
+
+/// Compare `candidate` with `reference` on `network`. Weights: `weights` when given (a shipped
+/// bundle's `weights.bpk`, whose architecture must match), else a seeded random initialisation made
+/// on the reference device. Both devices must have autodiff.
+pub fn compare(
+    network: &Network,
+    weights: Option<&Path>,
+    reference: &Device,
+    candidate: &Device,
+    batch: usize,
+    seed: u64,
+) -> Result<CheckReport, MlError> {
+    let mut temp = None;
+    let weights: PathBuf = match weights {
+        Some(w) => w.to_path_buf(),
+        None => {
+            reference.seed(seed);
+            let path = std::env::temp_dir().join(format!(
+                "cxrlens-check-{}-{}.bpk",
+                std::process::id(),
+                seed
+            ));
+            match network {
+                Network::Lung(c) => save_module(c.init(reference), &path)?,
+                Network::Classifier(c) => save_module(c.init(reference), &path)?,
+            }
+            temp = Some(TempFile(path.clone()));
+            path
+        }
+    };
+    let a = evaluate(network, &weights, reference, batch, seed)?;
+    let b = evaluate(network, &weights, candidate, batch, seed)?;
+    let b2 = evaluate(network, &weights, candidate, batch, seed)?;
+    let mut rows = Vec::new();
+    for ((name, r), (_, c)) in a.outputs.iter().zip(&b.outputs) {
+        rows.push(Agreement::of(format!("forward: {name}"), r, c));
+    }
+    rows.push(Agreement::of(
+        "input gradient",
+        &a.input_gradient,
+        &b.input_gradient,
+    ));
+    for ((name, r), (_, c)) in a.extra.iter().zip(&b.extra) {
+        rows.push(Agreement::of(name.clone(), r, c));
+    }
+    if let Some(split) = &b.split_sum {
+        let joint: Vec<f32> = a
+            .parameter_gradients
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect();
+        rows.push(Agreement::of(
+            "all parameter gradients, heads in separate passes summed, vs one pass on the reference",
+            &joint,
+            split,
+        ));
+    }
+    if let (Some(r), Some(c)) = (&a.explanation, &b.explanation) {
+        rows.push(Agreement::of("Grad-CAM map (class 0)", r, c));
+    }
+    if a.parameter_gradients.len() != b.parameter_gradients.len() {
+        return Err(MlError::Data(format!(
+            "the reference gave {} parameter gradients, the candidate {}",
+            a.parameter_gradients.len(),
+            b.parameter_gradients.len()
+        )));
+    }
+    for ((path, r), (_, c)) in a.parameter_gradients.iter().zip(&b.parameter_gradients) {
+        rows.push(Agreement::of(format!("grad {path}"), r, c));
+    }
+    drop(temp);
+    Ok(CheckReport {
+        network: network.name().into(),
+        size: match network {
+            Network::Lung(c) => c.input_size,
+            Network::Classifier(c) => c.input_size,
+        },
+        batch,
+        parameters_compared: a.parameter_gradients.len(),
+        rows,
+        repeatability: Agreement::of("repeat", &flatten(&b), &flatten(&b2)),
+    })
+}
+
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Builds a probe's outputs from its leaves.
+type ProbeFn = Box<dyn Fn(&[Tensor<1>]) -> Vec<Tensor<4>>>;
+
+/// One elementary operation whose gradients are compared: leaves are flat vectors (reshaped inside
+/// `f`), the loss is a fixed random projection of the output.
+struct OpProbe {
+    name: String,
+    leaves: Vec<usize>,
+    /// Outputs; the loss sums a fixed random projection of each.
+    f: ProbeFn,
+}
+
+fn run_probe(
+    probe: &OpProbe,
+    device: &Device,
+    seed: u64,
+) -> Result<(Vec<f32>, Vec<Vec<f32>>), MlError> {
+    let leaves: Vec<Tensor<1>> = probe
+        .leaves
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            Tensor::<1>::from_floats(pattern(n, seed + i as u64).as_slice(), device).require_grad()
+        })
+        .collect();
+    let mut values = Vec::new();
+    let mut loss: Option<Tensor<1>> = None;
+    for (k, out) in (probe.f)(&leaves).into_iter().enumerate() {
+        let n = out.dims().iter().product::<usize>();
+        let w = Tensor::<1>::from_floats(pattern(n, seed + 100 + k as u64).as_slice(), device)
+            .reshape(out.dims());
+        values.extend(tensor_to_vec(out.clone().detach())?);
+        let term = (out * w).sum();
+        loss = Some(match loss {
+            Some(l) => l + term,
+            None => term,
+        });
+    }
+    let grads = loss
+        .ok_or_else(|| MlError::Data("a probe without outputs".into()))?
+        .backward();
+    let mut out_grads = Vec::new();
+    for leaf in &leaves {
+        out_grads.push(
+            leaf.grad(&grads)
+                .map(tensor_to_vec)
+                .transpose()?
+                .unwrap_or_default(),
+        );
+    }
+    Ok((values, out_grads))
+}
+
+/// The building blocks of the networks one by one — identity, 3×3 and 1×1 convolution, transposed
+/// convolution, max pooling, channel concatenation, batch statistics — at `size`², batch 2, so a
+/// disagreement found by [`compare`] can be traced to an operation.
+pub fn compare_ops(
+    reference: &Device,
+    candidate: &Device,
+    size: usize,
+) -> Result<Vec<Agreement>, MlError> {
+    use burn::tensor::module::{conv_transpose2d, conv2d, max_pool2d};
+    use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, MaxPoolOptions};
+    let (b, c, s) = (2usize, 8usize, size);
+    let img = move |t: &Tensor<1>, ch: usize, side: usize| t.clone().reshape([b, ch, side, side]);
+    let probes = vec![
+        OpProbe {
+            name: "identity (mul by weights, sum)".into(),
+            leaves: vec![b * s * s],
+            f: Box::new(move |l| vec![img(&l[0], 1, s)]),
+        },
+        OpProbe {
+            name: "conv 3×3, padding 1, bias".into(),
+            leaves: vec![b * c * s * s, c * c * 9, c],
+            f: Box::new(move |l| {
+                vec![conv2d(
+                    img(&l[0], c, s),
+                    l[1].clone().reshape([c, c, 3, 3]),
+                    Some(l[2].clone()),
+                    ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+                )]
+            }),
+        },
+        OpProbe {
+            name: "conv 1×1 (8 → 1), bias".into(),
+            leaves: vec![b * c * s * s, c, 1],
+            f: Box::new(move |l| {
+                vec![conv2d(
+                    img(&l[0], c, s),
+                    l[1].clone().reshape([1, c, 1, 1]),
+                    Some(l[2].clone()),
+                    ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+                )]
+            }),
+        },
+        OpProbe {
+            name: "transposed conv 2×2, stride 2, bias".into(),
+            leaves: vec![b * 2 * c * (s / 2) * (s / 2), 2 * c * c * 4, c],
+            f: Box::new(move |l| {
+                vec![conv_transpose2d(
+                    img(&l[0], 2 * c, s / 2),
+                    l[1].clone().reshape([2 * c, c, 2, 2]),
+                    Some(l[2].clone()),
+                    ConvTransposeOptions::new([2, 2], [0, 0], [0, 0], [1, 1], 1),
+                )]
+            }),
+        },
+        OpProbe {
+            name: "max pool 2×2".into(),
+            leaves: vec![b * c * s * s],
+            f: Box::new(move |l| vec![max_pool2d(img(&l[0], c, s), MaxPoolOptions::new([2, 2]))]),
+        },
+        OpProbe {
+            name: "concatenate channels".into(),
+            leaves: vec![b * c * s * s, b * c * s * s],
+            f: Box::new(move |l| vec![Tensor::cat(vec![img(&l[0], c, s), img(&l[1], c, s)], 1)]),
+        },
+        OpProbe {
+            name: "batch statistics (x − mean) / std".into(),
+            leaves: vec![b * c * s * s],
+            f: Box::new(move |l| {
+                let x = img(&l[0], c, s);
+                let mean = x.clone().mean_dim(0).mean_dim(2).mean_dim(3);
+                let centred = x - mean;
+                let var = centred
+                    .clone()
+                    .powf_scalar(2.0)
+                    .mean_dim(0)
+                    .mean_dim(2)
+                    .mean_dim(3);
+                vec![centred / (var + 1e-5).sqrt()]
+            }),
+        },
+        OpProbe {
+            name: "one input, two heads (conv 1×1 and global mean)".into(),
+            leaves: vec![b * c * s * s, c, 1],
+            f: Box::new(move |l| {
+                let x = img(&l[0], c, s);
+                let pooled = x.clone().mean_dim(2).mean_dim(3);
+                vec![
+                    conv2d(
+                        x,
+                        l[1].clone().reshape([1, c, 1, 1]),
+                        Some(l[2].clone()),
+                        ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+                    ),
+                    pooled,
+                ]
+            }),
+        },
+    ];
+    let mut rows = Vec::new();
+    for probe in &probes {
+        let (ra, ga) = run_probe(probe, reference, 7)?;
+        let (rb, gb) = run_probe(probe, candidate, 7)?;
+        rows.push(Agreement::of(format!("{}: forward", probe.name), &ra, &rb));
+        for (i, (a, g)) in ga.iter().zip(&gb).enumerate() {
+            rows.push(Agreement::of(
+                format!("{}: gradient of input {i}", probe.name),
+                a,
+                g,
+            ));
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,92 @@
+//! The backend check (`cxrlens check-backends`): on two CPU devices it must find agreement with
+//! real, non-zero gradients for every parameter, and it must flag a planted difference.
+
+use burn::prelude::*;
+use cxrlens::ml::backend_check::{Agreement, Network, compare};
+use cxrlens::ml::classifier::ClassifierConfig;
+use cxrlens::ml::lung::LungNetConfig;
+
+#[test]
+fn flex_against_flex_agrees_on_every_gradient() {
+    let reference = Device::flex().autodiff();
+    let candidate = Device::flex().autodiff();
+    for network in [
+        Network::Lung(
+            LungNetConfig::new(vec!["a".into(), "b".into()])
+                .with_input_size(32)
+                .with_base_channels(4)
+                .with_depth(2),
+        ),
+        Network::Classifier(
+            ClassifierConfig::new(vec!["x".into(), "y".into()])
+                .with_input_size(32)
+                .with_base_channels(4),
+        ),
+    ] {
+        let report = compare(&network, None, &reference, &candidate, 2, 5).unwrap();
+        assert!(report.parameters_compared >= 8, "{}", report.text());
+        assert!(report.agrees(), "{}", report.text());
+        for row in &report.rows {
+            assert!(row.relative_l2 < 1e-5, "{}: {}", row.what, row.relative_l2);
+        }
+        // Real gradients reached the input and the weights.
+        let input = report
+            .rows
+            .iter()
+            .find(|r| r.what == "input gradient")
+            .unwrap();
+        assert!(input.reference_norm > 0.0);
+        let nonzero = report
+            .rows
+            .iter()
+            .filter(|r| r.what.starts_with("grad ") && r.reference_norm > 0.0)
+            .count();
+        assert!(
+            nonzero * 2 >= report.parameters_compared,
+            "{}",
+            report.text()
+        );
+        assert!(report.rows.iter().any(|r| r.what.starts_with("Grad-CAM")));
+        if let Network::Lung(_) = network {
+            // The trainer's wgpu step (heads in separate passes) is checked against one pass.
+            assert!(
+                report
+                    .rows
+                    .iter()
+                    .any(|r| r.what.contains("separate passes summed"))
+            );
+        }
+    }
+}
+
+#[test]
+fn a_planted_difference_is_flagged() {
+    let reference = [1.0f32, -2.0, 3.0, 0.5];
+    let same = Agreement::of("same", &reference, &reference);
+    assert_eq!(same.relative_l2, 0.0);
+    assert!(same.agrees());
+    // One value off by 0.1: ‖Δ‖ = 0.1, ‖ref‖ = √14.25.
+    let off = Agreement::of("off", &reference, &[1.0, -2.0, 3.1, 0.5]);
+    assert!((off.relative_l2 - 0.1 / 14.25f64.sqrt()).abs() < 1e-6);
+    assert!(!off.agrees());
+    assert!((off.max_abs - 0.1).abs() < 1e-6);
+    // NaN and a length mismatch never agree.
+    assert!(!Agreement::of("nan", &reference, &[1.0, f32::NAN, 3.0, 0.5]).agrees());
+    assert!(!Agreement::of("short", &reference, &reference[..3]).agrees());
+}
+
+#[test]
+fn elementary_operations_agree_between_two_cpu_devices() {
+    let rows = cxrlens::ml::backend_check::compare_ops(
+        &Device::flex().autodiff(),
+        &Device::flex().autodiff(),
+        16,
+    )
+    .unwrap();
+    // 8 operations, each with a forward row and a row per input.
+    assert!(rows.len() >= 20, "{} rows", rows.len());
+    for row in rows {
+        assert!(row.agrees(), "{}: {}", row.what, row.relative_l2);
+        assert!(row.reference_norm > 0.0, "{}: all zero", row.what);
+    }
+}
