@@ -14,7 +14,7 @@ use burn::tensor::Gradients;
 use super::bundle::{load_into, save_module};
 use super::classifier::ClassifierConfig;
 use super::error::MlError;
-use super::explain::{Method, explain};
+use super::explain::{Explainable, Method, explain};
 use super::lung::LungNetConfig;
 use super::tensor_to_vec;
 
@@ -174,6 +174,25 @@ pub fn pattern(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The gradient reaching `x`, on the host (empty when none reached it).
+fn input_gradient(x: &Tensor<4>, grads: &Gradients) -> Result<Vec<f32>, MlError> {
+    Ok(x.grad(grads)
+        .map(tensor_to_vec)
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// Grad-CAM of class 0 on the first image of `input`, as the viewer computes it.
+fn first_image_grad_cam<M: Explainable>(
+    model: &M,
+    input: &[f32],
+    size: usize,
+    device: &Device,
+) -> Result<Vec<f32>, MlError> {
+    let x = Tensor::<1>::from_floats(&input[..size * size], device).reshape([1, 1, size, size]);
+    Ok(explain(model, x, 0, Method::GradCam, None)?.values)
+}
+
 /// Run `network` with the weights in `weights` (or those written by `reference` init) on `device`:
 /// forward, a fixed random projection of the outputs as the loss, its gradients, and Grad-CAM.
 fn evaluate(
@@ -213,11 +232,7 @@ fn evaluate(
             let loss = (out.mask_logits * mask_w.clone()).sum()
                 + (out.class_logits * class_w.clone()).sum();
             let grads = loss.backward();
-            evaluated.input_gradient = x
-                .grad(&grads)
-                .map(tensor_to_vec)
-                .transpose()?
-                .unwrap_or_default();
+            evaluated.input_gradient = input_gradient(&x, &grads)?;
             evaluated.parameter_gradients = collect_gradients(&model, &grads, false)?;
             // Each head's loss alone, to tell a wrong branch from a wrong sum of branches.
             for head in ["mask", "class"] {
@@ -231,11 +246,7 @@ fn evaluate(
                     (out.class_logits * class_w.clone()).sum()
                 };
                 let grads = loss.backward();
-                let input_grad = xh
-                    .grad(&grads)
-                    .map(tensor_to_vec)
-                    .transpose()?
-                    .unwrap_or_default();
+                let input_grad = input_gradient(&xh, &grads)?;
                 evaluated
                     .extra
                     .push((format!("input gradient, {head} loss only"), input_grad));
@@ -253,10 +264,7 @@ fn evaluate(
             }
             // Grad-CAM of the lung head (the lung-cropped CAM's first factor), frozen weights.
             let explaining = load_into(config.init(device), weights)?.freeze();
-            let x1 =
-                Tensor::<1>::from_floats(&input[..size * size], device).reshape([1, 1, size, size]);
-            let map = explain(&explaining, x1, 0, Method::GradCam, None)?;
-            evaluated.explanation = Some(map.values);
+            evaluated.explanation = Some(first_image_grad_cam(&explaining, &input, size, device)?);
         }
         Network::Classifier(config) => {
             let model = load_into(config.init(device), weights)?.train();
@@ -269,18 +277,11 @@ fn evaluate(
                 tensor_to_vec(logits.clone().detach())?,
             ));
             let grads = (logits * w).sum().backward();
-            evaluated.input_gradient = x
-                .grad(&grads)
-                .map(tensor_to_vec)
-                .transpose()?
-                .unwrap_or_default();
+            evaluated.input_gradient = input_gradient(&x, &grads)?;
             evaluated.parameter_gradients = collect_gradients(&model, &grads, false)?;
             // Grad-CAM of class 0 on the first image, as the viewer computes it (frozen weights).
             let explaining = load_into(config.init(device), weights)?.freeze();
-            let x1 =
-                Tensor::<1>::from_floats(&input[..size * size], device).reshape([1, 1, size, size]);
-            let map = explain(&explaining, x1, 0, Method::GradCam, None)?;
-            evaluated.explanation = Some(map.values);
+            evaluated.explanation = Some(first_image_grad_cam(&explaining, &input, size, device)?);
         }
     }
     Ok(evaluated)
