@@ -41,15 +41,27 @@ fn main() -> ExitCode {
 
     // The compute device first: on a real GPU burn creates the wgpu device and the window
     // renderer reuses it (eframe's own device lacks features burn's kernels need).
-    let choice = match cli.backend.as_deref().map(BackendChoice::parse).transpose() {
-        Ok(Some(c)) => c,
-        Ok(None) => match BackendChoice::from_env() {
-            Ok(c) => c.unwrap_or_default(),
-            Err(e) => {
-                eprintln!("cxrlens: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+    // Flag, then CXRLENS_BACKEND, then the setting saved from View > Compute backend, then Auto.
+    let settings_path = cxrlens::ml::device::settings_path();
+    let mut startup_notes = Vec::new();
+    let saved = match settings_path
+        .as_deref()
+        .map(cxrlens::ml::device::load_settings)
+    {
+        Some(Ok(s)) => s.map(|s| s.backend),
+        Some(Err(e)) => {
+            startup_notes.push(format!("{e}; using Auto"));
+            None
+        }
+        None => None,
+    };
+    let env = std::env::var("CXRLENS_BACKEND").ok();
+    let choice = match cxrlens::ml::device::effective_choice(
+        cli.backend.as_deref(),
+        env.as_deref(),
+        saved,
+    ) {
+        Ok((c, _)) => c,
         Err(e) => {
             eprintln!("cxrlens: {e}");
             return ExitCode::FAILURE;
@@ -109,6 +121,8 @@ fn main() -> ExitCode {
     let app_options = AppOptions {
         open: cli.path.clone(),
         renderer_note: note,
+        startup_notes,
+        settings_path,
         compute,
         backend: choice,
         analyze_on_open: cli.analyze,

@@ -381,3 +381,49 @@ fn a_gaze_file_for_another_image_is_reported_not_loaded() {
         h.state().gaze_panel().problems
     );
 }
+
+#[test]
+fn compute_backend_menu_saves_the_setting_and_start_up_problems_are_shown() {
+    let dir = std::env::temp_dir().join(format!("cxrlens-ui-settings-{}", std::process::id()));
+    let path = dir.join("cxrlens/settings.json");
+    let app_path = path.clone();
+    let mut h = Harness::builder()
+        .with_size([1200.0, 800.0])
+        .build_eframe(move |cc| {
+            CxrApp::new(
+                cc,
+                AppOptions {
+                    backend: BackendChoice::Flex,
+                    settings_path: Some(app_path.clone()),
+                    startup_notes: vec!["settings.json: not a cxrlens settings file".into()],
+                    ..Default::default()
+                },
+            )
+        });
+    h.step();
+    assert!(
+        h.query_by_label_contains("not a cxrlens settings file")
+            .is_some(),
+        "the start-up problem is not shown"
+    );
+    h.get_by_label("View").click();
+    h.step();
+    h.step();
+    assert!(
+        h.query_by_label("Fit (F)").is_some(),
+        "View menu did not open"
+    );
+    h.get_by_label("Compute backend").hover();
+    h.step();
+    h.step();
+    h.get_by_label("flex (CPU)").click();
+    h.step();
+    h.step();
+    let saved = cxrlens::ml::device::load_settings(&path).unwrap();
+    assert_eq!(saved.map(|s| s.backend), Some(BackendChoice::Flex));
+    assert!(
+        h.query_by_label_contains("takes effect when cxrlens next starts")
+            .is_some()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -215,14 +215,17 @@ pub struct CheckArgs {
     pub ops_only: bool,
 }
 
-/// The compute device for a headless command.
+/// The compute device for a headless command: `--backend`, then `CXRLENS_BACKEND`, then the
+/// setting saved from the viewer, then Auto.
 pub fn compute_device(backend: Option<&str>) -> Result<ComputeDevice, String> {
-    let choice = match backend {
-        Some(b) => BackendChoice::parse(b).map_err(|e| e.to_string())?,
-        None => BackendChoice::from_env()
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default(),
+    use crate::ml::device::{effective_choice, load_settings, settings_path};
+    let saved = match settings_path() {
+        Some(p) => load_settings(&p).map_err(|e| e.to_string())?,
+        None => None,
     };
+    let env = std::env::var("CXRLENS_BACKEND").ok();
+    let (choice, _) = effective_choice(backend, env.as_deref(), saved.map(|s| s.backend))
+        .map_err(|e| e.to_string())?;
     crate::ml::device::resolve(None, choice).map_err(|e| e.to_string())
 }
 

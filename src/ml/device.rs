@@ -179,3 +179,124 @@ pub fn resolve(
     };
     select(choice, adapter.as_ref()).map(|(d, _)| d)
 }
+
+/// The persistent compute preference (`settings.json` in the user's config folder), written by the
+/// viewer's View ▸ Compute backend menu and read at start-up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSettings {
+    pub backend: BackendChoice,
+}
+
+/// `$XDG_CONFIG_HOME/cxrlens/settings.json` (or `~/.config/cxrlens/settings.json`).
+pub fn settings_path() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config"))
+        })?;
+    Some(base.join("cxrlens/settings.json"))
+}
+
+/// The saved preference; `Ok(None)` when nothing was saved, an error for an unreadable file.
+pub fn load_settings(path: &std::path::Path) -> Result<Option<DeviceSettings>, MlError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            MlError::Config(format!(
+                "{}: not a cxrlens settings file ({e})",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(MlError::Config(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Save the preference atomically (folder created as needed).
+pub fn save_settings(path: &std::path::Path, settings: &DeviceSettings) -> Result<(), MlError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| MlError::Config(format!("{}: {e}", dir.display())))?;
+    }
+    let json = serde_json::to_string_pretty(settings)
+        .map_err(|e| MlError::Config(format!("settings: {e}")))?;
+    crate::io::write::write_atomically(path, json.as_bytes())
+        .map_err(|e| MlError::Config(format!("{}: {e}", path.display())))
+}
+
+/// Which choice wins: the command-line flag, then `CXRLENS_BACKEND`, then the saved setting, then
+/// Auto. Returns the choice and where it came from.
+pub fn effective_choice(
+    flag: Option<&str>,
+    env: Option<&str>,
+    saved: Option<BackendChoice>,
+) -> Result<(BackendChoice, &'static str), MlError> {
+    if let Some(f) = flag {
+        return Ok((BackendChoice::parse(f)?, "--backend"));
+    }
+    if let Some(e) = env {
+        return Ok((BackendChoice::parse(e)?, "CXRLENS_BACKEND"));
+    }
+    Ok(match saved {
+        Some(s) => (s, "saved setting"),
+        None => (BackendChoice::Auto, "default"),
+    })
+}
+
+impl BackendChoice {
+    pub const ALL: [BackendChoice; 3] = [
+        BackendChoice::Auto,
+        BackendChoice::Flex,
+        BackendChoice::Wgpu,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "Auto (wgpu on a GPU, flex otherwise)",
+            BackendChoice::Flex => "flex (CPU)",
+            BackendChoice::Wgpu => "wgpu (GPU)",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_beats_environment_beats_saved_setting() {
+        let saved = Some(BackendChoice::Wgpu);
+        assert_eq!(
+            effective_choice(Some("flex"), Some("wgpu"), saved).unwrap(),
+            (BackendChoice::Flex, "--backend")
+        );
+        assert_eq!(
+            effective_choice(None, Some("flex"), saved).unwrap(),
+            (BackendChoice::Flex, "CXRLENS_BACKEND")
+        );
+        assert_eq!(
+            effective_choice(None, None, saved).unwrap(),
+            (BackendChoice::Wgpu, "saved setting")
+        );
+        assert_eq!(
+            effective_choice(None, None, None).unwrap(),
+            (BackendChoice::Auto, "default")
+        );
+        assert!(effective_choice(Some("cuda"), None, None).is_err());
+    }
+
+    #[test]
+    fn settings_round_trip_and_bad_files_are_errors() {
+        let dir = std::env::temp_dir().join(format!("cxrlens-settings-{}", std::process::id()));
+        let path = dir.join("nested/settings.json");
+        assert_eq!(load_settings(&path).unwrap(), None);
+        let s = DeviceSettings {
+            backend: BackendChoice::Flex,
+        };
+        save_settings(&path, &s).unwrap();
+        assert_eq!(load_settings(&path).unwrap(), Some(s));
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = load_settings(&path).unwrap_err().to_string();
+        assert!(err.contains("not a cxrlens settings file"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -48,6 +48,10 @@ pub struct AppOptions {
     pub open: Option<PathBuf>,
     /// Why the app is not on wgpu, when it is not (shown once as a notice).
     pub renderer_note: Option<String>,
+    /// Other start-up problems to show once (e.g. an unreadable settings file).
+    pub startup_notes: Vec<String>,
+    /// Where View ▸ Compute backend saves its choice (`None`: the menu cannot save).
+    pub settings_path: Option<PathBuf>,
     /// The compute device chosen before the window opened (shared with the renderer on a GPU);
     /// `None` lets the inference worker choose with `backend`.
     pub compute: Option<ComputeDevice>,
@@ -98,6 +102,9 @@ pub struct CxrApp {
     backend: BackendChoice,
     /// The start-up gaze waits for the start-up analysis (its lung mask guides a simulation).
     gaze_waits_for_analysis: bool,
+    /// Where View ▸ Compute backend saves, and what it holds now.
+    settings_path: Option<PathBuf>,
+    saved_backend: Option<BackendChoice>,
 }
 
 impl CxrApp {
@@ -150,6 +157,12 @@ impl CxrApp {
             preferred_models: Vec::new(),
             compute: options.compute.clone(),
             backend: options.backend,
+            saved_backend: options
+                .settings_path
+                .as_deref()
+                .and_then(|p| crate::ml::device::load_settings(p).ok().flatten())
+                .map(|s| s.backend),
+            settings_path: options.settings_path.clone(),
             gaze_pending: match (&options.gaze_on_open, options.simulate_gaze) {
                 (Some(p), _) => Some(Command::LoadGaze(p.clone())),
                 (None, true) => Some(Command::SimulateGaze),
@@ -162,6 +175,9 @@ impl CxrApp {
         }
         if let Some(note) = options.renderer_note {
             app.notices.info(note);
+        }
+        for note in options.startup_notes {
+            app.notices.error(note);
         }
         if let Some(path) = options.open {
             app.commands.push(Command::Open(path));
@@ -313,6 +329,7 @@ impl CxrApp {
             Command::Open(path) => self.open(path, false),
             Command::OpenInstance(path) => self.open(path, true),
             Command::OpenSample => self.open_sample(),
+            Command::SaveBackend(choice) => self.save_backend(choice),
             Command::ShowFileDialog { folder } => {
                 if let Err(e) = self.workers.open_dialog(folder) {
                     self.notices.error(e);
@@ -1223,6 +1240,37 @@ impl CxrApp {
         }
     }
 
+    /// The compute device in use, as the Analysis panel shows it.
+    fn compute_label(&self) -> String {
+        match &self.analysis.models {
+            ModelsStatus::Ready(r) => r.device.clone(),
+            ModelsStatus::Loading => "starting…".into(),
+            ModelsStatus::Failed(_) => "none (models unavailable)".into(),
+        }
+    }
+
+    fn save_backend(&mut self, choice: BackendChoice) {
+        let Some(path) = self.settings_path.clone() else {
+            self.notices
+                .error("No settings folder (neither XDG_CONFIG_HOME nor HOME is set).");
+            return;
+        };
+        let settings = crate::ml::device::DeviceSettings { backend: choice };
+        match crate::ml::device::save_settings(&path, &settings) {
+            Ok(()) => {
+                self.saved_backend = Some(choice);
+                self.notices.info(format!(
+                    "Compute backend set to {}; it takes effect when cxrlens next starts \
+                     (--backend and CXRLENS_BACKEND still override it).",
+                    choice.label()
+                ));
+            }
+            Err(e) => self
+                .notices
+                .error(format!("Could not save the setting: {e}")),
+        }
+    }
+
     fn menu_ui(&mut self, ui: &mut egui::Ui) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
@@ -1276,6 +1324,17 @@ impl CxrApp {
                         self.commands.push(c);
                     }
                 }
+                ui.separator();
+                ui.menu_button("Compute backend", |ui| {
+                    ui.weak(format!("In use: {}", self.compute_label()));
+                    ui.weak("A change takes effect when cxrlens next starts.");
+                    let current = self.saved_backend.unwrap_or_default();
+                    for choice in BackendChoice::ALL {
+                        if ui.radio(current == choice, choice.label()).clicked() {
+                            self.commands.push(Command::SaveBackend(choice));
+                        }
+                    }
+                });
             });
             ui.menu_button("Help", |ui| {
                 if ui.button("Keyboard and mouse").clicked() {

@@ -38,6 +38,8 @@ pub enum Command {
     /// Open an image from the study browser (keeps the browser).
     OpenInstance(PathBuf),
     OpenSample,
+    /// Save the compute-backend preference (used from the next start).
+    SaveBackend(crate::ml::device::BackendChoice),
     ShowFileDialog {
         folder: bool,
     },
