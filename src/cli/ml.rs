@@ -219,11 +219,14 @@ pub struct CheckArgs {
 /// setting saved from the viewer, then Auto.
 pub fn compute_device(backend: Option<&str>) -> Result<ComputeDevice, String> {
     use crate::ml::device::{effective_choice, load_settings, settings_path};
-    let saved = match settings_path() {
-        Some(p) => load_settings(&p).map_err(|e| e.to_string())?,
-        None => None,
-    };
     let env = std::env::var("CXRLENS_BACKEND").ok();
+    // The saved setting matters (and an unreadable one is an error) only without flag or variable.
+    let saved = match settings_path() {
+        Some(p) if backend.is_none() && env.is_none() => {
+            load_settings(&p).map_err(|e| e.to_string())?
+        }
+        _ => None,
+    };
     let (choice, _) = effective_choice(backend, env.as_deref(), saved.map(|s| s.backend))
         .map_err(|e| e.to_string())?;
     crate::ml::device::resolve(None, choice).map_err(|e| e.to_string())
