@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     {
         Some(Ok(s)) => s.map(|s| s.backend),
         Some(Err(e)) => {
-            startup_notes.push(format!("{e}; using Auto"));
+            startup_notes.push(format!("{e}; the saved compute setting is ignored"));
             None
         }
         None => None,
