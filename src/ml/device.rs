@@ -137,12 +137,18 @@ pub fn select(
     adapter: Option<&AdapterSeen>,
 ) -> Result<(ComputeDevice, Option<SharedWgpu>), MlError> {
     match (choice, adapter) {
-        (BackendChoice::Flex, _) => Ok((flex("forced (--backend flex)".into()), None)),
+        (BackendChoice::Flex, _) => Ok((
+            flex("forced to flex (--backend, CXRLENS_BACKEND or the saved setting)".into()),
+            None,
+        )),
         (BackendChoice::Wgpu, None) => Err(MlError::Device(
             "--backend wgpu was asked for, but no wgpu adapter exists".into(),
         )),
         (BackendChoice::Wgpu, Some(a)) => {
-            let (d, s) = wgpu_device(a, "forced (--backend wgpu)".into())?;
+            let (d, s) = wgpu_device(
+                a,
+                "forced to wgpu (--backend, CXRLENS_BACKEND or the saved setting)".into(),
+            )?;
             Ok((d, Some(s)))
         }
         (BackendChoice::Auto, None) => Ok((flex("no GPU adapter".into()), None)),
@@ -201,13 +207,13 @@ pub fn settings_path() -> Option<std::path::PathBuf> {
 pub fn load_settings(path: &std::path::Path) -> Result<Option<DeviceSettings>, MlError> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-            MlError::Config(format!(
+            MlError::Settings(format!(
                 "{}: not a cxrlens settings file ({e})",
                 path.display()
             ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(MlError::Config(format!("{}: {e}", path.display()))),
+        Err(e) => Err(MlError::Settings(format!("{}: {e}", path.display()))),
     }
 }
 
@@ -215,12 +221,12 @@ pub fn load_settings(path: &std::path::Path) -> Result<Option<DeviceSettings>, M
 pub fn save_settings(path: &std::path::Path, settings: &DeviceSettings) -> Result<(), MlError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
-            .map_err(|e| MlError::Config(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| MlError::Settings(format!("{}: {e}", dir.display())))?;
     }
     let json = serde_json::to_string_pretty(settings)
-        .map_err(|e| MlError::Config(format!("settings: {e}")))?;
+        .map_err(|e| MlError::Settings(format!("settings: {e}")))?;
     crate::io::write::write_atomically(path, json.as_bytes())
-        .map_err(|e| MlError::Config(format!("{}: {e}", path.display())))
+        .map_err(|e| MlError::Settings(format!("{}: {e}", path.display())))
 }
 
 /// Which choice wins: the command-line flag, then `CXRLENS_BACKEND`, then the saved setting, then
