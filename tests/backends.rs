@@ -5,6 +5,7 @@ use burn::prelude::*;
 use cxrlens::ml::backend_check::{Agreement, Network, compare};
 use cxrlens::ml::classifier::ClassifierConfig;
 use cxrlens::ml::lung::LungNetConfig;
+use cxrlens::ml::saliency::SaliencyNetConfig;
 
 #[test]
 fn flex_against_flex_agrees_on_every_gradient() {
@@ -21,6 +22,13 @@ fn flex_against_flex_agrees_on_every_gradient() {
             ClassifierConfig::new(vec!["x".into(), "y".into()])
                 .with_input_size(32)
                 .with_base_channels(4),
+        ),
+        Network::Saliency(
+            SaliencyNetConfig::new(8)
+                .with_input_size(32)
+                .with_base_channels(4)
+                .with_depth(2)
+                .with_class_names(vec!["x".into(), "y".into()]),
         ),
     ] {
         let report = compare(&network, None, &reference, &candidate, 2, 5).unwrap();
@@ -46,7 +54,17 @@ fn flex_against_flex_agrees_on_every_gradient() {
             "{}",
             report.text()
         );
-        assert!(report.rows.iter().any(|r| r.what.starts_with("Grad-CAM")));
+        if !matches!(network, Network::Saliency(_)) {
+            assert!(report.rows.iter().any(|r| r.what.starts_with("Grad-CAM")));
+        } else {
+            // The gradient into the classifier features is compared, and is not zero.
+            let into = report
+                .rows
+                .iter()
+                .find(|r| r.what == "gradient into the classifier features")
+                .unwrap();
+            assert!(into.reference_norm > 0.0);
+        }
         if let Network::Lung(_) = network {
             // The trainer's wgpu step (heads in separate passes) is checked against one pass.
             assert!(

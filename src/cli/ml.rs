@@ -517,6 +517,23 @@ pub fn run_check(args: &CheckArgs) -> Result<String, String> {
                 "classifier, random weights".into(),
             )),
         }
+        // No saliency weights are shipped (there is no real gaze data here): random weights,
+        // fed the shipped classifier's feature width.
+        let classifier_channels = match networks.last() {
+            Some((Network::Classifier(c), _, _)) => {
+                c.base_channels << c.blocks_per_stage.len().saturating_sub(1)
+            }
+            _ => 64,
+        };
+        networks.push((
+            Network::Saliency(
+                crate::ml::saliency::SaliencyNetConfig::new(classifier_channels)
+                    .with_input_size(size)
+                    .with_class_names(vec!["a".into(), "b".into()]),
+            ),
+            None,
+            "saliency network, random weights".into(),
+        ));
         for (network, weights, title) in networks {
             let t = Instant::now();
             let report = compare(

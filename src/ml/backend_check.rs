@@ -16,6 +16,7 @@ use super::classifier::ClassifierConfig;
 use super::error::MlError;
 use super::explain::{Explainable, Method, explain};
 use super::lung::LungNetConfig;
+use super::saliency::SaliencyNetConfig;
 use super::tensor_to_vec;
 
 /// Relative L2 error above which two backends are said to disagree (f32, different summation order).
@@ -94,6 +95,19 @@ pub struct Evaluated {
 pub enum Network {
     Lung(LungNetConfig),
     Classifier(ClassifierConfig),
+    /// The saliency network, fed fixed classifier features (a leaf, so their gradient — what the
+    /// heatmap-generator recipe back-propagates into the classifier — is compared too).
+    Saliency(SaliencyNetConfig),
+}
+
+impl Network {
+    fn input_size(&self) -> usize {
+        match self {
+            Network::Lung(c) => c.input_size,
+            Network::Classifier(c) => c.input_size,
+            Network::Saliency(c) => c.input_size,
+        }
+    }
 }
 
 impl Network {
@@ -101,6 +115,7 @@ impl Network {
         match self {
             Network::Lung(_) => "lung network",
             Network::Classifier(_) => "classifier",
+            Network::Saliency(_) => "saliency network",
         }
     }
 }
@@ -202,10 +217,7 @@ fn evaluate(
     batch: usize,
     seed: u64,
 ) -> Result<Evaluated, MlError> {
-    let size = match network {
-        Network::Lung(c) => c.input_size,
-        Network::Classifier(c) => c.input_size,
-    };
+    let size = network.input_size();
     let input = pattern(batch * size * size, seed);
     let x = Tensor::<1>::from_floats(input.as_slice(), device)
         .reshape([batch, 1, size, size])
@@ -265,6 +277,53 @@ fn evaluate(
             // Grad-CAM of the lung head (the lung-cropped CAM's first factor), frozen weights.
             let explaining = load_into(config.init(device), weights)?.freeze();
             evaluated.explanation = Some(first_image_grad_cam(&explaining, &input, size, device)?);
+        }
+        Network::Saliency(config) => {
+            let model = load_into(config.init(device), weights)?.train();
+            let side = (size >> config.depth).max(1);
+            let feats_n = batch * config.classifier_channels * side * side;
+            let features = || {
+                Tensor::<1>::from_floats(pattern(feats_n, seed + 4).as_slice(), device)
+                    .reshape([batch, config.classifier_channels, side, side])
+                    .require_grad()
+            };
+            // Stage 2: the predicted fixation map under a fixed projection (a KL-like loss).
+            let f = features();
+            let map = model.forward(x.clone(), f.clone());
+            let n = map.dims().iter().product::<usize>();
+            let w = Tensor::<1>::from_floats(pattern(n, seed + 5).as_slice(), device)
+                .reshape(map.dims());
+            evaluated
+                .outputs
+                .push(("fixation map".into(), tensor_to_vec(map.clone().detach())?));
+            let grads = (map * w).sum().backward();
+            evaluated.input_gradient = input_gradient(&x, &grads)?;
+            evaluated.parameter_gradients = collect_gradients(&model, &grads, false)?;
+            evaluated.extra.push((
+                "gradient into the classifier features".into(),
+                input_gradient(&f, &grads)?,
+            ));
+            // Stage 3: the fusion classifier head.
+            let f = features();
+            let xs = Tensor::<1>::from_floats(input.as_slice(), device)
+                .reshape([batch, 1, size, size])
+                .require_grad();
+            let logits = model.classify(xs, f);
+            let n = logits.dims().iter().product::<usize>();
+            let w = Tensor::<1>::from_floats(pattern(n, seed + 6).as_slice(), device)
+                .reshape(logits.dims());
+            evaluated.outputs.push((
+                "fusion class logits".into(),
+                tensor_to_vec(logits.clone().detach())?,
+            ));
+            let grads = (logits * w).sum().backward();
+            let all: Vec<f32> = collect_gradients(&model, &grads, true)?
+                .into_iter()
+                .flat_map(|(_, v)| v)
+                .collect();
+            evaluated
+                .extra
+                .push(("all parameter gradients, fusion class loss".into(), all));
         }
         Network::Classifier(config) => {
             let model = load_into(config.init(device), weights)?.train();
@@ -396,6 +455,7 @@ pub fn compare(
             match network {
                 Network::Lung(c) => save_module(c.init(reference), &path)?,
                 Network::Classifier(c) => save_module(c.init(reference), &path)?,
+                Network::Saliency(c) => save_module(c.init(reference), &path)?,
             }
             temp = Some(TempFile(path.clone()));
             path
@@ -444,10 +504,7 @@ pub fn compare(
     drop(temp);
     Ok(CheckReport {
         network: network.name().into(),
-        size: match network {
-            Network::Lung(c) => c.input_size,
-            Network::Classifier(c) => c.input_size,
-        },
+        size: network.input_size(),
         batch,
         parameters_compared: a.parameter_gradients.len(),
         rows,
