@@ -419,11 +419,28 @@ fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<String, Str
     ))
 }
 
+/// The lung network downsamples 4 times and the checks allocate `batch` images: refuse what
+/// would fail inside burn.
+fn check_size_and_batch(size: usize, batch: usize) -> Result<(), String> {
+    if !(16..=1024).contains(&size) || !size.is_multiple_of(16) {
+        return Err(format!(
+            "size {size} is not a multiple of 16 between 16 and 1024 (the networks downsample 4 times)"
+        ));
+    }
+    if !(1..=64).contains(&batch) {
+        return Err(format!("batch {batch} is not between 1 and 64"));
+    }
+    Ok(())
+}
+
 /// `check-backends`: wgpu against flex on the shipped networks, and the viewer shader on burn's device.
 pub fn run_check(args: &CheckArgs) -> Result<String, String> {
     use crate::ml::backend_check::{Network, compare};
     use crate::ml::classifier::ClassifierConfig;
 
+    for &size in &args.sizes {
+        check_size_and_batch(size, args.batch)?;
+    }
     let adapter = probe_adapter().ok_or("no wgpu adapter: nothing to check against flex")?;
     if adapter.is_cpu && !args.include_cpu_adapter {
         return Err(format!(
@@ -565,6 +582,7 @@ pub fn run_check(args: &CheckArgs) -> Result<String, String> {
 }
 
 pub fn run_bench(args: &BenchArgs) -> Result<String, String> {
+    check_size_and_batch(args.size, args.batch)?;
     let params = LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()])
         .with_input_size(args.size)
         .init(&Device::flex())

@@ -18,6 +18,8 @@ pub enum MlError {
     Device(String),
     #[error("dataset: {0}")]
     Dataset(String),
+    #[error("training options: {0}")]
+    Options(String),
     #[error("settings: {0}")]
     Settings(String),
     #[error("cancelled")]

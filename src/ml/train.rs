@@ -83,6 +83,65 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
+    /// Refuse options that would fail inside burn or make no sense, with a message naming the
+    /// option (the GUI and the CLI both show it).
+    pub fn validate(&self) -> Result<(), MlError> {
+        let bad = |m: String| Err(MlError::Options(m));
+        if self.init_from.is_none()
+            && (!(16..=1024).contains(&self.input_size) || !self.input_size.is_multiple_of(16))
+        {
+            return bad(format!(
+                "input size {} is not a multiple of 16 between 16 and 1024 (the networks downsample 4 times)",
+                self.input_size
+            ));
+        }
+        if self.init_from.is_none() && !(1..=256).contains(&self.base_channels) {
+            return bad(format!(
+                "base channels {} is not between 1 and 256",
+                self.base_channels
+            ));
+        }
+        if !(1..=4096).contains(&self.batch_size) {
+            return bad(format!(
+                "batch size {} is not between 1 and 4096",
+                self.batch_size
+            ));
+        }
+        if self.epochs > 100_000 || self.fusion_epochs > 100_000 {
+            return bad("more than 100,000 epochs".into());
+        }
+        if !(self.learning_rate.is_finite()
+            && self.learning_rate > 0.0
+            && self.learning_rate < 10.0)
+        {
+            return bad(format!(
+                "learning rate {} is not in (0, 10)",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.final_lr_fraction) {
+            return bad(format!(
+                "final learning-rate fraction {} is not in [0, 1]",
+                self.final_lr_fraction
+            ));
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return bad(format!(
+                "validation fraction {} is not in (0, 1)",
+                self.validation_fraction
+            ));
+        }
+        for (name, w) in [
+            ("classification weight", self.classification_weight),
+            ("heatmap-generator weight", self.heatmap_generator_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return bad(format!("{name} {w} must be finite and not negative"));
+            }
+        }
+        Ok(())
+    }
+
     pub fn new(kind: ModelKind) -> Self {
         Self {
             kind,
@@ -259,6 +318,7 @@ pub fn train(
     progress: &mut dyn FnMut(TrainProgress),
     cancel: &AtomicBool,
 ) -> Result<TrainReport, MlError> {
+    options.validate()?;
     if options.kind == ModelKind::Saliency {
         return super::saliency_train::train_saliency(
             data_root, options, compute, out_dir, progress, cancel,
@@ -1109,6 +1169,29 @@ mod tests {
     use super::*;
     use crate::ml::backend_check::{Agreement, pattern};
     use crate::ml::lung::LungNetConfig;
+
+    #[test]
+    fn bad_options_are_refused_with_the_option_named() {
+        let ok = TrainOptions::new(ModelKind::Lung);
+        ok.validate().unwrap();
+        type Change = fn(&mut TrainOptions);
+        let cases: [(&str, Change); 6] = [
+            ("input size 7", |o| o.input_size = 7),
+            ("base channels 0", |o| o.base_channels = 0),
+            ("batch size 0", |o| o.batch_size = 0),
+            ("learning rate NaN", |o| o.learning_rate = f64::NAN),
+            ("validation fraction 1", |o| o.validation_fraction = 1.0),
+            ("classification weight -1", |o| {
+                o.classification_weight = -1.0
+            }),
+        ];
+        for (expected, change) in cases {
+            let mut o = ok.clone();
+            change(&mut o);
+            let e = o.validate().unwrap_err().to_string();
+            assert!(e.contains(expected), "{e} (expected {expected})");
+        }
+    }
 
     /// The split-head step (used on wgpu) gives the gradient of one pass over the summed loss.
     #[test]
