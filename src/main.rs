@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cxrlens::cli::{Cli, CliCommand, RendererChoice, gaze, inspect, ml};
+use cxrlens::cli::{Cli, CliCommand, OodCommand, RendererChoice, gaze, inspect, ml};
 use cxrlens::ml::device::{BackendChoice, probe_adapter, select};
 use cxrlens::{AppOptions, CxrApp};
 
@@ -14,11 +14,25 @@ fn main() -> ExitCode {
         let backend = cli.backend.as_deref();
         let result = match command {
             CliCommand::Inspect { file, repeat } => inspect(file, *repeat),
-            CliCommand::Analyze(args) => ml::run_analyze(args, backend),
+            CliCommand::Analyze(args) => match ml::run_analyze(args, backend) {
+                // Exit status 3: analysed, but outside the models' training data (results hidden).
+                Ok(outcome) => {
+                    print!("{}", outcome.text);
+                    return if outcome.flagged {
+                        ExitCode::from(3)
+                    } else {
+                        ExitCode::SUCCESS
+                    };
+                }
+                Err(e) => Err(e),
+            },
             CliCommand::Train(args) => ml::run_train(args, backend),
             CliCommand::BenchBackends(args) => ml::run_bench(args),
             CliCommand::CheckBackends(args) => ml::run_check(args),
             CliCommand::Eval(args) => ml::run_eval(args),
+            CliCommand::Ood {
+                command: OodCommand::Fit(args),
+            } => ml::run_ood_fit(args),
             CliCommand::Gaze { command } => gaze::run(command, backend),
         };
         return match result {

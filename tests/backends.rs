@@ -5,6 +5,7 @@ use burn::prelude::*;
 use cxrlens::ml::backend_check::{Agreement, Network, compare};
 use cxrlens::ml::classifier::ClassifierConfig;
 use cxrlens::ml::lung::LungNetConfig;
+use cxrlens::ml::resnet::ResNetConfig;
 use cxrlens::ml::saliency::SaliencyNetConfig;
 
 #[test]
@@ -18,11 +19,11 @@ fn flex_against_flex_agrees_on_every_gradient() {
                 .with_base_channels(4)
                 .with_depth(2),
         ),
-        Network::Classifier(
-            ClassifierConfig::new(vec!["x".into(), "y".into()])
+        Network::Classifier(ClassifierConfig::ResNet(
+            ResNetConfig::new(vec!["x".into(), "y".into()])
                 .with_input_size(32)
                 .with_base_channels(4),
-        ),
+        )),
         Network::Saliency(
             SaliencyNetConfig::new(8)
                 .with_input_size(32)

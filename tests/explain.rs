@@ -7,12 +7,12 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use cxrlens::ml::blocks::{DoubleConv, ReluRule};
-use cxrlens::ml::classifier::ClassifierConfig;
 use cxrlens::ml::explain::{
     Explainable, Method, explain, grad_cam_plus_plus_raw, grad_cam_raw, input_gradient,
     rule_gradient, target_gradients,
 };
 use cxrlens::ml::lung::LungNetConfig;
+use cxrlens::ml::resnet::ResNetConfig;
 use cxrlens::ml::tensor_to_vec;
 
 fn device() -> Device {
@@ -140,7 +140,7 @@ fn assert_close(a: &[f32], b: &[f32], what: &str) {
 #[test]
 fn plain_rule_backprop_reproduces_the_autodiff_input_gradient() {
     let device = device();
-    let classifier = ClassifierConfig::new(vec!["a".into(), "b".into()])
+    let classifier = ResNetConfig::new(vec!["a".into(), "b".into()])
         .with_input_size(32)
         .with_base_channels(4)
         .init(&device)
@@ -166,7 +166,7 @@ fn plain_rule_backprop_reproduces_the_autodiff_input_gradient() {
 #[test]
 fn input_gradient_matches_finite_differences() {
     let device = device();
-    let model = ClassifierConfig::new(vec!["a".into(), "b".into()])
+    let model = ResNetConfig::new(vec!["a".into(), "b".into()])
         .with_input_size(16)
         .with_base_channels(4)
         .init(&device)
@@ -312,7 +312,7 @@ fn every_method_returns_a_normalised_map_at_input_resolution() {
 fn differentiable_guided_backprop_equals_the_explanation_and_reaches_the_weights() {
     let device = device();
     // Frozen BN statistics but trainable weights: the heatmap-generator loss needs both.
-    let model = ClassifierConfig::new(vec!["a".into(), "b".into()])
+    let model = ResNetConfig::new(vec!["a".into(), "b".into()])
         .with_input_size(32)
         .with_base_channels(4)
         .init(&device)

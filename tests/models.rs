@@ -10,11 +10,11 @@ use burn::prelude::*;
 use common::{RSNA, dicom, shared_data};
 use cxrlens::ml::analysis::{AnalysisRequest, ExplainTarget, Models, analyze};
 use cxrlens::ml::bundle::{BundleInfo, LoadedModel, ModelKind, discover, load_bundle, save_module};
-use cxrlens::ml::classifier::ClassifierConfig;
 use cxrlens::ml::data::{prepare, read_labels, split_by_patient};
 use cxrlens::ml::explain::Method;
 use cxrlens::ml::metrics::dice;
 use cxrlens::ml::preprocess::batch_tensor;
+use cxrlens::ml::resnet::ResNetConfig;
 use cxrlens::ml::saliency::SaliencyNetConfig;
 use cxrlens::ml::tensor_to_vec;
 
@@ -51,7 +51,7 @@ fn every_shipped_bundle_loads_on_the_cpu_device() {
                 assert_eq!(out.class_logits.dims(), [1, c.class_names.len()]);
             }
             LoadedModel::Classifier(m, c) => {
-                assert_eq!(m.valid().forward(x).dims(), [1, c.class_names.len()]);
+                assert_eq!(m.valid().forward(x).dims(), [1, c.class_names().len()]);
             }
             LoadedModel::Saliency(..) => {}
         }
@@ -213,7 +213,7 @@ fn broken_bundles_are_errors_not_panics() {
 #[test]
 fn saliency_net_outputs_a_distribution_and_round_trips_through_a_bundle() {
     let device = cpu();
-    let classifier = ClassifierConfig::new(vec!["a".into(), "b".into()])
+    let classifier = ResNetConfig::new(vec!["a".into(), "b".into()])
         .with_input_size(64)
         .with_base_channels(8)
         .init(&device)
@@ -270,8 +270,7 @@ fn eval_reproduces_the_classifier_card_on_the_same_held_out_patients() {
     let (e, notes) = cxrlens::ml::train::evaluate_bundle(
         &common::shared_data().join("nih-cxr14-subset"),
         &info,
-        0.2,
-        42,
+        &cxrlens::ml::train::SplitSpec::of_bundle(&info),
         &burn::prelude::Device::flex(),
     )
     .unwrap();

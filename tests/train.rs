@@ -261,10 +261,20 @@ fn fine_tuning_improves_the_held_out_dice_of_its_starting_weights() {
         before.final_evaluation.dice.unwrap(),
         after.final_evaluation.dice.unwrap(),
     );
-    eprintln!("held-out Dice: starting weights {d0:.4}, fine-tuned {d1:.4}");
+    // The same six epochs from scratch (same seed, so the very same run if --init were ignored).
+    let mut scratch = tiny_options(6);
+    scratch.learning_rate = 3e-3;
+    let d_scratch = run(&scratch, "scratch").final_evaluation.dice.unwrap();
+    eprintln!(
+        "held-out Dice: starting weights {d0:.4}, fine-tuned {d1:.4}, six epochs from scratch {d_scratch:.4}"
+    );
     assert!(
         d1 > d0 + 0.02,
         "held-out Dice {d0:.3} before fine-tuning, {d1:.3} after"
+    );
+    assert!(
+        d1 > d_scratch,
+        "fine-tuning ({d1:.4}) is no better than the same epochs from scratch ({d_scratch:.4}): was --init used?"
     );
     // The card says where it started from.
     let card = BundleInfo::open(&dir.path().join("tuned"), false)
@@ -298,7 +308,29 @@ fn keep_best_keeps_the_best_validation_epoch() {
         .iter()
         .map(|h| h.2.headline().1)
         .fold(f64::NEG_INFINITY, f64::max);
-    assert_eq!(report.final_evaluation.headline().1, best);
+    // Re-evaluate the weights that were written, on the same held-out patients.
+    let info = BundleInfo::open(&out, false).unwrap();
+    let (saved, _) = cxrlens::ml::train::evaluate_bundle(
+        &data,
+        &info,
+        &cxrlens::ml::train::SplitSpec::of_bundle(&info),
+        &burn::prelude::Device::flex().autodiff(),
+    )
+    .unwrap();
+    let last = report.history.last().unwrap().2.headline().1;
+    eprintln!(
+        "saved weights: {:.5}; best epoch {best:.5}; last epoch {last:.5}",
+        saved.headline().1
+    );
+    assert!(
+        (saved.headline().1 - best).abs() < 1e-6,
+        "the saved weights score {} on validation, the best epoch {best}",
+        saved.headline().1
+    );
+    assert!(
+        (saved.headline().1 - last).abs() > 1e-6,
+        "best and last epochs score alike"
+    );
     eprintln!("selected epoch {:?}", report.selected_epoch);
     assert!(
         report.selected_epoch.is_some(),

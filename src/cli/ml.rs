@@ -26,6 +26,15 @@ pub struct AnalyzeArgs {
     /// Explain the classifier (default) or the lung network's head.
     #[arg(long, default_value = "classifier")]
     pub target: String,
+    /// Print the results the out-of-distribution gate hides (they are still marked).
+    #[arg(long)]
+    pub show_hidden: bool,
+}
+
+/// What `cxrlens analyze` prints, and whether the gate flagged the image (exit status 3).
+pub struct AnalyzeOutcome {
+    pub text: String,
+    pub flagged: bool,
 }
 
 #[derive(Debug, Args)]
@@ -46,8 +55,10 @@ pub struct TrainArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
-    #[arg(long, default_value_t = 128)]
-    pub size: usize,
+    /// Input side in pixels (default 128, 224 for efficientnet-lite0; fine-tuning keeps the
+    /// starting bundle's unless this is given, which the lung network allows).
+    #[arg(long)]
+    pub size: Option<usize>,
     #[arg(long, default_value_t = 16)]
     pub base_channels: usize,
     #[arg(long, default_value_t = 42)]
@@ -62,6 +73,9 @@ pub struct TrainArgs {
     pub no_augment: bool,
     #[arg(long, default_value = "1.0.0")]
     pub version: String,
+    /// Model name written into the card (default: the kind's usual name).
+    #[arg(long)]
+    pub name: Option<String>,
     /// Fine-tune: start from this model bundle's weights (its input size and width are used).
     #[arg(long)]
     pub init: Option<PathBuf>,
@@ -90,6 +104,22 @@ pub struct TrainArgs {
     /// Final learning rate of the cosine schedule, as a fraction of --lr.
     #[arg(long, default_value_t = 0.05)]
     pub final_lr_fraction: f64,
+    /// Classifier architecture of a new model: resnet or efficientnet-lite0.
+    #[arg(long, default_value = "resnet")]
+    pub arch: String,
+    /// efficientnet-lite0: start from these ImageNet weights (PyTorch state dict), e.g.
+    /// ../shared/pretrained/efficientnet-lite0/efficientnet-lite0-57934424.pth
+    #[arg(long)]
+    pub pretrained: Option<PathBuf>,
+    /// efficientnet-lite0: keep the stem and this many of its 16 blocks frozen.
+    #[arg(long, default_value_t = 0)]
+    pub frozen_blocks: usize,
+    /// Hold out this fraction of patients as a test split (reported in the card, used for nothing else).
+    #[arg(long, default_value_t = 0.0)]
+    pub test_fraction: f64,
+    /// A caveat particular to this dataset, written into the card (repeatable).
+    #[arg(long)]
+    pub limitation: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -99,10 +129,20 @@ pub struct EvalArgs {
     pub bundle: PathBuf,
     #[arg(long)]
     pub data: PathBuf,
-    #[arg(long, default_value_t = 0.2)]
-    pub validation_fraction: f64,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Every image of DATA (an external folder the model never saw), no split.
+    #[arg(long, conflicts_with = "split")]
+    pub all: bool,
+    /// Which held-out images: test, validation (of the patient split the bundle was trained
+    /// with) or all. Default: test when the bundle was trained with a test split, else validation.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Patient split (default: the bundle's own, from its training-report.json).
+    #[arg(long)]
+    pub validation_fraction: Option<f64>,
+    #[arg(long)]
+    pub test_fraction: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Record the figures in the bundle's card (card.json and MODEL_CARD.md).
     #[arg(long)]
     pub update_card: bool,
@@ -115,37 +155,55 @@ pub struct EvalArgs {
 }
 
 pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
+    use crate::ml::train::{HeldOut, SplitSpec};
     let info =
         crate::ml::bundle::BundleInfo::open(&args.bundle, false).map_err(|e| e.to_string())?;
     let device = Device::flex();
-    let (evaluation, notes) = crate::ml::train::evaluate_bundle(
-        &args.data,
-        &info,
-        args.validation_fraction,
-        args.seed,
-        &device,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut out = format!("{}: {} held-out images\n", info.title(), evaluation.images);
+    let mut spec = SplitSpec::of_bundle(&info);
+    spec.held_out = match (args.all, args.split.as_deref()) {
+        (true, _) | (_, Some("all")) => HeldOut::All,
+        (_, Some("test")) => HeldOut::Test,
+        (_, Some("validation")) => HeldOut::Validation,
+        (_, None) => spec.held_out,
+        (_, Some(other)) => {
+            return Err(format!("--split {other}: expected test, validation or all"));
+        }
+    };
+    spec.validation_fraction = args.validation_fraction.unwrap_or(spec.validation_fraction);
+    spec.test_fraction = args.test_fraction.unwrap_or(spec.test_fraction);
+    spec.seed = args.seed.unwrap_or(spec.seed);
+    if spec.held_out == HeldOut::Test && spec.test_fraction <= 0.0 {
+        return Err("--split test: the bundle was trained without a test split (give --test-fraction, or use --split validation)".into());
+    }
+    let (evaluation, notes) = crate::ml::train::evaluate_bundle(&args.data, &info, &spec, &device)
+        .map_err(|e| e.to_string())?;
+    let which = match spec.held_out {
+        HeldOut::All => "all images (no split)".to_string(),
+        HeldOut::Test => format!(
+            "test split ({} of patients, seed {})",
+            spec.test_fraction, spec.seed
+        ),
+        HeldOut::Validation => format!(
+            "validation split ({} of patients, seed {})",
+            spec.validation_fraction, spec.seed
+        ),
+    };
+    let mut out = format!(
+        "{}: {} held-out images, {which}\n",
+        info.title(),
+        evaluation.images
+    );
     out += &evaluation.to_csv(&info.card.class_names);
     let mut json = serde_json::json!({
         "model": info.title(),
         "data": args.data.display().to_string(),
-        "validation_fraction": args.validation_fraction,
-        "seed": args.seed,
+        "split": spec,
         "class_names": info.card.class_names,
         "evaluation": evaluation,
     });
     if info.card.kind == crate::ml::bundle::ModelKind::Lung {
-        let e = crate::ml::eval::evaluate_lung(
-            &info,
-            &args.data,
-            args.validation_fraction,
-            args.seed,
-            &device,
-            !args.raw,
-        )
-        .map_err(|e| e.to_string())?;
+        let e = crate::ml::eval::evaluate_lung(&info, &args.data, &spec, &device, !args.raw)
+            .map_err(|e| e.to_string())?;
         out += &format!(
             "{} held-out masks: Dice at image resolution mean {:.4}, median {:.4}, 5th percentile {:.4}\n",
             e.images, e.dice_image, e.dice_image_median, e.dice_image_p05
@@ -184,6 +242,55 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
 }
 
 #[derive(Debug, Args)]
+pub struct OodFitArgs {
+    /// Bundle folder whose gate is fitted (ood.json + ood-stats.bin are written into it).
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// The dataset the bundle was trained on (its own patient split is used).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Threshold at this percentile of the validation images' distances.
+    #[arg(long, default_value_t = 99.0)]
+    pub percentile: f64,
+    /// The training domain in words, shown in the warning (e.g. "adult frontal chest radiographs").
+    #[arg(long)]
+    pub domain: String,
+    /// Folders of other images to measure the gate on (flag rate, AUROC); repeatable.
+    #[arg(long)]
+    pub other: Vec<PathBuf>,
+}
+
+/// `cxrlens ood fit`: fit a bundle's out-of-distribution gate and record it in its card.
+pub fn run_ood_fit(args: &OodFitArgs) -> Result<String, String> {
+    if !(50.0..=100.0).contains(&args.percentile) {
+        return Err(format!(
+            "--percentile {} is not in [50, 100]",
+            args.percentile
+        ));
+    }
+    let info =
+        crate::ml::bundle::BundleInfo::open(&args.bundle, false).map_err(|e| e.to_string())?;
+    let fit = crate::ml::ood_fit::fit_gate(
+        &info,
+        &args.data,
+        args.percentile,
+        &args.domain,
+        &args.other,
+        &Device::flex(),
+    )
+    .map_err(|e| e.to_string())?;
+    fit.gate.save(&args.bundle).map_err(|e| e.to_string())?;
+    let mut card = info.card.clone();
+    card.ood = Some(fit.gate.info.clone());
+    card.write(&args.bundle).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{}wrote {}\n",
+        fit.report,
+        args.bundle.join("ood.json").display()
+    ))
+}
+
+#[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Input side in pixels.
     #[arg(long, default_value_t = 128)]
@@ -195,6 +302,12 @@ pub struct BenchArgs {
     /// Also time wgpu when the only adapter is a CPU one (slow: kernel compilation takes minutes).
     #[arg(long)]
     pub include_cpu_adapter: bool,
+    /// lung (the U-Net) or efficientnet (EfficientNet-Lite0, random weights).
+    #[arg(long, default_value = "lung")]
+    pub network: String,
+    /// efficientnet: stem and this many blocks frozen (as `train --frozen-blocks`).
+    #[arg(long, default_value_t = 0)]
+    pub frozen_blocks: usize,
 }
 
 #[derive(Debug, Args)]
@@ -245,7 +358,7 @@ pub fn parse_method(text: &str) -> Result<Method, String> {
     })
 }
 
-pub fn run_analyze(args: &AnalyzeArgs, backend: Option<&str>) -> Result<String, String> {
+pub fn run_analyze(args: &AnalyzeArgs, backend: Option<&str>) -> Result<AnalyzeOutcome, String> {
     let method = parse_method(&args.method)?;
     let target = match args.target.as_str() {
         "classifier" => ExplainTarget::Classifier,
@@ -270,37 +383,118 @@ pub fn run_analyze(args: &AnalyzeArgs, backend: Option<&str>) -> Result<String, 
         class: None,
     };
     let result = analyze(&models, &request, &mut |_, _| true).map_err(|e| e.to_string())?;
+    let ood = &result.ood;
     let mut out = format!(
         "device:        {} ({})\n",
         compute.description, compute.reason
     );
+    for g in ood.lung.iter().chain(ood.classifier.iter()) {
+        out += &format!(
+            "gate:          {}: Mahalanobis distance {:.1} (limit {:.1}) {}\n",
+            g.model,
+            g.distance,
+            g.threshold,
+            if g.passed {
+                "within its training data"
+            } else {
+                "OUTSIDE its training data"
+            }
+        );
+    }
+    if let Some(a) = &ood.anatomy {
+        out += &format!(
+            "anatomy:       {} lung regions, {:.1} % of the image{}\n",
+            a.regions,
+            100.0 * a.lung_fraction,
+            if a.passed() {
+                String::new()
+            } else {
+                format!(" — {}", a.problems.join("; "))
+            }
+        );
+    }
+    if let Some(message) = ood.message() {
+        out += &format!("VERDICT:       {message}\n");
+    }
+    let shown = |model: &str| args.show_hidden || ood.shows(model);
+    let hidden_mark = |model: &str| {
+        if ood.shows(model) {
+            ""
+        } else {
+            " [hidden: out of distribution]"
+        }
+    };
     for p in &result.predictions {
-        out += &format!("{}:\n", p.model_title);
+        if !shown(&p.model_title) {
+            out += &format!("{}: hidden (--show-hidden prints it)\n", p.model_title);
+            continue;
+        }
+        let note = if p.uninformative {
+            " [class head not better than chance on held-out data: not a result]"
+        } else if p.calibrated {
+            " (calibrated)"
+        } else {
+            ""
+        };
+        out += &format!("{}{note}{}:\n", p.model_title, hidden_mark(&p.model_title));
         for (name, prob) in &p.classes {
             out += &format!("  {name:<18} {prob:.3}\n");
         }
+        if let Some(d) = &p.decision {
+            out += &format!(
+                "  operating point: p({}) >= {:.3} -> {} (sensitivity {:.3}, specificity {:.3} on the {} split)\n",
+                d.class,
+                d.threshold,
+                if d.positive {
+                    d.class.clone()
+                } else {
+                    format!("not {}", d.class)
+                },
+                d.sensitivity,
+                d.specificity,
+                d.measured_on
+            );
+        }
     }
-    if let Some(mask) = &result.lung_probability {
+    let lung_model = models
+        .lung
+        .as_ref()
+        .map(|(_, i)| i.title())
+        .unwrap_or_default();
+    if let Some(mask) = &result.lung_probability
+        && shown(&lung_model)
+    {
         let lung = mask.values.iter().filter(|&&v| v >= 0.5).count();
         out += &format!(
-            "lung area:     {:.1} % of the image\n",
-            100.0 * lung as f64 / mask.values.len() as f64
+            "lung area:     {:.1} % of the image{}\n",
+            100.0 * lung as f64 / mask.values.len() as f64,
+            hidden_mark(&lung_model)
         );
     }
-    if let (Some(map), Some((model, class))) = (&result.heatmap, &result.explained) {
+    if let (Some(map), Some((model, class))) = (&result.heatmap, &result.explained)
+        && shown(model)
+    {
         let mean = map.values.iter().sum::<f32>() / map.values.len() as f32;
         out += &format!(
-            "{}:      {model}, class {class}, {}×{}, mean {mean:.3}\n",
+            "{}:      {model}, class {class}, layer {}, {}×{}, mean {mean:.3}{}\n",
             method.label(),
+            result.target_layer,
             map.width,
-            map.height
+            map.height,
+            hidden_mark(model)
         );
+    }
+    for (name, secs) in &result.step_seconds {
+        out += &format!("  step {name}: {:.3} s\n", secs);
     }
     out += &format!("time:          {:.2} s\n", result.seconds);
     for p in problems {
         out += &format!("note:          {p}\n");
     }
-    Ok(out)
+    Ok(AnalyzeOutcome {
+        text: out,
+        flagged: ood.message().is_some(),
+    })
 }
 
 pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, String> {
@@ -310,12 +504,20 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     options.epochs = args.epochs;
     options.batch_size = args.batch_size;
     options.learning_rate = args.lr;
-    options.input_size = args.size;
+    options.input_size = args.size.unwrap_or(if args.arch == "efficientnet-lite0" {
+        224
+    } else {
+        128
+    });
+    options.override_input_size = args.size.is_some() && args.init.is_some();
     options.base_channels = args.base_channels;
     options.seed = args.seed;
     options.validation_fraction = args.validation_fraction;
     options.max_images = args.max_images;
     options.version = args.version.clone();
+    if let Some(name) = &args.name {
+        options.name = name.clone();
+    }
     options.init_from = args.init.clone();
     options.resume = args.resume;
     options.freeze_encoder = args.freeze_encoder;
@@ -325,6 +527,12 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     options.gaze_dir = args.gaze.clone();
     options.heatmap_generator_weight = args.heatmap_generator_weight;
     options.final_lr_fraction = args.final_lr_fraction;
+    options.architecture =
+        crate::ml::classifier::Architecture::parse(&args.arch).map_err(|e| e.to_string())?;
+    options.pretrained = args.pretrained.clone();
+    options.frozen_blocks = args.frozen_blocks;
+    options.test_fraction = args.test_fraction;
+    options.limitations = args.limitation.clone();
     options.command = std::iter::once("cxrlens".to_string())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
@@ -362,44 +570,115 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
         out.display()
     );
     text += &report.final_evaluation.to_csv(&report.class_names);
+    if let Some(t) = &report.test_evaluation {
+        text += &format!("test split ({} images):\n", t.images);
+        text += &t.to_csv(&report.class_names);
+    }
+    if let Some(c) = &report.calibration {
+        text += &format!(
+            "calibration: temperature {:.3}; p({}) >= {:.3}: sensitivity {:.3}, specificity {:.3} ({}); ECE {:.4} -> {:.4}\n",
+            c.temperature,
+            c.positive_class,
+            c.threshold,
+            c.sensitivity,
+            c.specificity,
+            c.measured_on,
+            c.ece_before,
+            c.ece_after
+        );
+    }
     Ok(text)
 }
 
+/// The network a benchmark times.
+enum BenchNet {
+    Lung(crate::ml::lung::LungNet),
+    EfficientNet(crate::ml::efficientnet::EfficientNetLite, usize),
+}
+
+impl BenchNet {
+    fn new(args: &BenchArgs, device: &Device) -> Result<Self, String> {
+        Ok(match args.network.as_str() {
+            "lung" => Self::Lung(
+                LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()])
+                    .with_input_size(args.size)
+                    .init(device)
+                    .train(),
+            ),
+            "efficientnet" | "efficientnet-lite0" => Self::EfficientNet(
+                crate::ml::efficientnet::EfficientNetLiteConfig::new(vec!["a".into(), "b".into()])
+                    .with_input_size(args.size)
+                    .init(device)
+                    .freeze_prefix(args.frozen_blocks)
+                    .train(),
+                args.frozen_blocks,
+            ),
+            other => return Err(format!("--network {other}: expected lung or efficientnet")),
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Lung(m) => format!("lung U-Net ({} parameters)", m.num_params()),
+            Self::EfficientNet(m, 0) => {
+                format!("EfficientNet-Lite0 ({} parameters)", m.num_params())
+            }
+            Self::EfficientNet(m, k) => format!(
+                "EfficientNet-Lite0 ({} parameters), stem + {k} blocks frozen",
+                m.num_params()
+            ),
+        }
+    }
+
+    /// Inference output reduced to a scalar.
+    fn infer(&self, x: Tensor<4>) -> Tensor<1> {
+        match self {
+            Self::Lung(m) => m.valid().forward(x).mask_logits.sum(),
+            Self::EfficientNet(m, _) => m.valid().forward(x).sum(),
+        }
+    }
+
+    /// A training loss over every output.
+    fn loss(&self, x: Tensor<4>) -> Tensor<1> {
+        match self {
+            Self::Lung(m) => {
+                let out = m.forward(x);
+                out.mask_logits.sum() + out.class_logits.sum()
+            }
+            Self::EfficientNet(m, _) => m.forward(x).sum(),
+        }
+    }
+}
+
 fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<String, String> {
-    let config =
-        LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()]).with_input_size(args.size);
-    let model = config.init(&compute.device).train();
+    let net = BenchNet::new(args, &compute.device)?;
     let x = Tensor::<4>::random(
         [args.batch, 1, args.size, args.size],
         burn::tensor::Distribution::Normal(0.0, 1.0),
         &compute.device,
     );
-    let valid = model.valid();
     let inner = compute.device.clone().inner();
     let x_inner = x.clone().inner();
     let sync = |t: Tensor<1>| tensor_to_vec(t).map(|v| v[0]).map_err(|e| e.to_string());
     let mut forward = Vec::new();
     let mut backward = Vec::new();
     let first = Instant::now();
-    sync(
-        valid
-            .forward(x_inner.clone().to_device(&inner))
-            .mask_logits
-            .sum(),
-    )?;
-    let loss = model.forward(x.clone()).mask_logits.sum();
-    let _ = loss.backward();
+    sync(net.infer(x_inner.clone().to_device(&inner)))?;
+    let _ = net.loss(x.clone()).backward();
     let warmup = first.elapsed().as_secs_f64();
     for _ in 0..args.repeat.max(1) {
         let t = Instant::now();
-        sync(valid.forward(x_inner.clone()).mask_logits.sum())?;
+        sync(net.infer(x_inner.clone()))?;
         inner.sync().map_err(|e| format!("{e:?}"))?;
         forward.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let xg = x.clone().require_grad();
-        let out = model.forward(xg.clone());
-        let loss = out.mask_logits.sum() + out.class_logits.sum();
-        let grads = loss.backward();
+        // As in training, the input needs no gradient except to time the lung network as before
+        // (its figures in the notes include the input gradient).
+        let xg = match net {
+            BenchNet::Lung(_) => x.clone().require_grad(),
+            BenchNet::EfficientNet(..) => x.clone(),
+        };
+        let grads = net.loss(xg.clone()).backward();
         // Wait for the whole backward pass: read the input gradient (the last one computed) and
         // then wait for the device, so asynchronous backends are not timed at submission.
         if let Some(g) = xg.grad(&grads) {
@@ -410,11 +689,15 @@ fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<String, Str
     }
     forward.sort_by(f64::total_cmp);
     backward.sort_by(f64::total_cmp);
+    let (f, b) = (forward[forward.len() / 2], backward[backward.len() / 2]);
     Ok(format!(
-        "{:<40} forward {:>8.1} ms   forward+backward {:>8.1} ms   (first call incl. compile {:.1} s)\n",
+        "{:<40} {}: forward {:>8.1} ms ({:.1} img/s)   forward+backward {:>8.1} ms ({:.1} img/s)   (first call incl. compile {:.1} s)\n",
         compute.description,
-        1000.0 * forward[forward.len() / 2],
-        1000.0 * backward[backward.len() / 2],
+        net.describe(),
+        1000.0 * f,
+        args.batch as f64 / f,
+        1000.0 * b,
+        args.batch as f64 / b,
         warmup
     ))
 }
@@ -527,9 +810,10 @@ pub fn run_check(args: &CheckArgs) -> Result<String, String> {
                 ));
             }
             None => networks.push((
-                Network::Classifier(
-                    ClassifierConfig::new(vec!["a".into(), "b".into()]).with_input_size(size),
-                ),
+                Network::Classifier(ClassifierConfig::ResNet(
+                    crate::ml::resnet::ResNetConfig::new(vec!["a".into(), "b".into()])
+                        .with_input_size(size),
+                )),
                 None,
                 "classifier, random weights".into(),
             )),
@@ -537,9 +821,7 @@ pub fn run_check(args: &CheckArgs) -> Result<String, String> {
         // No saliency weights are shipped (there is no real gaze data here): random weights,
         // fed the shipped classifier's feature width.
         let classifier_channels = match networks.last() {
-            Some((Network::Classifier(c), _, _)) => {
-                c.base_channels << c.blocks_per_stage.len().saturating_sub(1)
-            }
+            Some((Network::Classifier(c), _, _)) => c.feature_channels(),
             _ => 64,
         };
         networks.push((
@@ -583,13 +865,12 @@ pub fn run_check(args: &CheckArgs) -> Result<String, String> {
 
 pub fn run_bench(args: &BenchArgs) -> Result<String, String> {
     check_size_and_batch(args.size, args.batch)?;
-    let params = LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()])
-        .with_input_size(args.size)
-        .init(&Device::flex())
-        .num_params();
     let mut out = format!(
-        "lung network ({params} parameters), batch {} × 1 × {}², median of {}\n",
-        args.batch, args.size, args.repeat
+        "batch {} × 1 × {}², median of {}, {} threads\n",
+        args.batch,
+        args.size,
+        args.repeat,
+        rayon::current_num_threads()
     );
     out += &time_backend(
         &select(BackendChoice::Flex, None)

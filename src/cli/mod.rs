@@ -45,6 +45,14 @@ pub struct Cli {
     pub command: Option<CliCommand>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum OodCommand {
+    /// Fit the Mahalanobis gate of a bundle: mean and shrunk covariance of its pooled features
+    /// on the training split, threshold at a percentile of the validation split; measured on the
+    /// held-out split and on --other folders; written into the bundle and its card.
+    Fit(ml::OodFitArgs),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RendererChoice {
     Auto,
@@ -65,13 +73,19 @@ pub enum CliCommand {
     Analyze(ml::AnalyzeArgs),
     /// Train a model on a local dataset folder (labels.csv, images/, masks/).
     Train(ml::TrainArgs),
-    /// Evaluate a lung bundle on the held-out patients of a dataset (Dice at image resolution).
+    /// Evaluate a bundle on held-out patients (its test or validation split) or on every image of an
+    /// external folder (--all): AUC with CI, confusion, operating point, Dice at image resolution.
     Eval(ml::EvalArgs),
     /// Time forward and forward+backward of the lung network on each available backend.
     BenchBackends(ml::BenchArgs),
     /// Check the wgpu backend against the flex CPU reference (outputs, input and weight gradients,
     /// Grad-CAM) and the viewer shader against its CPU twin on the device burn created.
     CheckBackends(ml::CheckArgs),
+    /// Out-of-distribution gate: fit a bundle's gate on its training data (`ood fit`).
+    Ood {
+        #[command(subcommand)]
+        command: OodCommand,
+    },
     /// Eye gaze: simulate a reading, compare a recording with the models' maps, time the heatmaps.
     Gaze {
         #[command(subcommand)]

@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::activation::sigmoid;
 
 use super::bundle::{BundleInfo, LoadedModel, ModelKind, load_bundle};
 use super::classifier::Classifier;
 use super::error::MlError;
-use super::explain::{Method, ModelMap, explain};
+use super::explain::{Explainable, Method, ModelMap, explain};
 use super::lung::LungNet;
+use super::ood::{FeatureGate, GateResult, OodReport, anatomy_check};
 use super::preprocess::{model_input, to_image_space};
 use super::saliency::SaliencyNet;
 use super::tensor_to_vec;
@@ -24,8 +25,13 @@ pub struct Models {
     pub device: Device,
     pub lung: Option<(LungNet, BundleInfo)>,
     pub classifier: Option<(Classifier, BundleInfo)>,
+    /// The classifier's Grad-CAM target layer, in words.
+    pub classifier_target_layer: String,
     /// A saliency network (predicted gaze); it needs the classifier's features.
     pub saliency: Option<(SaliencyNet, BundleInfo)>,
+    /// Out-of-distribution gates of the lung network and the classifier (from their bundles).
+    pub lung_gate: Option<FeatureGate>,
+    pub classifier_gate: Option<FeatureGate>,
 }
 
 impl Models {
@@ -35,7 +41,10 @@ impl Models {
             device: device.clone(),
             lung: None,
             classifier: None,
+            classifier_target_layer: String::new(),
             saliency: None,
+            lung_gate: None,
+            classifier_gate: None,
         };
         let mut problems = Vec::new();
         let mut saliency_classifier = String::new();
@@ -48,10 +57,25 @@ impl Models {
             if !wanted {
                 continue;
             }
+            let gate = match FeatureGate::load(&info.dir) {
+                Ok(g) => g,
+                Err(e) => {
+                    problems.push(format!(
+                        "{}: out-of-distribution gate unreadable, so every image will be flagged: {e}",
+                        info.title()
+                    ));
+                    Some(FeatureGate::refusing_all())
+                }
+            };
             match load_bundle(info, device) {
-                Ok(LoadedModel::Lung(m, _)) => models.lung = Some((m.freeze(), info.clone())),
-                Ok(LoadedModel::Classifier(m, _)) => {
-                    models.classifier = Some((m.freeze(), info.clone()))
+                Ok(LoadedModel::Lung(m, _)) => {
+                    models.lung = Some((m.freeze(), info.clone()));
+                    models.lung_gate = gate;
+                }
+                Ok(LoadedModel::Classifier(m, c)) => {
+                    models.classifier = Some((m.freeze(), info.clone()));
+                    models.classifier_target_layer = c.target_layer();
+                    models.classifier_gate = gate;
                 }
                 Ok(LoadedModel::Saliency(m, config)) => {
                     saliency_classifier = config.classifier_title.clone();
@@ -103,6 +127,24 @@ pub struct AnalysisRequest {
 pub struct Prediction {
     pub model_title: String,
     pub classes: Vec<(String, f32)>,
+    /// The probabilities are temperature-scaled (the card's calibration).
+    pub calibrated: bool,
+    /// The card's operating point and where this image falls.
+    pub decision: Option<Decision>,
+    /// The held-out figures do not show the head to be better than chance: its probabilities
+    /// are computed but not shown as a result.
+    pub uninformative: bool,
+}
+
+/// The operating point chosen on validation, applied to this image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub class: String,
+    pub threshold: f64,
+    pub positive: bool,
+    pub sensitivity: f64,
+    pub specificity: f64,
+    pub measured_on: String,
 }
 
 /// Everything an analysis produces. Maps are in image space, image resolution.
@@ -118,6 +160,13 @@ pub struct AnalysisResult {
     pub method: Method,
     pub explained: Option<(String, String)>,
     pub predictions: Vec<Prediction>,
+    /// The explained layer, in words (e.g. "head convolution conv_head (1280 channels, 7×7)").
+    pub target_layer: String,
+    /// How far the image is from the models' training data; the viewer says this before the
+    /// results and hides what it flags until asked.
+    pub ood: OodReport,
+    /// Seconds per step, in order.
+    pub step_seconds: Vec<(String, f64)>,
     pub seconds: f64,
 }
 
@@ -127,19 +176,28 @@ pub fn analyze(
     request: &AnalysisRequest,
     progress: &mut dyn FnMut(f32, &str) -> bool,
 ) -> Result<AnalysisResult, MlError> {
-    let mut step = |fraction: f32, name: &str| {
+    let started = Instant::now();
+    let mut step_seconds: Vec<(String, f64)> = Vec::new();
+    let mut last = Instant::now();
+    let mut step = |fraction: f32, name: &str, done: Option<&str>| {
+        if let Some(done) = done {
+            step_seconds.push((done.to_string(), last.elapsed().as_secs_f64()));
+            last = Instant::now();
+        }
         if progress(fraction, name) {
             Ok(())
         } else {
             Err(MlError::Cancelled)
         }
     };
-    let started = Instant::now();
     let image = &request.image;
     let (w, h) = (image.width, image.height);
     let mut predictions = Vec::new();
     let mut lung_grid: Option<ModelMap> = None;
     let mut lung_probability = None;
+    let mut lung_gate = None;
+    let mut classifier_gate = None;
+    let mut anatomy = None;
     // The same preprocessing for every network, at its own input size.
     let input = |size: usize| {
         model_input(
@@ -151,30 +209,46 @@ pub fn analyze(
         )
         .to_tensor(&models.device)
     };
+    step(0.05, "lung mask and classification", None)?;
     if let Some((lung, info)) = &models.lung {
-        step(0.1, "lung mask and classification")?;
         let size = info.card.input_size;
-        let x = input(size);
-        let out = lung.forward(x);
+        let out = lung.forward(input(size));
         let mut mask = ModelMap {
             width: size,
             height: size,
             values: tensor_to_vec(sigmoid(out.mask_logits))?,
         };
         super::preprocess::clean_lung_map(&mut mask);
+        anatomy = Some(anatomy_check(&mask.values, size, size));
+        if let Some(gate) = &models.lung_gate {
+            lung_gate = Some(GateResult::of(
+                gate,
+                &info.title(),
+                &tensor_to_vec(out.pooled)?,
+            ));
+        }
         lung_probability = Some(to_image_space(&mask, w, h));
         lung_grid = Some(mask);
         predictions.push(prediction(info, out.class_logits)?);
     }
+    step(0.3, "classifier", Some("lung mask and classification"))?;
     if let Some((classifier, info)) = &models.classifier {
-        step(0.3, "classifier")?;
         let size = info.card.input_size;
-        let x = input(size);
-        predictions.push(prediction(info, classifier.forward(x))?);
+        let features = classifier.features(input(size));
+        if let Some(gate) = &models.classifier_gate {
+            let pooled = tensor_to_vec(super::blocks::global_avg_pool(features.clone()))?;
+            classifier_gate = Some(GateResult::of(gate, &info.title(), &pooled));
+        }
+        predictions.push(prediction(info, classifier.head(features))?);
     }
+    let ood = OodReport::decide(lung_gate, classifier_gate, anatomy);
     let mut saliency = None;
     if let (Some((net, info)), Some((classifier, cinfo))) = (&models.saliency, &models.classifier) {
-        step(0.4, "predicted gaze")?;
+        step(
+            0.4,
+            "predicted gaze",
+            Some("classifier and out-of-distribution gate"),
+        )?;
         let features = classifier.features(input(cinfo.card.input_size));
         let out = net.forward(input(info.card.input_size), features);
         let size = info.card.input_size;
@@ -190,8 +264,14 @@ pub fn analyze(
             info.title()
         };
         saliency = Some((to_image_space(&map, w, h), title));
+        step(0.5, request.method.label(), Some("predicted gaze"))?;
+    } else {
+        step(
+            0.5,
+            request.method.label(),
+            Some("classifier and out-of-distribution gate"),
+        )?;
     }
-    step(0.5, request.method.label())?;
     let pick_class = |p: Option<&Prediction>| -> usize {
         request.class.unwrap_or_else(|| {
             p.and_then(|p| {
@@ -206,17 +286,18 @@ pub fn analyze(
     };
     let lung_prediction = models.lung.as_ref().and_then(|_| predictions.first());
     let classifier_prediction = models.classifier.as_ref().and_then(|_| predictions.last());
-    let (heatmap, explained) = match (request.method, request.target) {
+    let (heatmap, explained, target_layer) = match (request.method, request.target) {
         // The lung-cropped CAM is defined on the lung network's own head.
         (Method::LungCroppedCam, _) | (_, ExplainTarget::LungHead) => match &models.lung {
             Some((lung, info)) => {
                 let class = pick_class(lung_prediction);
                 let size = info.card.input_size;
-                let x = input(size);
-                let map = explain(lung, x, class, request.method, lung_grid.as_ref())?;
+                let map = explain(lung, input(size), class, request.method, lung_grid.as_ref())?;
+                let side = size >> 4;
                 (
                     Some(to_image_space(&map, w, h)),
                     Some((info.title(), class_name(&info.card.class_names, class))),
+                    format!("bottleneck ({side}×{side})"),
                 )
             }
             None => return Err(MlError::Input("no lung network is loaded".into())),
@@ -225,17 +306,17 @@ pub fn analyze(
             Some((classifier, info)) => {
                 let class = pick_class(classifier_prediction);
                 let size = info.card.input_size;
-                let x = input(size);
-                let map = explain(classifier, x, class, request.method, None)?;
+                let map = explain(classifier, input(size), class, request.method, None)?;
                 (
                     Some(to_image_space(&map, w, h)),
                     Some((info.title(), class_name(&info.card.class_names, class))),
+                    models.classifier_target_layer.clone(),
                 )
             }
             None => return Err(MlError::Input("no classifier is loaded".into())),
         },
     };
-    step(1.0, "done")?;
+    step(1.0, "done", Some(request.method.label()))?;
     Ok(AnalysisResult {
         lung_probability,
         heatmap,
@@ -243,6 +324,9 @@ pub fn analyze(
         method: request.method,
         explained,
         predictions,
+        target_layer,
+        ood,
+        step_seconds,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -254,10 +338,41 @@ fn class_name(names: &[String], class: usize) -> String {
         .unwrap_or_else(|| format!("class {class}"))
 }
 
+/// Class probabilities as the card says to read them: temperature-scaled when the card has a
+/// calibration, with its operating point; flagged uninformative when the held-out figures do not
+/// show the head better than chance.
 fn prediction(info: &BundleInfo, logits: Tensor<2>) -> Result<Prediction, MlError> {
-    let p = tensor_to_vec(softmax(logits, 1))?;
+    let z = tensor_to_vec(logits)?;
+    let calibration = info.card.calibration.as_ref();
+    let temperature = calibration.map_or(1.0, |c| c.temperature);
+    let p = super::calibration::softmax_t(&z, temperature);
+    let classes: Vec<(String, f32)> = info
+        .card
+        .class_names
+        .iter()
+        .cloned()
+        .zip(p.iter().map(|&v| v as f32))
+        .collect();
+    let decision = calibration.and_then(|c| {
+        let k = info
+            .card
+            .class_names
+            .iter()
+            .position(|n| *n == c.positive_class)?;
+        Some(Decision {
+            class: c.positive_class.clone(),
+            threshold: c.threshold,
+            positive: p.get(k).copied()? >= c.threshold,
+            sensitivity: c.sensitivity,
+            specificity: c.specificity,
+            measured_on: c.measured_on.clone(),
+        })
+    });
     Ok(Prediction {
         model_title: info.title(),
-        classes: info.card.class_names.iter().cloned().zip(p).collect(),
+        classes,
+        calibrated: calibration.is_some(),
+        decision,
+        uninformative: !info.card.class_head_informative(),
     })
 }

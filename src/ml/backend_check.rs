@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::Gradients;
 
 use super::bundle::{load_into, save_module};
-use super::classifier::ClassifierConfig;
+use super::classifier::{Classifier, ClassifierConfig};
 use super::error::MlError;
 use super::explain::{Explainable, Method, explain};
 use super::lung::LungNetConfig;
@@ -104,7 +104,7 @@ impl Network {
     fn input_size(&self) -> usize {
         match self {
             Network::Lung(c) => c.input_size,
-            Network::Classifier(c) => c.input_size,
+            Network::Classifier(c) => c.input_size(),
             Network::Saliency(c) => c.input_size,
         }
     }
@@ -326,7 +326,7 @@ fn evaluate(
                 .push(("all parameter gradients, fusion class loss".into(), all));
         }
         Network::Classifier(config) => {
-            let model = load_into(config.init(device), weights)?.train();
+            let model = config.init(device).load(weights)?.train();
             let logits = model.forward(x.clone());
             let n = logits.dims().iter().product::<usize>();
             let w = Tensor::<1>::from_floats(pattern(n, seed + 3).as_slice(), device)
@@ -337,9 +337,12 @@ fn evaluate(
             ));
             let grads = (logits * w).sum().backward();
             evaluated.input_gradient = input_gradient(&x, &grads)?;
-            evaluated.parameter_gradients = collect_gradients(&model, &grads, false)?;
+            evaluated.parameter_gradients = match &model {
+                Classifier::ResNet(m) => collect_gradients(m, &grads, false)?,
+                Classifier::EfficientNet(m) => collect_gradients(m, &grads, false)?,
+            };
             // Grad-CAM of class 0 on the first image, as the viewer computes it (frozen weights).
-            let explaining = load_into(config.init(device), weights)?.freeze();
+            let explaining = config.init(device).load(weights)?.freeze();
             evaluated.explanation = Some(first_image_grad_cam(&explaining, &input, size, device)?);
         }
     }
@@ -454,7 +457,7 @@ pub fn compare(
             ));
             match network {
                 Network::Lung(c) => save_module(c.init(reference), &path)?,
-                Network::Classifier(c) => save_module(c.init(reference), &path)?,
+                Network::Classifier(c) => c.init(reference).save(&path)?,
                 Network::Saliency(c) => save_module(c.init(reference), &path)?,
             }
             temp = Some(TempFile(path.clone()));

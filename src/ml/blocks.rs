@@ -34,6 +34,25 @@ impl ReluRule {
             ReluRule::Deconv => upstream.clamp_min(0.0),
         }
     }
+
+    /// The same rule at a clipped ReLU `min(max(z, 0), max)` (ReLU6 has `max` = 6): its derivative
+    /// is 1 only where `0 < z < max`, so the forward mask closes above the clip too.
+    pub fn apply_clipped(
+        self,
+        upstream: Tensor<4>,
+        pre_activation: Tensor<4>,
+        max: f32,
+    ) -> Tensor<4> {
+        let open = || {
+            pre_activation.clone().greater_elem(0.0).float()
+                * pre_activation.clone().lower_elem(max).float()
+        };
+        match self {
+            ReluRule::Plain => upstream * open(),
+            ReluRule::Guided => upstream.clamp_min(0.0) * open(),
+            ReluRule::Deconv => upstream.clamp_min(0.0),
+        }
+    }
 }
 
 /// Vector–Jacobian product of `f` at `x`: `Jᵀ·upstream`, computed by autodiff on a detached leaf.

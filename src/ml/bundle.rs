@@ -79,6 +79,12 @@ pub struct ModelCard {
     pub simulated_gaze: bool,
     /// The command that reproduces the weights.
     pub command: String,
+    /// Two-class classifiers: temperature scaling and the operating point (see `ml::calibration`).
+    #[serde(default)]
+    pub calibration: Option<super::calibration::Calibration>,
+    /// The out-of-distribution gate (`ood.json` beside the weights), with its measured rates.
+    #[serde(default)]
+    pub ood: Option<super::ood::GateInfo>,
 }
 
 impl ModelCard {
@@ -98,6 +104,15 @@ impl ModelCard {
             metrics.insert(format!("auc_{name}_ci_low"), auc.ci_low);
             metrics.insert(format!("auc_{name}_ci_high"), auc.ci_high);
         }
+        if let Some(t) = &report.test_evaluation {
+            metrics.insert("test_accuracy".into(), t.accuracy);
+            metrics.insert("test_images".into(), t.images as f64);
+            for (name, auc) in &t.per_class_auc {
+                metrics.insert(format!("test_auc_{name}"), auc.auc);
+                metrics.insert(format!("test_auc_{name}_ci_low"), auc.ci_low);
+                metrics.insert(format!("test_auc_{name}_ci_high"), auc.ci_high);
+            }
+        }
         let folder = data_root
             .file_name()
             .map_or_else(|| "dataset".into(), |n| n.to_string_lossy().into_owned());
@@ -109,6 +124,19 @@ impl ModelCard {
             report.validation_patients,
             o.seed
         );
+        if report.test_images > 0 {
+            data += &format!(
+                "; {} test images ({} patients) held out from training, model selection and calibration (metrics prefixed test_)",
+                report.test_images, report.test_patients
+            );
+        }
+        if let Some(p) = &o.pretrained {
+            data += &format!(
+                "; started from the ImageNet weights {}",
+                p.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            );
+        }
         if let Some(init) = &o.init_from {
             data += &format!("; fine-tuned from the weights in {}", init.display());
         }
@@ -133,25 +161,25 @@ impl ModelCard {
             limitations: Vec::new(),
             simulated_gaze: false,
             command: String::new(),
+            calibration: report.calibration.clone(),
+            ood: None,
         }
     }
 }
 
-/// Caveats every card of this kind carries.
-pub fn default_limitations(kind: ModelKind, data_folder: &str) -> Vec<String> {
+/// Caveats every card of this kind carries; what is particular to a dataset comes from the run's
+/// `--limitation` options (`TrainOptions::limitations`).
+pub fn default_limitations(kind: ModelKind, data_folder: &str, input_size: usize) -> Vec<String> {
     let mut l = vec![
         "Research and teaching tool; not a medical device and not validated for diagnosis."
             .to_string(),
+        format!(
+            "Trained and validated only on {data_folder} at {input_size}×{input_size} (whole image, aspect ratio not kept): figures on other populations, devices or sites are unknown; the out-of-distribution gate flags images unlike the training images, not every such image."
+        ),
     ];
     match kind {
-        ModelKind::Lung => {
-            l.push(format!("Trained at 128×128 on the lung masks of {data_folder}: frontal (PA, AP, AP supine) adult radiographs, mostly COVID-19 pneumonia. Masks include lung behind the heart. Not validated on paediatric, lateral, post-surgical or very low-quality images."));
-            l.push("The classification head's labels (covid19 / other_pneumonia / normal) follow the image source in this collection; the head can learn the source rather than the disease, its classes are very unbalanced (18 normal images), and its AUCs are not clinical evidence. On the shipped run its held-out macro AUC is at chance (see the metrics): treat its probabilities as uninformative; the lung mask is the product of this network.".into());
-        }
-        ModelKind::Classifier => {
-            l.push(format!("Trained on {data_folder}: NIH ChestX-ray14 images distributed as 64×64 thumbnails, upsampled to the 128×128 input; the network sees only coarse structure."));
-            l.push("'abnormal' pools 14 text-mined NIH findings (label accuracy estimated around 90 %); the validation set is small, hence the wide confidence intervals.".into());
-        }
+        ModelKind::Lung => l.push("Masks include lung behind the heart, as in the training annotations. The classification head is shown only when its held-out figures say it is better than chance (see the metrics).".into()),
+        ModelKind::Classifier => l.push("The class probability is one model's opinion on the whole image; Grad-CAM shows where the evidence for it lies, not a lesion segmentation.".into()),
         ModelKind::Saliency => l.push(
             "Any saliency model trained here on simulated gaze says so in `simulated_gaze`.".into(),
         ),
@@ -160,6 +188,24 @@ pub fn default_limitations(kind: ModelKind, data_folder: &str) -> Vec<String> {
 }
 
 impl ModelCard {
+    /// Whether held-out figures show the class head better than chance: the lower end of the
+    /// bootstrap 95 % CI of every class's AUC (test split when there is one) above 0.5. Cards
+    /// without AUCs (e.g. saliency) count as informative.
+    pub fn class_head_informative(&self) -> bool {
+        let prefix = if self.metrics.keys().any(|k| k.starts_with("test_auc_")) {
+            "test_auc_"
+        } else {
+            "auc_"
+        };
+        let lows: Vec<f64> = self
+            .metrics
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix) && k.ends_with("_ci_low"))
+            .map(|(_, v)| *v)
+            .collect();
+        lows.iter().all(|&l| l > 0.5)
+    }
+
     /// The human-readable card.
     pub fn markdown(&self) -> String {
         let mut md = format!("# {} {}\n\n", self.name, self.version);
@@ -178,9 +224,46 @@ impl ModelCard {
             if self.simulated_gaze { "yes" } else { "no" }
         );
         md += &format!("- **Reproduce:** `{}`\n\n", self.command);
-        md += "## Validation metrics (held-out patients)\n\n| metric | value |\n|---|---|\n";
+        md += "## Metrics (held-out patients: validation split, test split where prefixed test_)\n\n| metric | value |\n|---|---|\n";
         for (k, v) in &self.metrics {
             md += &format!("| {k} | {v:.4} |\n");
+        }
+        if let Some(c) = &self.calibration {
+            md += &format!(
+                "\n## Calibration and operating point\n\nTemperature {:.3} (fitted on validation). Operating point: calibrated p({}) ≥ {:.3} (Youden's J on validation); on the {} split sensitivity {:.3}, specificity {:.3}. Expected calibration error (15 bins) on the {} split: {:.4} before, {:.4} after temperature scaling.\n",
+                c.temperature,
+                c.positive_class,
+                c.threshold,
+                c.measured_on,
+                c.sensitivity,
+                c.specificity,
+                c.measured_on,
+                c.ece_before,
+                c.ece_after
+            );
+        }
+        if let Some(g) = &self.ood {
+            md += &format!(
+                "\n## Out-of-distribution gate\n\nMahalanobis distance of the {} ({} dimensions) from the training images (mean and Ledoit–Wolf-shrunk covariance of {} training images, shrinkage {:.3}); threshold {:.2} at the {}th percentile of {} validation images. An image above it is flagged as outside the training data ({}) and its results are hidden until the user asks.\n\n| measured | value |\n|---|---|\n",
+                g.features,
+                g.dimensions,
+                g.fitted_on,
+                g.shrinkage,
+                g.threshold,
+                g.percentile,
+                g.calibrated_on,
+                g.domain
+            );
+            for (k, v) in &g.measured {
+                md += &format!("| {k} | {v:.4} |\n");
+            }
+        }
+        if self.kind == ModelKind::Lung {
+            md += if self.class_head_informative() {
+                "\nThe classification head is shown in the viewer: every class's held-out AUC has a 95 % CI above 0.5.\n"
+            } else {
+                "\nThe classification head is **not shown** as a result in the viewer: its held-out AUC is not better than chance (a 95 % CI reaches 0.5).\n"
+            };
         }
         md += "\n## Limitations\n\n";
         for l in &self.limitations {
@@ -278,8 +361,8 @@ pub fn load_bundle(info: &BundleInfo, device: &Device) -> Result<LoadedModel, Ml
         }
         ModelKind::Classifier => {
             let config: ClassifierConfig = read_json(&config_path)?;
-            validate_sizes(config.input_size, config.blocks_per_stage.len() + 1)?;
-            LoadedModel::Classifier(load_into(config.init(device), &weights)?, config)
+            validate_sizes(config.input_size(), config.downsamplings())?;
+            LoadedModel::Classifier(config.init(device).load(&weights)?, config)
         }
         ModelKind::Saliency => {
             let config: SaliencyNetConfig = read_json(&config_path)?;

@@ -1,140 +1,320 @@
-//! ResNet-style chest X-ray classifier. Its last residual stage is the Grad-CAM target layer; the
-//! head is global average pooling + a linear layer, so per-class probabilities come from a
-//! softmax over the logits.
+//! The chest X-ray classifier, whichever architecture a bundle holds: the small ResNet-style
+//! network (`ml::resnet`, trained from scratch) or EfficientNet-Lite0 (`ml::efficientnet`,
+//! fine-tuned from ImageNet weights). Everything outside `ml` sees one type with one set of
+//! operations; `config.json` names the architecture (`"architecture"`, absent in bundles made
+//! before there was a choice, which are ResNets).
 
-use burn::nn::conv::Conv2d;
-use burn::nn::pool::MaxPool2d;
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use std::path::Path;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use serde::{Deserialize, Serialize};
 
-use super::blocks::{BasicBlock, ReluRule, conv3x3, global_avg_pool, max_pool2, vjp};
+use super::blocks::ReluRule;
+use super::bundle::{load_into, save_module};
+use super::efficientnet::{EfficientNetLite, EfficientNetLiteConfig};
+use super::error::MlError;
 use super::explain::Explainable;
+use super::resnet::{ResNet, ResNetConfig};
 
-/// Architecture of [`Classifier`]. Stored as `config.json` beside the weights.
-#[derive(Config, Debug)]
-pub struct ClassifierConfig {
-    /// Square input side in pixels; images are resampled to it.
-    #[config(default = 128)]
-    pub input_size: usize,
-    /// Channels of the stem; doubled at each stage after the first.
-    #[config(default = 16)]
-    pub base_channels: usize,
-    /// Residual blocks per stage (each stage after the first halves the resolution).
-    #[config(default = "vec![2, 2, 2]")]
-    pub blocks_per_stage: Vec<usize>,
-    /// Class names, in output order.
-    pub class_names: Vec<String>,
+/// Which classifier network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    /// Three residual stages, trained from scratch (`ml::resnet`).
+    #[serde(rename = "resnet")]
+    ResNet,
+    /// EfficientNet-Lite0, ImageNet-pretrained (`ml::efficientnet`).
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientNetLite0,
 }
 
-/// The classifier. Build with [`ClassifierConfig::init`].
-#[derive(Module, Debug)]
-pub struct Classifier {
-    stem_conv: Conv2d,
-    stem_bn: BatchNorm,
-    pool: MaxPool2d,
-    blocks: Vec<BasicBlock>,
-    head: Linear,
-}
+impl Architecture {
+    pub const ALL: [Architecture; 2] = [Architecture::ResNet, Architecture::EfficientNetLite0];
 
-impl Classifier {
-    /// Freezes the stem and every residual stage, so fine-tuning adapts only the class head.
-    pub fn freeze_features(mut self) -> Self {
-        self.stem_conv = self.stem_conv.freeze();
-        self.stem_bn = self.stem_bn.freeze();
-        self.blocks = self.blocks.into_iter().map(Module::freeze).collect();
-        self
+    pub fn parse(text: &str) -> Result<Self, MlError> {
+        match text {
+            "resnet" => Ok(Self::ResNet),
+            "efficientnet-lite0" => Ok(Self::EfficientNetLite0),
+            other => Err(MlError::Config(format!(
+                "unknown classifier architecture {other:?} (resnet, efficientnet-lite0)"
+            ))),
+        }
     }
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::ResNet => "resnet",
+            Self::EfficientNetLite0 => "efficientnet-lite0",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ResNet => "ResNet-style (from scratch)",
+            Self::EfficientNetLite0 => "EfficientNet-Lite0 (ImageNet-pretrained)",
+        }
+    }
+
+    /// The input side a new model of this architecture is trained at by default.
+    pub fn default_input_size(self) -> usize {
+        match self {
+            Self::ResNet => 128,
+            Self::EfficientNetLite0 => 224,
+        }
+    }
+}
+
+/// Architecture and geometry of a classifier (`config.json`).
+#[derive(Clone, Debug)]
+pub enum ClassifierConfig {
+    ResNet(ResNetConfig),
+    EfficientNetLite0(EfficientNetLiteConfig),
 }
 
 impl ClassifierConfig {
-    pub fn init(&self, device: &Device) -> Classifier {
-        let mut blocks = Vec::new();
-        let mut channels = self.base_channels;
-        for (stage, &count) in self.blocks_per_stage.iter().enumerate() {
-            let out = self.base_channels << stage;
-            for i in 0..count {
-                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(channels, out, stride, device));
-                channels = out;
+    pub fn architecture(&self) -> Architecture {
+        match self {
+            Self::ResNet(_) => Architecture::ResNet,
+            Self::EfficientNetLite0(_) => Architecture::EfficientNetLite0,
+        }
+    }
+
+    pub fn input_size(&self) -> usize {
+        match self {
+            Self::ResNet(c) => c.input_size,
+            Self::EfficientNetLite0(c) => c.input_size,
+        }
+    }
+
+    pub fn class_names(&self) -> &[String] {
+        match self {
+            Self::ResNet(c) => &c.class_names,
+            Self::EfficientNetLite0(c) => &c.class_names,
+        }
+    }
+
+    pub fn set_class_names(&mut self, names: Vec<String>) {
+        match self {
+            Self::ResNet(c) => c.class_names = names,
+            Self::EfficientNetLite0(c) => c.class_names = names,
+        }
+    }
+
+    /// How many times the network halves its input (the input side must be a multiple of 2^this).
+    pub fn downsamplings(&self) -> usize {
+        match self {
+            Self::ResNet(c) => c.blocks_per_stage.len() + 1,
+            Self::EfficientNetLite0(_) => 5,
+        }
+    }
+
+    /// The Grad-CAM target layer, in words (shown in the Analysis panel).
+    pub fn target_layer(&self) -> String {
+        let side = match self {
+            Self::ResNet(c) => c.feature_size(),
+            Self::EfficientNetLite0(c) => c.feature_size(),
+        };
+        match self {
+            Self::ResNet(c) => format!(
+                "last residual stage ({} channels, {side}×{side})",
+                c.base_channels << c.blocks_per_stage.len().saturating_sub(1)
+            ),
+            Self::EfficientNetLite0(_) => {
+                format!("head convolution conv_head (1280 channels, {side}×{side})")
             }
         }
-        Classifier {
-            stem_conv: conv3x3(1, self.base_channels, 2, device),
-            stem_bn: BatchNormConfig::new(self.base_channels).init(device),
-            pool: max_pool2(),
-            blocks,
-            head: LinearConfig::new(channels, self.class_names.len()).init(device),
+    }
+
+    /// The same architecture at another input size.
+    pub fn with_input_size(self, size: usize) -> Self {
+        match self {
+            Self::ResNet(c) => Self::ResNet(c.with_input_size(size)),
+            Self::EfficientNetLite0(c) => Self::EfficientNetLite0(c.with_input_size(size)),
         }
     }
 
-    /// Side of the target feature map for an input of `input_size`.
-    pub fn feature_size(&self) -> usize {
-        let stages = self.blocks_per_stage.len().saturating_sub(1);
-        (self.input_size / 4) >> stages
+    /// Channels of the Grad-CAM target layer (what a saliency network fuses).
+    pub fn feature_channels(&self) -> usize {
+        match self {
+            Self::ResNet(c) => c.base_channels << c.blocks_per_stage.len().saturating_sub(1),
+            Self::EfficientNetLite0(_) => 1280,
+        }
+    }
+
+    pub fn init(&self, device: &Device) -> Classifier {
+        match self {
+            Self::ResNet(c) => Classifier::ResNet(c.init(device)),
+            Self::EfficientNetLite0(c) => Classifier::EfficientNet(c.init(device)),
+        }
     }
 }
 
+impl Serialize for ClassifierConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let value = match self {
+            Self::ResNet(c) => serde_json::to_value(c),
+            Self::EfficientNetLite0(c) => serde_json::to_value(c),
+        }
+        .map_err(serde::ser::Error::custom)?;
+        let mut map = match value {
+            serde_json::Value::Object(map) => map,
+            _ => return Err(serde::ser::Error::custom("config is not an object")),
+        };
+        map.insert(
+            "architecture".into(),
+            serde_json::Value::String(self.architecture().id().into()),
+        );
+        map.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClassifierConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let architecture = match map.remove("architecture") {
+            None => Architecture::ResNet,
+            Some(serde_json::Value::String(s)) => {
+                Architecture::parse(&s).map_err(serde::de::Error::custom)?
+            }
+            Some(other) => {
+                return Err(serde::de::Error::custom(format!(
+                    "architecture {other} is not a string"
+                )));
+            }
+        };
+        let value = serde_json::Value::Object(map);
+        Ok(match architecture {
+            Architecture::ResNet => {
+                Self::ResNet(serde_json::from_value(value).map_err(serde::de::Error::custom)?)
+            }
+            Architecture::EfficientNetLite0 => Self::EfficientNetLite0(
+                serde_json::from_value(value).map_err(serde::de::Error::custom)?,
+            ),
+        })
+    }
+}
+
+/// A classifier network of either architecture.
+// One value per loaded model: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Classifier {
+    ResNet(ResNet),
+    EfficientNet(EfficientNetLite),
+}
+
+/// Applies the same module operation to whichever network the classifier holds.
+macro_rules! each {
+    ($self:expr, $m:ident => $e:expr) => {
+        match $self {
+            Classifier::ResNet($m) => Classifier::ResNet($e),
+            Classifier::EfficientNet($m) => Classifier::EfficientNet($e),
+        }
+    };
+}
+
 impl Classifier {
-    fn stem(&self, x: Tensor<4>) -> Tensor<4> {
-        self.pool
-            .forward(relu(self.stem_bn.forward(self.stem_conv.forward(x))))
-    }
-
-    /// Activations of the last residual stage, `[B, C_last, S/4/2^(stages-1), …]`.
-    pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
-        self.blocks
-            .iter()
-            .fold(self.stem(x), |h, block| block.forward(h))
-    }
-
     /// `x`: `[B, 1, S, S]` normalised image → `[B, classes]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.head.forward(global_avg_pool(self.features(x)))
+        match self {
+            Self::ResNet(m) => m.forward(x),
+            Self::EfficientNet(m) => m.forward(x),
+        }
     }
-}
 
-impl Classifier {
-    /// Guided-backpropagation map of `classes[b]` for each image, `[B, 1, S, S]`, built from
-    /// explicit transposes so that a loss on it trains the weights (the heatmap-generator loss).
-    /// Batch norm enters with its running statistics, as in inference. Equals
-    /// `explain::rule_gradient(…, ReluRule::Guided)` (tested).
-    pub fn guided_backprop_map(&self, x: Tensor<4>, classes: &[usize]) -> Tensor<4> {
-        use super::blocks::{bn_transpose, conv_transpose_of, guided, max_pool2_transpose};
-        let x = x.detach();
-        let [b, _, s_h, s_w] = x.dims();
-        // Masks from the network in inference mode (batch norm on its running statistics).
-        let frozen = self.clone().freeze();
-        let z0 = frozen
-            .stem_bn
-            .forward(frozen.stem_conv.forward(x.clone()))
-            .detach();
-        let a0 = relu(z0.clone());
-        let p0 = frozen.pool.forward(a0.clone());
-        let mut inputs = Vec::with_capacity(self.blocks.len());
-        let mut h = p0.clone();
-        for block in &frozen.blocks {
-            inputs.push(h.clone());
-            h = block.forward(h).detach();
+    /// Activations of the Grad-CAM target layer, `[B, C, h, w]`.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Self::ResNet(m) => m.features(x),
+            Self::EfficientNet(m) => m.features(x),
         }
-        let [_, c, fh, fw] = h.dims();
-        // d logit / d features: the head's weight column of the class, spread by the average pool.
-        let weight = self.head.weight.val(); // [C, classes]
-        let columns: Vec<Tensor<2>> = classes
-            .iter()
-            .map(|&k| weight.clone().narrow(1, k, 1).reshape([1, c]))
-            .collect();
-        let mut g = Tensor::cat(columns, 0)
-            .reshape([b, c, 1, 1])
-            .repeat_dim(2, fh)
-            .repeat_dim(3, fw)
-            .div_scalar((fh * fw) as f32);
-        for ((block, f), input) in self.blocks.iter().zip(&frozen.blocks).zip(inputs).rev() {
-            g = block.guided_transpose(f, input, g);
+    }
+
+    /// Globally pooled target-layer activations `[B, C]`: the features the classification layer
+    /// reads and the out-of-distribution gate measures.
+    pub fn pooled(&self, x: Tensor<4>) -> Tensor<2> {
+        super::blocks::global_avg_pool(self.features(x))
+    }
+
+    /// Inference mode: no gradient to the weights, batch norm on its running statistics.
+    pub fn freeze(self) -> Self {
+        each!(self, m => m.freeze())
+    }
+
+    /// The same network on the inner (non-autodiff) device, in inference mode.
+    pub fn valid(&self) -> Self {
+        each!(self, m => m.valid())
+    }
+
+    /// Training mode (batch statistics, dropout) for the parts that are not frozen.
+    pub fn train(self) -> Self {
+        each!(self, m => m.train())
+    }
+
+    /// Freezes everything but the classification layer.
+    pub fn freeze_features(self) -> Self {
+        each!(self, m => m.freeze_features())
+    }
+
+    pub fn num_params(&self) -> usize {
+        match self {
+            Self::ResNet(m) => m.num_params(),
+            Self::EfficientNet(m) => m.num_params(),
         }
-        let g = max_pool2_transpose(a0, p0, g);
-        let g = guided(g, z0);
-        conv_transpose_of(&self.stem_conv, bn_transpose(&self.stem_bn, g), [s_h, s_w])
+    }
+
+    /// Writes the weights (burnpack), atomically.
+    pub fn save(&self, path: &Path) -> Result<(), MlError> {
+        match self {
+            Self::ResNet(m) => save_module(m.clone(), path),
+            Self::EfficientNet(m) => save_module(m.clone(), path),
+        }
+    }
+
+    /// Loads weights written by [`Self::save`] into this network.
+    pub fn load(self, path: &Path) -> Result<Self, MlError> {
+        Ok(match self {
+            Self::ResNet(m) => Self::ResNet(load_into(m, path)?),
+            Self::EfficientNet(m) => Self::EfficientNet(load_into(m, path)?),
+        })
+    }
+
+    /// Parameter gradients of this network from a backward pass.
+    pub fn gradients(&self, grads: burn::tensor::Gradients) -> GradientsParams {
+        match self {
+            Self::ResNet(m) => GradientsParams::from_grads(grads, m),
+            Self::EfficientNet(m) => GradientsParams::from_grads(grads, m),
+        }
+    }
+
+    /// This network's share of gradients that other modules take from too.
+    pub fn gradients_from(&self, grads: &mut burn::tensor::Gradients) -> GradientsParams {
+        match self {
+            Self::ResNet(m) => GradientsParams::from_module(grads, m),
+            Self::EfficientNet(m) => GradientsParams::from_module(grads, m),
+        }
+    }
+
+    /// One optimiser step.
+    pub fn step(self, optimizer: &mut ModuleOptimizer, lr: f64, grads: GradientsParams) -> Self {
+        each!(self, m => optimizer.step(lr, m, grads))
+    }
+
+    /// Differentiable guided-backpropagation map (the heatmap-generator loss); see
+    /// [`ResNet::guided_backprop_map`]. Only the ResNet has the explicit transposes it needs.
+    pub fn guided_backprop_map(
+        &self,
+        x: Tensor<4>,
+        classes: &[usize],
+    ) -> Result<Tensor<4>, MlError> {
+        match self {
+            Self::ResNet(m) => Ok(m.guided_backprop_map(x, classes)),
+            Self::EfficientNet(_) => Err(MlError::Config(
+                "the heatmap-generator loss needs the ResNet classifier (its guided backpropagation is built from explicit transposes); train the staged recipe without it, or start from a ResNet bundle".into(),
+            )),
+        }
     }
 }
 
@@ -144,28 +324,16 @@ impl Explainable for Classifier {
     }
 
     fn head(&self, features: Tensor<4>) -> Tensor<2> {
-        self.head.forward(global_avg_pool(features))
+        match self {
+            Self::ResNet(m) => m.head(features),
+            Self::EfficientNet(m) => m.head(features),
+        }
     }
 
     fn backprop_features(&self, x: Tensor<4>, upstream: Tensor<4>, rule: ReluRule) -> Tensor<4> {
-        let x = x.detach();
-        let mut inputs = Vec::with_capacity(self.blocks.len());
-        let mut h = self.stem(x.clone()).detach();
-        for block in &self.blocks {
-            inputs.push(h.clone());
-            h = block.forward(h).detach();
+        match self {
+            Self::ResNet(m) => m.backprop_features(x, upstream, rule),
+            Self::EfficientNet(m) => m.backprop_features(x, upstream, rule),
         }
-        let mut g = upstream;
-        for (block, input) in self.blocks.iter().zip(inputs).rev() {
-            g = block.backprop(input, g, rule);
-        }
-        // Stem: conv → BN → ReLU → max-pool.
-        let z = self
-            .stem_bn
-            .forward(self.stem_conv.forward(x.clone()))
-            .detach();
-        g = vjp(|t| self.pool.forward(t), relu(z.clone()), g);
-        g = rule.apply(g, z);
-        vjp(|t| self.stem_bn.forward(self.stem_conv.forward(t)), x, g)
     }
 }

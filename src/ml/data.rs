@@ -123,6 +123,28 @@ pub fn split_by_patient(
     validation_fraction: f64,
     seed: u64,
 ) -> (Vec<usize>, Vec<usize>) {
+    let split = split_by_patient3(records, validation_fraction, 0.0, seed);
+    (split.train, split.validation)
+}
+
+/// Image indices of a three-way split by patient.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+    /// Held out from training, early stopping, calibration and the choice of operating point.
+    pub test: Vec<usize>,
+}
+
+/// Split by patient into train / validation / test. Patients are shuffled with `seed`; the first
+/// `validation_fraction` of them are validation and the next `test_fraction` test, so the
+/// validation patients are those of [`split_by_patient`] with the same seed and fraction.
+pub fn split_by_patient3(
+    records: &[Record],
+    validation_fraction: f64,
+    test_fraction: f64,
+    seed: u64,
+) -> Split {
     let mut patients: Vec<&str> = records
         .iter()
         .map(|r| r.patient_id.as_str())
@@ -130,17 +152,23 @@ pub fn split_by_patient(
         .into_iter()
         .collect();
     SplitMix64::new(seed).shuffle(&mut patients);
-    let n_val = ((patients.len() as f64) * validation_fraction).round() as usize;
-    let validation: BTreeSet<&str> = patients.into_iter().take(n_val).collect();
-    let (mut train, mut val) = (Vec::new(), Vec::new());
+    let count = |f: f64| ((patients.len() as f64) * f.clamp(0.0, 1.0)).round() as usize;
+    let n_val = count(validation_fraction);
+    let n_test = count(test_fraction).min(patients.len().saturating_sub(n_val));
+    let validation: BTreeSet<&str> = patients.iter().take(n_val).copied().collect();
+    let test: BTreeSet<&str> = patients.iter().skip(n_val).take(n_test).copied().collect();
+    let mut split = Split::default();
     for (i, r) in records.iter().enumerate() {
-        if validation.contains(r.patient_id.as_str()) {
-            val.push(i)
+        let p = r.patient_id.as_str();
+        if validation.contains(p) {
+            split.validation.push(i)
+        } else if test.contains(p) {
+            split.test.push(i)
         } else {
-            train.push(i)
+            split.train.push(i)
         }
     }
-    (train, val)
+    split
 }
 
 /// A lung mask on the model grid: target (lung fraction ≥ ½) and weight (0 where mostly "ignore").

@@ -10,12 +10,13 @@ use burn::tensor::activation::sigmoid;
 use serde::{Deserialize, Serialize};
 
 use super::bundle::{BundleInfo, LoadedModel, load_bundle};
-use super::data::{read_labels, split_by_patient};
+use super::data::read_labels;
 use super::error::MlError;
 use super::explain::ModelMap;
 use super::metrics::dice;
 use super::preprocess::{model_input, to_image_space};
 use super::tensor_to_vec;
+use super::train::SplitSpec;
 
 /// Dice of a lung bundle on held-out images.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -28,12 +29,11 @@ pub struct LungEvaluation {
     pub dice_image_p05: f64,
 }
 
-/// Evaluate `bundle` (a lung network) on the validation patients of `data_root`.
+/// Evaluate `bundle` (a lung network) on the held-out images `spec` names in `data_root`.
 pub fn evaluate_lung(
     bundle: &BundleInfo,
     data_root: &Path,
-    validation_fraction: f64,
-    seed: u64,
+    spec: &SplitSpec,
     device: &Device,
     clean: bool,
 ) -> Result<LungEvaluation, MlError> {
@@ -46,7 +46,7 @@ pub fn evaluate_lung(
     let model = model.valid();
     let inner = device.clone().inner();
     let (records, _) = read_labels(data_root)?;
-    let (_, validation) = split_by_patient(&records, validation_fraction, seed);
+    let validation = spec.indices(&records);
     let mut dices = Vec::new();
     for &i in &validation {
         let r = &records[i];

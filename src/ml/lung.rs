@@ -34,6 +34,9 @@ pub struct LungOutput {
     pub mask_logits: Tensor<4>,
     /// `[B, classes]` class logits.
     pub class_logits: Tensor<2>,
+    /// `[B, C]` globally pooled bottleneck activations (what the class head and the
+    /// out-of-distribution gate read).
+    pub pooled: Tensor<2>,
 }
 
 /// The multi-output U-Net. Build with [`LungNetConfig::init`].
@@ -106,7 +109,8 @@ impl LungNet {
     /// `x`: `[B, 1, S, S]` normalised image (see `ml::preprocess`). One pass, both outputs.
     pub fn forward(&self, x: Tensor<4>) -> LungOutput {
         let (skips, bottom) = self.encode(x);
-        let class_logits = self.class_head.forward(global_avg_pool(bottom.clone()));
+        let pooled = global_avg_pool(bottom.clone());
+        let class_logits = self.class_head.forward(pooled.clone());
         let mut h = bottom;
         for ((up, block), skip) in self
             .up
@@ -119,6 +123,7 @@ impl LungNet {
         LungOutput {
             mask_logits: self.mask_head.forward(h),
             class_logits,
+            pooled,
         }
     }
 }

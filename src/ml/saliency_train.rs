@@ -37,48 +37,26 @@ use super::train::{
 use crate::gaze::{GazeRecording, ImageKey};
 use crate::io::write::write_atomically;
 
-/// EGD-CXR's blur, in image pixels.
-const SIGMA_PX: f64 = 150.0;
-
-/// The gaze heatmap of `rec` on a `size`×`size` grid for a `width`×`height` image, by its
-/// dataset's recipe scaled per axis to the grid, summed to 1: EGD-CXR fixation counts with a
-/// Gaussian of σ = 150 image pixels; REFLACX duration-weighted Gaussians of σ = 1° (the
-/// fixation's pixels per degree), 50 px without one.
+/// The gaze heatmap of `rec` on a `size`×`size` grid for a `width`×`height` image: the map the
+/// viewer compares with the model's (`gaze::heatmap` by the dataset's published recipe, at image
+/// resolution: EGD-CXR counts ⊛ σ = 150 px with reflect borders, REFLACX duration-weighted 1°
+/// Gaussians inside the shown area), area-averaged onto the grid and summed to 1 — one recipe for
+/// training and comparison. An empty map becomes uniform.
 pub fn grid_target(rec: &GazeRecording, width: u32, height: u32, size: usize) -> Vec<f32> {
-    let (sx, sy) = (size as f64 / width as f64, size as f64 / height as f64);
-    let mut map = vec![0.0_f64; size * size];
-    for f in &rec.fixations {
-        let (weight, [sigma_x, sigma_y]) = match rec.format {
-            crate::gaze::GazeFormat::EgdCxr => (1.0, [SIGMA_PX; 2]),
-            crate::gaze::GazeFormat::Reflacx => (
-                f.duration_s,
-                f.px_per_degree
-                    .map_or([50.0; 2], |p| [p[0] as f64, p[1] as f64]),
-            ),
-        };
-        if weight <= 0.0 {
-            continue;
-        }
-        let (gx, gy) = ((sigma_x * sx).max(0.5), (sigma_y * sy).max(0.5));
-        let (cx, cy) = ((f.x as f64 + 0.5) * sx - 0.5, (f.y as f64 + 0.5) * sy - 0.5);
-        let wx: Vec<f64> = (0..size)
-            .map(|x| (-0.5 * ((x as f64 - cx) / gx).powi(2)).exp())
-            .collect();
-        for y in 0..size {
-            let wy = weight * (-0.5 * ((y as f64 - cy) / gy).powi(2)).exp();
-            if wy < 1e-12 {
-                continue;
-            }
-            for (m, w) in map[y * size..(y + 1) * size].iter_mut().zip(&wx) {
-                *m += wy * w;
-            }
-        }
-    }
-    let sum: f64 = map.iter().sum();
-    map.iter()
-        .map(|v| {
+    let recipe = crate::gaze::heatmap::Recipe::published(rec.format);
+    let map = crate::gaze::heatmap::heatmap(rec, width, height, recipe);
+    let grid = crate::imaging::resample::resize_area(
+        &map.values,
+        width as usize,
+        height as usize,
+        size,
+        size,
+    );
+    let sum: f64 = grid.iter().map(|&v| v as f64).sum();
+    grid.iter()
+        .map(|&v| {
             if sum > 0.0 {
-                (v / sum) as f32
+                (v as f64 / sum) as f32
             } else {
                 1.0 / (size * size) as f32
             }
@@ -183,6 +161,13 @@ pub fn train_saliency(
             )));
         }
     };
+    if generator && classifier_config.architecture() != super::classifier::Architecture::ResNet {
+        return Err(MlError::Config(format!(
+            "the heatmap-generator loss needs a ResNet classifier; {} is {}",
+            cinfo.title(),
+            classifier_config.architecture().label()
+        )));
+    }
     let size = cinfo.card.input_size;
     let class_names = cinfo.card.class_names.clone();
 
@@ -344,7 +329,7 @@ pub fn train_saliency(
                     .iter()
                     .map(|&i| val_set[i].class.unwrap_or(0))
                     .collect();
-                let gb = tensor_to_vec(frozen.guided_backprop_map(x_ad, &classes).abs().detach())?;
+                let gb = tensor_to_vec(frozen.guided_backprop_map(x_ad, &classes)?.abs().detach())?;
                 for (j, &i) in chunk.iter().enumerate() {
                     let m = &gb[j * size * size..(j + 1) * size * size];
                     generator_kl +=
@@ -400,7 +385,7 @@ pub fn train_saliency(
         }
         net = super::bundle::load_into(net, &out_dir.join(&c.weights))?;
         if let Some(w) = &c.classifier_weights {
-            classifier = super::bundle::load_into(classifier, &out_dir.join(w))?;
+            classifier = classifier.load(&out_dir.join(w))?;
         }
         rng = SplitMix64::new(c.rng);
         history = c.history.clone();
@@ -505,7 +490,7 @@ pub fn train_saliency(
                             .map(|&i| train_set[i].class.unwrap_or(0))
                             .collect();
                         let gb = classifier
-                            .guided_backprop_map(x.clone(), &classes)
+                            .guided_backprop_map(x.clone(), &classes)?
                             .abs()
                             .reshape([n, size * size])
                             .add_scalar(1e-12);
@@ -560,8 +545,8 @@ pub fn train_saliency(
                 let net_grads = GradientsParams::from_module(&mut grads, &net);
                 net = optimizer.step(lr, net, net_grads);
                 if generator && stage == 2 {
-                    let c_grads = GradientsParams::from_module(&mut grads, &classifier);
-                    classifier = classifier_optimizer.step(lr, classifier, c_grads);
+                    let c_grads = classifier.gradients_from(&mut grads);
+                    classifier = classifier.step(&mut classifier_optimizer, lr, c_grads);
                 }
                 progress(TrainProgress::Batch {
                     epoch: history.len() + 1,
@@ -641,14 +626,18 @@ pub fn train_saliency(
         final_evaluation,
         data_problems: problems,
         selected_epoch: None,
+        test_images: 0,
+        test_patients: 0,
+        test_evaluation: None,
+        calibration: None,
     };
     let mut config = config;
     if generator {
         // The classifier changed: save it as its own bundle, and tie the saliency network to it.
         let dir = out_dir.join("classifier");
         std::fs::create_dir_all(&dir)?;
-        classifier_config.class_names = class_names.clone();
-        save_module(classifier.clone(), &dir.join("weights.bpk"))?;
+        classifier_config.set_class_names(class_names.clone());
+        classifier.save(&dir.join("weights.bpk"))?;
         write_atomically(
             &dir.join("config.json"),
             serde_json::to_string_pretty(&classifier_config)
@@ -711,7 +700,9 @@ pub fn train_saliency(
         &data_root
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        options.input_size,
     );
+    card.limitations.extend(options.limitations.iter().cloned());
     if simulated {
         card.limitations.insert(
             0,
@@ -832,7 +823,7 @@ fn write_checkpoint(
     state.optimizer = optim(optimizer, format!("checkpoint-{n:03}.optim.bpk"))?;
     if let (Some(c), Some(o)) = (classifier, classifier_optimizer) {
         let w = format!("checkpoint-{n:03}.classifier.bpk");
-        save_module(c.clone(), &out_dir.join(&w))?;
+        c.save(&out_dir.join(&w))?;
         state.classifier_weights = Some(w);
         state.classifier_optimizer =
             Some(optim(o, format!("checkpoint-{n:03}.classifier.optim.bpk"))?);
@@ -845,4 +836,94 @@ fn write_checkpoint(
         remove_checkpoint_files(out_dir, &p);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gaze::{Fixation, GazeFormat, PixelRect};
+
+    fn recording(format: GazeFormat, fixations: Vec<Fixation>) -> GazeRecording {
+        GazeRecording {
+            format,
+            image_id: "t".into(),
+            file: "t.csv".into(),
+            fixations,
+            off_image: 0,
+            simulated: false,
+        }
+    }
+
+    fn fixation(x: f32, y: f32, shown: Option<PixelRect>) -> Fixation {
+        Fixation {
+            x,
+            y,
+            start_s: 0.0,
+            duration_s: 0.5,
+            px_per_degree: Some([40.0, 40.0]),
+            shown,
+        }
+    }
+
+    /// REFLACX: a fixation made while only the left half of the image was shown puts no weight on
+    /// the right half (the published recipe evaluates the Gaussian inside the shown area only).
+    #[test]
+    fn reflacx_target_stays_inside_the_shown_area() {
+        let left_half = PixelRect {
+            xmin: 0.0,
+            ymin: 0.0,
+            xmax: 199.0,
+            ymax: 399.0,
+        };
+        let rec = recording(
+            GazeFormat::Reflacx,
+            vec![fixation(190.0, 200.0, Some(left_half))],
+        );
+        let t = grid_target(&rec, 400, 400, 16);
+        let right: f32 = (0..16)
+            .flat_map(|y| (8..16).map(move |x| (x, y)))
+            .map(|(x, y)| t[y * 16 + x])
+            .sum();
+        assert!(right < 1e-6, "mass right of the shown area: {right}");
+        assert!((t.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+
+    /// EGD-CXR: scipy's `reflect` border folds the tail of a fixation at the edge back inside, so
+    /// the grid cell at the edge is larger than its neighbour inwards at the same distance from
+    /// the fixation on the other side (a plain Gaussian would make them equal).
+    #[test]
+    fn egd_target_reflects_at_the_border() {
+        let rec = recording(GazeFormat::EgdCxr, vec![fixation(10.0, 500.0, None)]);
+        // 1000×1000 image, 10 grid cells of 100 px; σ = 150 px.
+        let t = grid_target(&rec, 1000, 1000, 10);
+        let row = &t[50..60];
+        // Cell 0 holds x = 0..99 around the fixation at 10; with reflection, the mass of x < 0
+        // folds into it, making cell 0 exceed cell 1 by more than a Gaussian alone would.
+        let gauss = |a: f64, b: f64| {
+            let phi = |v: f64| 0.5 * (1.0 + erf((v - 10.5) / (150.0 * 2f64.sqrt())));
+            phi(b) - phi(a)
+        };
+        let plain_ratio = gauss(0.0, 100.0) / gauss(100.0, 200.0);
+        // Reflection about the edge folds pixels −100…−1 into cell 0 and −200…−101 into cell 1.
+        let reflected_ratio = (gauss(0.0, 100.0) + gauss(-100.0, 0.0))
+            / (gauss(100.0, 200.0) + gauss(-200.0, -100.0));
+        let ratio = (row[0] / row[1]) as f64;
+        assert!(
+            (ratio - reflected_ratio).abs() < 0.02 * reflected_ratio
+                && (ratio - plain_ratio).abs() > 0.05,
+            "ratio {ratio}, reflected {reflected_ratio}, plain {plain_ratio}"
+        );
+    }
+
+    /// Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7), enough for the ratios above.
+    fn erf(x: f64) -> f64 {
+        let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+        let y = 1.0
+            - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736)
+                * t
+                + 0.254_829_592)
+                * t
+                * (-x * x).exp();
+        if x >= 0.0 { y } else { -y }
+    }
 }

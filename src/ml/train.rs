@@ -13,13 +13,13 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, sigmoid, softmax};
+use burn::tensor::activation::{log_softmax, sigmoid};
 use serde::{Deserialize, Serialize};
 
 use super::augment::{AugmentConfig, augment};
 use super::bundle::{ModelCard, ModelKind, save_module};
-use super::classifier::ClassifierConfig;
-use super::data::{PreparedSample, prepare, read_labels, split_by_patient};
+use super::classifier::{Architecture, ClassifierConfig};
+use super::data::{PreparedSample, prepare, read_labels, split_by_patient3};
 use super::device::ComputeDevice;
 use super::error::MlError;
 use super::lung::LungNetConfig;
@@ -80,6 +80,32 @@ pub struct TrainOptions {
     /// loss plus this term) instead of being frozen, and is saved beside the saliency network.
     #[serde(default)]
     pub heatmap_generator_weight: f32,
+    /// Classifier architecture of a new model (a starting bundle brings its own).
+    #[serde(default = "resnet")]
+    pub architecture: Architecture,
+    /// EfficientNet-Lite0: start from these ImageNet weights (a PyTorch state dict, imported
+    /// through burn's PyTorch store) with a new classification layer.
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
+    /// EfficientNet-Lite0: keep the stem and this many of the 16 blocks frozen (their ImageNet
+    /// features and batch-norm statistics), training the rest.
+    #[serde(default)]
+    pub frozen_blocks: usize,
+    /// Fraction of patients held out as a test split: used for nothing during training (not early
+    /// stopping, keep-best, calibration or the operating point) and reported in the card.
+    #[serde(default)]
+    pub test_fraction: f64,
+    /// Caveats particular to this dataset, written into the card after the standard ones.
+    #[serde(default)]
+    pub limitations: Vec<String>,
+    /// Fine-tuning the (fully convolutional) lung network at `input_size` rather than at the
+    /// starting bundle's size: how a 128² network is carried to 256².
+    #[serde(default)]
+    pub override_input_size: bool,
+}
+
+fn resnet() -> Architecture {
+    Architecture::ResNet
 }
 
 impl TrainOptions {
@@ -87,13 +113,23 @@ impl TrainOptions {
     /// option (the GUI and the CLI both show it).
     pub fn validate(&self) -> Result<(), MlError> {
         let bad = |m: String| Err(MlError::Options(m));
-        if self.init_from.is_none()
-            && (!(16..=1024).contains(&self.input_size) || !self.input_size.is_multiple_of(16))
+        let efficientnet = self.kind == ModelKind::Classifier
+            && self.architecture == Architecture::EfficientNetLite0;
+        let multiple = if efficientnet { 32 } else { 16 };
+        if (self.init_from.is_none() || self.override_input_size)
+            && (!(multiple..=1024).contains(&self.input_size)
+                || !self.input_size.is_multiple_of(multiple))
         {
             return bad(format!(
-                "input size {} is not a multiple of 16 between 16 and 1024 (the networks downsample 4 times)",
-                self.input_size
+                "input size {} is not a multiple of {multiple} between {multiple} and 1024 (the network downsamples {} times)",
+                self.input_size,
+                multiple.trailing_zeros()
             ));
+        }
+        if self.pretrained.is_some() && (!efficientnet || self.init_from.is_some()) {
+            return bad(
+                "ImageNet weights (--pretrained) start a new EfficientNet-Lite0 classifier, not a bundle or another architecture".into(),
+            );
         }
         if self.init_from.is_none() && !(1..=256).contains(&self.base_channels) {
             return bad(format!(
@@ -123,6 +159,21 @@ impl TrainOptions {
             return bad(format!(
                 "final learning-rate fraction {} is not in [0, 1]",
                 self.final_lr_fraction
+            ));
+        }
+        if !(0.0..0.9).contains(&self.test_fraction)
+            || self.validation_fraction + self.test_fraction >= 1.0
+        {
+            return bad(format!(
+                "test fraction {} with validation fraction {} leaves no training patients",
+                self.test_fraction, self.validation_fraction
+            ));
+        }
+        if self.frozen_blocks > super::efficientnet::BLOCKS {
+            return bad(format!(
+                "frozen blocks {} is more than the network's {}",
+                self.frozen_blocks,
+                super::efficientnet::BLOCKS
             ));
         }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
@@ -167,6 +218,12 @@ impl TrainOptions {
             fusion_epochs: 0,
             gaze_dir: None,
             heatmap_generator_weight: 0.0,
+            architecture: Architecture::ResNet,
+            pretrained: None,
+            frozen_blocks: 0,
+            test_fraction: 0.0,
+            limitations: Vec::new(),
+            override_input_size: false,
         }
     }
 }
@@ -187,6 +244,21 @@ pub struct Evaluation {
     /// Saliency network: mean KL, CC and HS of the predicted map against the gaze map.
     #[serde(default)]
     pub saliency: Option<SaliencyScores>,
+    /// A calibrated two-class classifier: its card's operating point on these images.
+    #[serde(default)]
+    pub operating_point: Option<OperatingPoint>,
+}
+
+/// Sensitivity and specificity at the card's threshold, and the expected calibration error
+/// (15 bins) without and with the card's temperature.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    pub class: String,
+    pub threshold: f64,
+    pub sensitivity: f64,
+    pub specificity: f64,
+    pub ece_uncalibrated: f64,
+    pub ece_calibrated: f64,
 }
 
 /// Mean saliency metrics over validation images (maps on the model grid, summed to 1).
@@ -233,6 +305,17 @@ impl Evaluation {
         }
         for (name, a) in &self.per_class_auc {
             out += &format!("auc,{name},{:.6},{:.6},{:.6}\n", a.auc, a.ci_low, a.ci_high);
+        }
+        if let Some(o) = &self.operating_point {
+            out += &format!(
+                "threshold,{c},{:.6},,\nsensitivity,{c},{:.6},,\nspecificity,{c},{:.6},,\nece_uncalibrated,,{:.6},,\nece_calibrated,,{:.6},,\n",
+                o.threshold,
+                o.sensitivity,
+                o.specificity,
+                o.ece_uncalibrated,
+                o.ece_calibrated,
+                c = o.class
+            );
         }
         for (i, row) in self.confusion.iter().enumerate() {
             for (j, n) in row.iter().enumerate() {
@@ -281,6 +364,17 @@ pub struct TrainReport {
     /// The epoch whose weights were kept (with `keep_best`), when it is not the last one.
     #[serde(default)]
     pub selected_epoch: Option<usize>,
+    /// The held-out test split (`TrainOptions::test_fraction`), evaluated once after training.
+    #[serde(default)]
+    pub test_images: usize,
+    #[serde(default)]
+    pub test_patients: usize,
+    #[serde(default)]
+    pub test_evaluation: Option<Evaluation>,
+    /// Two-class classifiers: temperature and operating point fitted on validation, measured on
+    /// the test split (or on validation when there is none).
+    #[serde(default)]
+    pub calibration: Option<super::calibration::Calibration>,
 }
 
 // One value for the whole run: boxing would buy nothing.
@@ -356,8 +450,13 @@ pub fn train(
             "need at least two labels, found {class_names:?}"
         )));
     }
-    let (train_idx, val_idx) =
-        split_by_patient(&records, options.validation_fraction, options.seed);
+    let split = split_by_patient3(
+        &records,
+        options.validation_fraction,
+        options.test_fraction,
+        options.seed,
+    );
+    let (train_idx, val_idx, test_idx) = (split.train, split.validation, split.test);
     let patients = |idx: &[usize]| {
         idx.iter()
             .map(|&i| records[i].patient_id.as_str())
@@ -365,11 +464,13 @@ pub fn train(
             .len()
     };
     let (train_patients, validation_patients) = (patients(&train_idx), patients(&val_idx));
+    let test_patients = patients(&test_idx);
     progress(TrainProgress::Message(format!(
-        "{} images ({} train / {} validation; {} / {} patients), classes {:?}",
+        "{} images ({} train / {} validation / {} test; {} / {} / {test_patients} patients), classes {:?}",
         records.len(),
         train_idx.len(),
         val_idx.len(),
+        test_idx.len(),
         train_patients,
         validation_patients,
         class_names
@@ -391,8 +492,15 @@ pub fn train(
         options.input_size,
         with_masks,
     );
+    let (test_set, p3) = prepare(
+        &pick(&test_idx),
+        &class_names,
+        options.input_size,
+        with_masks,
+    );
     data_problems.extend(p1);
     data_problems.extend(p2);
+    data_problems.extend(p3);
     if train_set.is_empty() || val_set.is_empty() {
         return Err(MlError::Dataset(
             "no usable images in the training or validation split".into(),
@@ -445,7 +553,7 @@ pub fn train(
         let weights = out_dir.join(&state.weights);
         net = match net {
             Net::Lung(m) => Net::Lung(super::bundle::load_into(m, &weights)?),
-            Net::Classifier(m) => Net::Classifier(super::bundle::load_into(m, &weights)?),
+            Net::Classifier(m) => Net::Classifier(m.load(&weights)?),
         };
         let bytes = std::fs::read(out_dir.join(&state.optimizer))?;
         let record =
@@ -467,6 +575,14 @@ pub fn train(
         net = match net {
             Net::Lung(m) => Net::Lung(m.freeze_encoder()),
             Net::Classifier(m) => Net::Classifier(m.freeze_features()),
+        };
+    }
+    if options.frozen_blocks > 0 {
+        net = match net {
+            Net::Classifier(super::classifier::Classifier::EfficientNet(m)) => Net::Classifier(
+                super::classifier::Classifier::EfficientNet(m.freeze_prefix(options.frozen_blocks)),
+            ),
+            other => other,
         };
     }
     // burn-wgpu 0.22.1 gives wrong gradients when the lung network's two heads are
@@ -517,7 +633,7 @@ pub fn train(
             loss_sum += loss_value;
             net = match net {
                 Net::Lung(m) => Net::Lung(optimizer.step(lr, m, grads)),
-                Net::Classifier(m) => Net::Classifier(optimizer.step(lr, m, grads)),
+                Net::Classifier(m) => Net::Classifier(m.step(&mut optimizer, lr, grads)),
             };
             progress(TrainProgress::Batch {
                 epoch: epoch + 1,
@@ -571,7 +687,7 @@ pub fn train(
         if options.keep_best && best_index(&history) == history.len() - 1 {
             match &net {
                 Net::Lung(m) => save_module(m.clone(), &out_dir.join(BEST))?,
-                Net::Classifier(m) => save_module(m.clone(), &out_dir.join(BEST))?,
+                Net::Classifier(m) => m.save(&out_dir.join(BEST))?,
             }
         }
         if let Some(patience) = options.patience {
@@ -599,7 +715,7 @@ pub fn train(
         if best + 1 != history.len() && best_file.is_file() {
             net = match net {
                 Net::Lung(m) => Net::Lung(super::bundle::load_into(m, &best_file)?),
-                Net::Classifier(m) => Net::Classifier(super::bundle::load_into(m, &best_file)?),
+                Net::Classifier(m) => Net::Classifier(m.load(&best_file)?),
             };
             final_evaluation = history[best].2.clone();
             selected_epoch = Some(history[best].0);
@@ -612,6 +728,36 @@ pub fn train(
             log_line(out_dir, &m);
             progress(TrainProgress::Message(m));
         }
+    }
+    // Held-out figures of the model as shipped: the test split is touched here only.
+    let (test_evaluation, calibration) = {
+        let frozen = net.valid();
+        let validation = predict(&frozen, &val_set, device)?;
+        let test = (!test_set.is_empty())
+            .then(|| predict(&frozen, &test_set, device))
+            .transpose()?;
+        let calibration = match (options.kind, &test) {
+            (ModelKind::Classifier, Some(t)) => calibrate(&validation, t, "test", &class_names),
+            (ModelKind::Classifier, None) => {
+                calibrate(&validation, &validation, "validation", &class_names)
+            }
+            _ => None,
+        };
+        (
+            test.map(|t| t.evaluation(&class_names, options.seed, 1.0)),
+            calibration,
+        )
+    };
+    if let Some(t) = &test_evaluation {
+        let m = format!(
+            "test split ({} images): {} {:.4}, accuracy {:.3}",
+            t.images,
+            t.headline().0,
+            t.headline().1,
+            t.accuracy
+        );
+        log_line(out_dir, &m);
+        progress(TrainProgress::Message(m));
     }
     let report = TrainReport {
         options: options.clone(),
@@ -627,6 +773,10 @@ pub fn train(
         final_evaluation,
         data_problems,
         selected_epoch,
+        test_images: test_set.len(),
+        test_patients,
+        test_evaluation,
+        calibration,
     };
     // The finished model: config, weights, card.
     let config_json = match &net {
@@ -639,12 +789,8 @@ pub fn train(
             )
         }
         Net::Classifier(m) => {
-            save_module(m.clone(), &out_dir.join("weights.bpk"))?;
-            serde_json::to_string_pretty(
-                &ClassifierConfig::new(class_names.clone())
-                    .with_input_size(options.input_size)
-                    .with_base_channels(options.base_channels),
-            )
+            m.save(&out_dir.join("weights.bpk"))?;
+            serde_json::to_string_pretty(&classifier_config(options, class_names.clone()))
         }
     }
     .map_err(|e| MlError::Config(e.to_string()))?;
@@ -660,7 +806,9 @@ pub fn train(
         &data_root
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        options.input_size,
     );
+    card.limitations.extend(options.limitations.iter().cloned());
     card.write(out_dir)?;
     write_atomically(
         &out_dir.join("training-report.json"),
@@ -760,7 +908,7 @@ fn write_checkpoint(
     state.optimizer = format!("checkpoint-{:03}.optim.bpk", state.epochs_done);
     match net {
         Net::Lung(m) => save_module(m.clone(), &out_dir.join(&state.weights))?,
-        Net::Classifier(m) => save_module(m.clone(), &out_dir.join(&state.weights))?,
+        Net::Classifier(m) => m.save(&out_dir.join(&state.weights))?,
     }
     let bytes = optimizer
         .to_record()
@@ -827,12 +975,19 @@ fn initial_net(
                 c.input_size,
                 c.base_channels,
             ),
-            super::bundle::LoadedModel::Classifier(m, c) => (
-                Net::Classifier(m.train()),
-                c.class_names,
-                c.input_size,
-                c.base_channels,
-            ),
+            super::bundle::LoadedModel::Classifier(m, c) => {
+                options.architecture = c.architecture();
+                let base = match &c {
+                    ClassifierConfig::ResNet(r) => r.base_channels,
+                    ClassifierConfig::EfficientNetLite0(_) => options.base_channels,
+                };
+                (
+                    Net::Classifier(m.train()),
+                    c.class_names().to_vec(),
+                    c.input_size(),
+                    base,
+                )
+            }
             super::bundle::LoadedModel::Saliency(..) => {
                 return Err(MlError::Config(
                     "saliency models are trained with the staged saliency recipe".into(),
@@ -845,7 +1000,9 @@ fn initial_net(
                 info.title()
             )));
         }
-        options.input_size = size;
+        if !(options.override_input_size && options.kind == ModelKind::Lung) {
+            options.input_size = size;
+        }
         options.base_channels = base;
         return Ok((net, options));
     }
@@ -858,13 +1015,18 @@ fn initial_net(
                 .init(device)
                 .train(),
         ),
-        ModelKind::Classifier => Net::Classifier(
-            ClassifierConfig::new(names)
-                .with_input_size(options.input_size)
-                .with_base_channels(options.base_channels)
-                .init(device)
-                .train(),
-        ),
+        ModelKind::Classifier => {
+            let config = classifier_config(&options, names);
+            let model = match (&config, &options.pretrained) {
+                (ClassifierConfig::EfficientNetLite0(c), Some(weights)) => {
+                    super::classifier::Classifier::EfficientNet(
+                        super::efficientnet::import_imagenet(weights, c, device)?,
+                    )
+                }
+                _ => config.init(device),
+            };
+            Net::Classifier(model.train())
+        }
         ModelKind::Saliency => {
             return Err(MlError::Config(
                 "saliency models are trained with the staged saliency recipe".into(),
@@ -872,6 +1034,21 @@ fn initial_net(
         }
     };
     Ok((net, options))
+}
+
+/// The architecture and geometry of the classifier these options train.
+fn classifier_config(options: &TrainOptions, class_names: Vec<String>) -> ClassifierConfig {
+    match options.architecture {
+        Architecture::ResNet => ClassifierConfig::ResNet(
+            super::resnet::ResNetConfig::new(class_names)
+                .with_input_size(options.input_size)
+                .with_base_channels(options.base_channels),
+        ),
+        Architecture::EfficientNetLite0 => ClassifierConfig::EfficientNetLite0(
+            super::efficientnet::EfficientNetLiteConfig::new(class_names)
+                .with_input_size(options.input_size),
+        ),
+    }
 }
 
 fn net_ref(net: &Net) -> NetRef<'_> {
@@ -885,7 +1062,7 @@ impl NetRef<'_> {
     fn params(&self, grads: burn::tensor::Gradients) -> GradientsParams {
         match self.0 {
             Net::Lung(m) => GradientsParams::from_grads(grads, m),
-            Net::Classifier(m) => GradientsParams::from_grads(grads, m),
+            Net::Classifier(m) => m.gradients(grads),
         }
     }
 }
@@ -976,26 +1153,31 @@ fn segmentation_loss(logits: Tensor<4>, target: Tensor<4>, weight: Tensor<4>) ->
     bce + soft_dice.neg().add_scalar(1.0)
 }
 
-fn evaluate(
-    net: &Net,
-    set: &[PreparedSample],
-    class_names: &[String],
-    device: &Device,
-    seed: u64,
-) -> Result<Evaluation, MlError> {
-    let mut dices = Vec::new();
-    let mut probs: Vec<Vec<f32>> = Vec::new();
-    let mut actual = Vec::new();
+/// Network outputs on a prepared set.
+struct Predictions {
+    /// Class logits per image.
+    logits: Vec<Vec<f32>>,
+    actual: Vec<usize>,
+    /// Dice per image with a mask (lung network).
+    dices: Vec<f64>,
+}
+
+fn predict(net: &Net, set: &[PreparedSample], device: &Device) -> Result<Predictions, MlError> {
+    let mut out = Predictions {
+        logits: Vec::with_capacity(set.len()),
+        actual: Vec::with_capacity(set.len()),
+        dices: Vec::new(),
+    };
     let device = device.clone().inner();
     for chunk in set.chunks(16) {
         let inputs: Vec<&super::preprocess::ModelInput> = chunk.iter().map(|s| &s.input).collect();
         let x = super::preprocess::batch_tensor(&inputs, &device);
         let (class_logits, mask_logits) = net.forward(x);
-        let k = class_names.len();
-        let p = tensor_to_vec(softmax(class_logits, 1))?;
+        let [_, k] = class_logits.dims();
+        let z = tensor_to_vec(class_logits)?;
         for (i, s) in chunk.iter().enumerate() {
-            probs.push(p[i * k..(i + 1) * k].to_vec());
-            actual.push(s.class);
+            out.logits.push(z[i * k..(i + 1) * k].to_vec());
+            out.actual.push(s.class);
         }
         if let Some(mask_logits) = mask_logits {
             let m = tensor_to_vec(mask_logits)?;
@@ -1007,29 +1189,177 @@ fn evaluate(
                         .map(|&z| z > 0.0)
                         .collect();
                     let target: Vec<bool> = mask.target.iter().map(|&t| t > 0.5).collect();
-                    dices.push(dice(&pred, &target, &mask.weight));
+                    out.dices.push(dice(&pred, &target, &mask.weight));
                 }
             }
         }
     }
-    Ok(classification_evaluation(
-        &probs,
-        &actual,
-        class_names,
-        seed,
-        (!dices.is_empty()).then(|| dices.iter().sum::<f64>() / dices.len() as f64),
-    ))
+    Ok(out)
 }
 
-/// Evaluates a bundle on the held-out patients of a dataset folder (the same patient split as
-/// training with this seed and fraction): per-class AUC with bootstrap CI, macro AUC, accuracy,
-/// confusion matrix and (lung network) Dice on the model grid. Rows whose label the model does
-/// not know are left out and counted in the returned notes.
+impl Predictions {
+    /// Class probabilities at `temperature` (1 = the network's own softmax).
+    fn probabilities(&self, temperature: f64) -> Vec<Vec<f32>> {
+        self.logits
+            .iter()
+            .map(|z| {
+                super::calibration::softmax_t(z, temperature)
+                    .into_iter()
+                    .map(|p| p as f32)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn evaluation(&self, class_names: &[String], seed: u64, temperature: f64) -> Evaluation {
+        let dice = (!self.dices.is_empty())
+            .then(|| self.dices.iter().sum::<f64>() / self.dices.len() as f64);
+        classification_evaluation(
+            &self.probabilities(temperature),
+            &self.actual,
+            class_names,
+            seed,
+            dice,
+        )
+    }
+}
+
+fn evaluate(
+    net: &Net,
+    set: &[PreparedSample],
+    class_names: &[String],
+    device: &Device,
+    seed: u64,
+) -> Result<Evaluation, MlError> {
+    Ok(predict(net, set, device)?.evaluation(class_names, seed, 1.0))
+}
+
+/// Temperature scaling and the operating point of a two-class classifier, fitted on `validation`
+/// and measured on `reported` (the test split when there is one).
+fn calibrate(
+    validation: &Predictions,
+    reported: &Predictions,
+    reported_split: &str,
+    class_names: &[String],
+) -> Option<super::calibration::Calibration> {
+    use super::calibration::{
+        expected_calibration_error, fit_temperature, sensitivity_specificity, youden_threshold,
+    };
+    if class_names.len() != 2 {
+        return None;
+    }
+    // The class that is not "normal" (class names put "normal" first when present).
+    let positive = 1;
+    let temperature = fit_temperature(&validation.logits, &validation.actual);
+    let scores = |p: &Predictions| -> Vec<f64> {
+        p.probabilities(temperature)
+            .iter()
+            .map(|v| v[positive] as f64)
+            .collect()
+    };
+    let is_positive =
+        |p: &Predictions| -> Vec<bool> { p.actual.iter().map(|&a| a == positive).collect() };
+    let threshold = youden_threshold(&scores(validation), &is_positive(validation))?;
+    let (sensitivity, specificity) =
+        sensitivity_specificity(&scores(reported), &is_positive(reported), threshold)?;
+    let as_f64 = |probs: Vec<Vec<f32>>| -> Vec<Vec<f64>> {
+        probs
+            .into_iter()
+            .map(|v| v.into_iter().map(f64::from).collect())
+            .collect()
+    };
+    Some(super::calibration::Calibration {
+        temperature,
+        positive_class: class_names[positive].clone(),
+        threshold,
+        ece_before: expected_calibration_error(
+            &as_f64(reported.probabilities(1.0)),
+            &reported.actual,
+            15,
+        ),
+        ece_after: expected_calibration_error(
+            &as_f64(reported.probabilities(temperature)),
+            &reported.actual,
+            15,
+        ),
+        sensitivity,
+        specificity,
+        measured_on: reported_split.into(),
+    })
+}
+
+/// Which images of a dataset folder an evaluation uses.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldOut {
+    /// The validation patients of the training split.
+    Validation,
+    /// The test patients of the training split (`TrainOptions::test_fraction`).
+    Test,
+    /// Every image (an external folder the model never saw).
+    All,
+}
+
+/// A held-out set: which part of which patient split.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitSpec {
+    pub held_out: HeldOut,
+    pub validation_fraction: f64,
+    pub test_fraction: f64,
+    pub seed: u64,
+}
+
+impl SplitSpec {
+    /// The split a bundle was trained with (from its `training-report.json`), held out as the
+    /// test split when it had one, else validation; the defaults when there is no report.
+    pub fn of_bundle(info: &super::bundle::BundleInfo) -> Self {
+        let options = std::fs::read(info.dir.join("training-report.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<TrainReport>(&b).ok())
+            .map(|r| r.options);
+        let (validation_fraction, test_fraction, seed) = options.map_or((0.2, 0.0, 42), |o| {
+            (o.validation_fraction, o.test_fraction, o.seed)
+        });
+        Self {
+            held_out: if test_fraction > 0.0 {
+                HeldOut::Test
+            } else {
+                HeldOut::Validation
+            },
+            validation_fraction,
+            test_fraction,
+            seed,
+        }
+    }
+
+    pub fn indices(&self, records: &[super::data::Record]) -> Vec<usize> {
+        match self.held_out {
+            HeldOut::All => (0..records.len()).collect(),
+            HeldOut::Validation | HeldOut::Test => {
+                let split = split_by_patient3(
+                    records,
+                    self.validation_fraction,
+                    self.test_fraction,
+                    self.seed,
+                );
+                if self.held_out == HeldOut::Test {
+                    split.test
+                } else {
+                    split.validation
+                }
+            }
+        }
+    }
+}
+
+/// Evaluates a bundle on a held-out set of a dataset folder: per-class AUC with bootstrap CI,
+/// macro AUC, accuracy, confusion matrix, (lung network) Dice on the model grid, and for a
+/// calibrated classifier the card's operating point and the calibration error. Rows whose label
+/// the model does not know are left out and counted in the returned notes.
 pub fn evaluate_bundle(
     data_root: &Path,
     info: &super::bundle::BundleInfo,
-    validation_fraction: f64,
-    seed: u64,
+    spec: &SplitSpec,
     device: &Device,
 ) -> Result<(Evaluation, Vec<String>), MlError> {
     let (records, row_problems) = read_labels(data_root)?;
@@ -1037,21 +1367,21 @@ pub fn evaluate_bundle(
         .iter()
         .map(|p| format!("labels.csv line {}: {}", p.line, p.message))
         .collect();
-    let (_, val_idx) = split_by_patient(&records, validation_fraction, seed);
+    let held_idx = spec.indices(&records);
     let names = &info.card.class_names;
-    let val: Vec<_> = val_idx
+    let held: Vec<_> = held_idx
         .iter()
         .map(|&i| records[i].clone())
         .filter(|r| names.contains(&r.label))
         .collect();
-    if val.len() < val_idx.len() {
+    if held.len() < held_idx.len() {
         notes.push(format!(
             "{} held-out images have labels the model does not predict ({names:?}) and were left out",
-            val_idx.len() - val.len()
+            held_idx.len() - held.len()
         ));
     }
     let with_masks = info.card.kind == ModelKind::Lung;
-    let (set, problems) = prepare(&val, names, info.card.input_size, with_masks);
+    let (set, problems) = prepare(&held, names, info.card.input_size, with_masks);
     notes.extend(problems);
     if set.is_empty() {
         return Err(MlError::Dataset("no usable held-out images".into()));
@@ -1065,7 +1395,44 @@ pub fn evaluate_bundle(
             ));
         }
     };
-    Ok((evaluate(&net, &set, names, device, seed)?, notes))
+    let predictions = predict(&net.valid(), &set, device)?;
+    let mut evaluation = predictions.evaluation(names, spec.seed, 1.0);
+    if let Some(c) = &info.card.calibration {
+        evaluation.operating_point = operating_point(&predictions, c, names);
+    }
+    Ok((evaluation, notes))
+}
+
+/// The card's operating point and calibration measured on `predictions`.
+fn operating_point(
+    predictions: &Predictions,
+    c: &super::calibration::Calibration,
+    names: &[String],
+) -> Option<OperatingPoint> {
+    use super::calibration::{expected_calibration_error, sensitivity_specificity};
+    let k = names.iter().position(|n| *n == c.positive_class)?;
+    let as_f64 = |probs: Vec<Vec<f32>>| -> Vec<Vec<f64>> {
+        probs
+            .into_iter()
+            .map(|v| v.into_iter().map(f64::from).collect())
+            .collect()
+    };
+    let calibrated = as_f64(predictions.probabilities(c.temperature));
+    let scores: Vec<f64> = calibrated.iter().map(|p| p[k]).collect();
+    let positive: Vec<bool> = predictions.actual.iter().map(|&a| a == k).collect();
+    let (sensitivity, specificity) = sensitivity_specificity(&scores, &positive, c.threshold)?;
+    Some(OperatingPoint {
+        class: c.positive_class.clone(),
+        threshold: c.threshold,
+        sensitivity,
+        specificity,
+        ece_uncalibrated: expected_calibration_error(
+            &as_f64(predictions.probabilities(1.0)),
+            &predictions.actual,
+            15,
+        ),
+        ece_calibrated: expected_calibration_error(&calibrated, &predictions.actual, 15),
+    })
 }
 
 /// Where `cxrlens train` writes by default.
@@ -1110,6 +1477,7 @@ pub(crate) fn classification_evaluation(
     }
     Evaluation {
         saliency: None,
+        operating_point: None,
         confusion,
         dice,
         accuracy: accuracy(&predicted, actual),

@@ -138,29 +138,18 @@ pub fn analysis_ui(
     );
     let Some(view) = view else { return };
     ui.separator();
+    ood_warning_ui(ui, view, commands);
     for (m, p) in view.predictions.iter().enumerate() {
-        ui.label(RichText::new(&p.model_title).strong());
-        let best = p.classes.iter().map(|c| c.1).fold(0.0_f32, f32::max);
-        egui::Grid::new(("probabilities", m))
-            .num_columns(2)
-            .show(ui, |ui| {
-                for (name, prob) in &p.classes {
-                    let text = RichText::new(name);
-                    ui.label(if *prob == best { text.strong() } else { text });
-                    ui.add(
-                        egui::ProgressBar::new(*prob)
-                            .desired_width(110.0)
-                            .text(format!("{:.1} %", prob * 100.0)),
-                    );
-                    ui.end_row();
-                }
-            });
+        prediction_ui(ui, m, p, view.shows(&p.model_title));
     }
-    if let Some((model, class)) = &view.explained {
+    if let Some((model, class)) = &view.explained
+        && view.shows(model)
+    {
         ui.label(
             RichText::new(format!(
-                "{} of {model}, class “{class}” ({:.1} s)",
+                "{} of {model}, class “{class}”; layer: {} ({:.1} s)",
                 view.method.label(),
+                view.target_layer,
                 view.seconds
             ))
             .small(),
@@ -173,6 +162,99 @@ pub fn analysis_ui(
     }
     if let Some(heat) = &view.heatmap {
         layer_ui(ui, 1, heat, false, commands);
+    }
+}
+
+/// The out-of-distribution verdict, above every result: what the gates found and a button to see
+/// the withheld results anyway.
+fn ood_warning_ui(ui: &mut egui::Ui, view: &AnalysisView, commands: &mut Vec<Command>) {
+    use crate::ml::ood::Verdict;
+    let Some(message) = view.ood.message() else {
+        return;
+    };
+    let (colour, title) = match view.ood.verdict {
+        Verdict::NotChestRadiograph => (
+            Color32::from_rgb(255, 110, 90),
+            "Not a frontal chest radiograph",
+        ),
+        _ => (Color32::from_rgb(255, 190, 70), "Outside the training data"),
+    };
+    egui::Frame::group(ui.style())
+        .stroke(egui::Stroke::new(1.5, colour))
+        .show(ui, |ui| {
+            ui.label(RichText::new(format!("⚠ {title}")).color(colour).strong());
+            ui.label(RichText::new(message).small());
+            if view.revealed {
+                ui.label(
+                    RichText::new("Results shown at your request — do not rely on them.")
+                        .small()
+                        .color(colour),
+                );
+            } else if ui
+                .button("Show results anyway")
+                .on_hover_text("The models were not trained on images like this one: their output may be meaningless.")
+                .clicked()
+            {
+                commands.push(Command::RevealAnalysis);
+            }
+        });
+}
+
+/// One model's class probabilities (calibrated when its card says so) and its operating point.
+fn prediction_ui(
+    ui: &mut egui::Ui,
+    index: usize,
+    p: &crate::ml::analysis::Prediction,
+    shown: bool,
+) {
+    ui.label(RichText::new(&p.model_title).strong());
+    if !shown {
+        ui.label(
+            RichText::new("hidden: outside its training data")
+                .small()
+                .weak(),
+        );
+        return;
+    }
+    if p.uninformative {
+        ui.label(
+            RichText::new("class head not better than chance on held-out data: not shown")
+                .small()
+                .weak(),
+        )
+        .on_hover_text(
+            "The model card gives its held-out AUCs; their 95 % confidence intervals reach 0.5.",
+        );
+        return;
+    }
+    let best = p.classes.iter().map(|c| c.1).fold(0.0_f32, f32::max);
+    egui::Grid::new(("probabilities", index))
+        .num_columns(2)
+        .show(ui, |ui| {
+            for (name, prob) in &p.classes {
+                let text = RichText::new(name);
+                ui.label(if *prob == best { text.strong() } else { text });
+                ui.add(
+                    egui::ProgressBar::new(*prob)
+                        .desired_width(110.0)
+                        .text(format!("{:.1} %", prob * 100.0)),
+                );
+                ui.end_row();
+            }
+        });
+    if let Some(d) = &p.decision {
+        ui.label(
+            RichText::new(format!(
+                "{} at the operating point p ≥ {:.2} (sensitivity {:.0} %, specificity {:.0} % on the {} split){}",
+                if d.positive { d.class.clone() } else { format!("not {}", d.class) },
+                d.threshold,
+                100.0 * d.sensitivity,
+                100.0 * d.specificity,
+                d.measured_on,
+                if p.calibrated { "; probabilities calibrated" } else { "" }
+            ))
+            .small(),
+        );
     }
 }
 

@@ -11,6 +11,7 @@ use super::gaze_panel::{GazePanel, gaze_ui};
 use super::notices::Notices;
 use super::state::{
     AnalysisView, CpuTexture, GazeView, LayerState, PaneContent, RegionChoice, ViewerState,
+    Withheld,
 };
 use super::tags_panel::TagBrowser;
 use super::trainer::{RunView, TrainerCommand, TrainerState, trainer_ui};
@@ -343,6 +344,12 @@ impl CxrApp {
             Command::NextImage => self.step_image(true),
             Command::PreviousImage => self.step_image(false),
             Command::Analyze => self.start_analysis(),
+            Command::RevealAnalysis => {
+                if let Some(a) = self.viewer.as_mut().and_then(|v| v.analysis.as_mut()) {
+                    a.reveal();
+                }
+                self.schedule_gaze_compare();
+            }
             Command::CancelAnalysis => {
                 if let Some(w) = &mut self.workers.inference {
                     w.cancel();
@@ -716,6 +723,18 @@ impl CxrApp {
             .first()
             .map(|p| p.model_title.clone())
             .unwrap_or_default();
+        let classifier_title = result
+            .ood
+            .classifier
+            .as_ref()
+            .map(|g| g.model.clone())
+            .or_else(|| result.predictions.last().map(|p| p.model_title.clone()))
+            .unwrap_or_default();
+        let explained_title = result
+            .explained
+            .as_ref()
+            .map(|e| e.0.clone())
+            .unwrap_or_default();
         let mask = result.lung_probability.map(|m| {
             let (params, colormap) = keep(
                 old.as_ref().and_then(|o| o.mask.as_ref()),
@@ -770,15 +789,40 @@ impl CxrApp {
                 label: format!("Predicted gaze ({title})"),
             }
         });
-        v.analysis = Some(AnalysisView {
+        // The gate decides what is drawn: a flagged model's layers wait until the user asks.
+        let ood = result.ood;
+        let split = |layer: Option<LayerState>, model: &str| {
+            if ood.shows(model) {
+                (layer, None)
+            } else {
+                (None, layer)
+            }
+        };
+        let (mask, withheld_mask) = split(mask, &lung_title);
+        let (heatmap, withheld_heatmap) = split(heatmap, &explained_title);
+        let (saliency, withheld_saliency) = split(saliency, &classifier_title);
+        let mut view = AnalysisView {
             mask,
             heatmap,
             saliency,
             predictions: result.predictions,
             explained: result.explained,
+            target_layer: result.target_layer,
             method: result.method,
             seconds: result.seconds,
-        });
+            ood,
+            withheld: Withheld {
+                mask: withheld_mask,
+                heatmap: withheld_heatmap,
+                saliency: withheld_saliency,
+            },
+            revealed: false,
+        };
+        // A re-analysis of an image whose results the user already chose to see keeps them shown.
+        if old.as_ref().is_some_and(|o| o.revealed) {
+            view.reveal();
+        }
+        v.analysis = Some(view);
         self.schedule_gaze_compare();
     }
 

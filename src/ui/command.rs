@@ -60,6 +60,8 @@ pub enum Command {
     /// Run lung mask + classification + the chosen explanation on the open image.
     Analyze,
     CancelAnalysis,
+    /// Show the results the out-of-distribution gate withheld (the warning stays).
+    RevealAnalysis,
     SetMethod(Method),
     SetExplainTarget(ExplainTarget),
     /// Change overlay layer `index` (0 lung mask, 1 heatmap).

@@ -16,6 +16,7 @@ use crate::imaging::{DisplayParams, VoiFunction, Window};
 use crate::io::LoadedImage;
 use crate::ml::analysis::Prediction;
 use crate::ml::explain::Method;
+use crate::ml::ood::OodReport;
 use crate::render::{ImageHandle, OverlayLayer, RenderSettings};
 
 /// One overlay layer of the open image (image space, values in [0, 1]).
@@ -37,8 +38,40 @@ pub struct AnalysisView {
     pub predictions: Vec<Prediction>,
     /// (model title, class name) the heatmap explains.
     pub explained: Option<(String, String)>,
+    /// The explained layer, in words.
+    pub target_layer: String,
     pub method: Method,
     pub seconds: f64,
+    /// What the out-of-distribution gates said; shown before the results.
+    pub ood: OodReport,
+    /// Layers of the models the gate flagged, kept out of every view until the user asks.
+    pub withheld: Withheld,
+    /// The user asked to see the withheld results.
+    pub revealed: bool,
+}
+
+/// Layers withheld by the out-of-distribution gate.
+#[derive(Clone, Debug, Default)]
+pub struct Withheld {
+    pub mask: Option<LayerState>,
+    pub heatmap: Option<LayerState>,
+    pub saliency: Option<LayerState>,
+}
+
+impl AnalysisView {
+    /// Whether `model`'s results are on screen: the gate let them through or the user asked.
+    pub fn shows(&self, model: &str) -> bool {
+        self.revealed || self.ood.shows(model)
+    }
+
+    /// Move the withheld layers into view.
+    pub fn reveal(&mut self) {
+        let w = std::mem::take(&mut self.withheld);
+        self.mask = self.mask.take().or(w.mask);
+        self.heatmap = self.heatmap.take().or(w.heatmap);
+        self.saliency = self.saliency.take().or(w.saliency);
+        self.revealed = true;
+    }
 }
 
 /// A gaze recording on the open image, its heatmap and what the compare view derived from it.

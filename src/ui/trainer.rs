@@ -64,6 +64,9 @@ pub struct TrainerState {
     pub start_from: Option<PathBuf>,
     /// The user picked `start_from` (else it follows the shipped model of the chosen kind).
     pub start_from_chosen: bool,
+    /// Classifier: start a new EfficientNet-Lite0 from the ImageNet weights at `imagenet_weights`.
+    pub start_imagenet: bool,
+    pub imagenet_weights: String,
     pub options: TrainOptions,
     pub augment: bool,
     pub augment_config: AugmentConfig,
@@ -87,6 +90,10 @@ impl Default for TrainerState {
             kind: ModelKind::Lung,
             start_from: None,
             start_from_chosen: false,
+            start_imagenet: false,
+            imagenet_weights: crate::ml::efficientnet::default_imagenet_weights()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             options,
             augment: true,
             augment_config: AugmentConfig::default(),
@@ -110,6 +117,16 @@ impl TrainerState {
         let mut o = self.options.clone();
         o.kind = self.kind;
         o.init_from = self.start_from.clone();
+        if self.kind == ModelKind::Classifier && self.start_imagenet {
+            o.init_from = None;
+            o.architecture = crate::ml::classifier::Architecture::EfficientNetLite0;
+            o.pretrained = Some(PathBuf::from(self.imagenet_weights.trim()));
+            o.input_size = o.input_size.div_ceil(32).max(1) * 32;
+        } else {
+            o.architecture = crate::ml::classifier::Architecture::ResNet;
+            o.pretrained = None;
+            o.frozen_blocks = 0;
+        }
         o.augment = self.augment.then_some(self.augment_config);
         o.command = "cxrlens trainer tab".into();
         o
@@ -282,6 +299,7 @@ fn options_ui(
     if state.kind != previous_kind {
         state.start_from = None;
         state.start_from_chosen = false;
+        state.start_imagenet = false;
         state.options.name = state.kind.default_name().to_string() + "-finetuned";
     }
     // The saliency recipe starts from a classifier (its stage-1 encoder).
@@ -295,23 +313,67 @@ fn options_ui(
     if !state.start_from_chosen && state.start_from.is_none() {
         state.start_from = of_kind.iter().find(|m| m.shipped).map(|m| m.dir.clone());
     }
-    let before = state.start_from.clone();
+    let before = (state.start_from.clone(), state.start_imagenet);
+    const IMAGENET: &str = "ImageNet weights (new EfficientNet-Lite0)";
     egui::ComboBox::from_label("Start from")
-        .selected_text(
+        .selected_text(if state.start_imagenet {
+            IMAGENET.to_string()
+        } else {
             state
                 .start_from
                 .as_ref()
                 .and_then(|d| of_kind.iter().find(|m| &m.dir == d))
-                .map_or("random initialisation".to_string(), |m| m.title.clone()),
-        )
+                .map_or("random initialisation".to_string(), |m| m.title.clone())
+        })
         .show_ui(ui, |ui| {
-            ui.selectable_value(&mut state.start_from, None, "random initialisation");
+            if ui
+                .selectable_label(
+                    state.start_from.is_none() && !state.start_imagenet,
+                    "random initialisation",
+                )
+                .clicked()
+            {
+                state.start_from = None;
+                state.start_imagenet = false;
+            }
             for m in &of_kind {
-                ui.selectable_value(&mut state.start_from, Some(m.dir.clone()), &m.title);
+                if ui
+                    .selectable_label(
+                        !state.start_imagenet && state.start_from.as_ref() == Some(&m.dir),
+                        &m.title,
+                    )
+                    .clicked()
+                {
+                    state.start_from = Some(m.dir.clone());
+                    state.start_imagenet = false;
+                }
+            }
+            if state.kind == ModelKind::Classifier
+                && ui
+                    .selectable_label(state.start_imagenet, IMAGENET)
+                    .clicked()
+            {
+                state.start_from = None;
+                state.start_imagenet = true;
+                state.options.input_size = 224;
             }
         });
-    if state.start_from != before {
+    if (state.start_from.clone(), state.start_imagenet) != before {
         state.start_from_chosen = true;
+    }
+    if state.start_imagenet {
+        ui.horizontal(|ui| {
+            ui.label("Weights file");
+            ui.text_edit_singleline(&mut state.imagenet_weights)
+                .on_hover_text(
+                    "EfficientNet-Lite0 ImageNet state dict (PyTorch .pth), read offline",
+                );
+        });
+        ui.add(
+            egui::Slider::new(&mut state.options.frozen_blocks, 0..=crate::ml::efficientnet::BLOCKS)
+                .text("frozen blocks (of 16, after the stem)"),
+        )
+        .on_hover_text("Early blocks keep their ImageNet features: fewer parameters to fit, and faster on a CPU");
     }
     let o = &mut state.options;
     egui::Grid::new("train-options")
@@ -341,12 +403,16 @@ fn options_ui(
             ui.label("Input size");
             ui.add_enabled(
                 state.start_from.is_none(),
-                egui::DragValue::new(&mut o.input_size).range(32..=512),
+                egui::DragValue::new(&mut o.input_size).range(32..=512).speed(if state.start_imagenet { 32.0 } else { 1.0 }),
             )
             .on_disabled_hover_text("Fine-tuning keeps the starting model's size");
             ui.end_row();
             ui.label("Validation");
             ui.add(egui::Slider::new(&mut o.validation_fraction, 0.05..=0.5).text("of patients"));
+            ui.end_row();
+            ui.label("Test")
+                .on_hover_text("Patients held out from training, model selection and calibration; reported in the card");
+            ui.add(egui::Slider::new(&mut o.test_fraction, 0.0..=0.4).text("of patients"));
             ui.end_row();
             ui.label("Seed");
             ui.add(egui::DragValue::new(&mut o.seed));
