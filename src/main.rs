@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             },
             CliCommand::Train(args) => ml::run_train(args, backend),
             CliCommand::BenchBackends(args) => ml::run_bench(args),
+            CliCommand::BenchAnalysis(args) => ml::run_bench_analysis(args, backend),
             CliCommand::CheckBackends(args) => ml::run_check(args),
             CliCommand::Eval(args) => ml::run_eval(args),
             CliCommand::Ood {

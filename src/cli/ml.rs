@@ -893,3 +893,95 @@ pub fn run_bench(args: &BenchArgs) -> Result<String, String> {
     }
     Ok(out)
 }
+
+#[derive(Debug, Args)]
+pub struct BenchAnalysisArgs {
+    /// Image to analyse (default: the bundled sample study), resampled to --size × --size.
+    pub file: Option<PathBuf>,
+    /// Side of the radiograph in pixels (3000: a 3k × 3k detector image).
+    #[arg(long, default_value_t = 3000)]
+    pub size: u32,
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// gradcam, gradcam++, guided-backprop, deconvnet, guided-gradcam, smoothgrad, lung-cam
+    #[arg(long, default_value = "gradcam")]
+    pub method: String,
+}
+
+/// `bench-analysis`: one warm-up, then `--repeat` analyses of the same image; median seconds per
+/// step (decoding aside: the image is decoded once before timing).
+pub fn run_bench_analysis(
+    args: &BenchAnalysisArgs,
+    backend: Option<&str>,
+) -> Result<String, String> {
+    if !(64..=12_000).contains(&args.size) {
+        return Err(format!("--size {} is not between 64 and 12000", args.size));
+    }
+    let method = parse_method(&args.method)?;
+    let path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/sample_chest.dcm"));
+    let loaded = crate::io::load_image(&path).map_err(|e| e.to_string())?;
+    let s = args.size as usize;
+    let values = crate::imaging::resample::resize_bilinear(
+        &loaded.image.values,
+        loaded.image.width as usize,
+        loaded.image.height as usize,
+        s,
+        s,
+    );
+    let image = Arc::new(crate::imaging::ScalarImage {
+        width: args.size,
+        height: args.size,
+        values,
+    });
+    let stats = image.stats();
+    let compute = compute_device(backend)?;
+    let (bundles, problems) = discover();
+    let (models, load_problems) = Models::load(&bundles, &compute.device);
+    if models.lung.is_none() || models.classifier.is_none() {
+        return Err(format!(
+            "the shipped lung network and classifier are needed: {}",
+            problems.iter().chain(&load_problems).cloned().collect::<Vec<_>>().join("; ")
+        ));
+    }
+    let request = AnalysisRequest {
+        image,
+        photometric_inverted: loaded.info.photometric_inverted,
+        low: stats.p01,
+        high: stats.p99,
+        method,
+        target: ExplainTarget::Classifier,
+        class: None,
+    };
+    analyze(&models, &request, &mut |_, _| true).map_err(|e| e.to_string())?;
+    let mut runs = Vec::new();
+    for _ in 0..args.repeat.max(1) {
+        runs.push(analyze(&models, &request, &mut |_, _| true).map_err(|e| e.to_string())?);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut out = format!(
+        "analysis of a {0}×{0} radiograph on {1}, {2} threads, median of {3} after one warm-up\nlung: {4}; classifier: {5}; {6}\n",
+        args.size,
+        compute.description,
+        rayon::current_num_threads(),
+        runs.len(),
+        models.lung.as_ref().map_or(String::new(), |(_, i)| i.title()),
+        models.classifier.as_ref().map_or(String::new(), |(_, i)| i.title()),
+        method.label()
+    );
+    for (k, (name, _)) in runs[0].step_seconds.iter().enumerate() {
+        let t = median(runs.iter().filter_map(|r| r.step_seconds.get(k).map(|s| s.1)).collect());
+        out += &format!("  {name:<40} {:>8.1} ms\n", 1000.0 * t);
+    }
+    out += &format!(
+        "  {:<40} {:>8.1} ms\n",
+        "total",
+        1000.0 * median(runs.iter().map(|r| r.seconds).collect())
+    );
+    Ok(out)
+}

@@ -78,6 +78,9 @@ pub enum CliCommand {
     Eval(ml::EvalArgs),
     /// Time forward and forward+backward of the lung network on each available backend.
     BenchBackends(ml::BenchArgs),
+    /// Time a whole analysis (lung mask, class probabilities, explanation, out-of-distribution
+    /// gate) of a large radiograph with the shipped models, per step.
+    BenchAnalysis(ml::BenchAnalysisArgs),
     /// Check the wgpu backend against the flex CPU reference (outputs, input and weight gradients,
     /// Grad-CAM) and the viewer shader against its CPU twin on the device burn created.
     CheckBackends(ml::CheckArgs),

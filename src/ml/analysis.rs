@@ -177,13 +177,8 @@ pub fn analyze(
     progress: &mut dyn FnMut(f32, &str) -> bool,
 ) -> Result<AnalysisResult, MlError> {
     let started = Instant::now();
-    let mut step_seconds: Vec<(String, f64)> = Vec::new();
-    let mut last = Instant::now();
-    let mut step = |fraction: f32, name: &str, done: Option<&str>| {
-        if let Some(done) = done {
-            step_seconds.push((done.to_string(), last.elapsed().as_secs_f64()));
-            last = Instant::now();
-        }
+    let mut clock = StepClock::default();
+    let mut step = |fraction: f32, name: &str| {
         if progress(fraction, name) {
             Ok(())
         } else {
@@ -198,21 +193,29 @@ pub fn analyze(
     let mut lung_gate = None;
     let mut classifier_gate = None;
     let mut anatomy = None;
-    // The same preprocessing for every network, at its own input size.
-    let input = |size: usize| {
-        model_input(
+    // The same preprocessing for every network, at its own input size, made once per size.
+    let mut inputs: Vec<(usize, Tensor<4>)> = Vec::new();
+    let mut input = |size: usize, clock: &mut StepClock| -> Tensor<4> {
+        if let Some((_, t)) = inputs.iter().find(|(s, _)| *s == size) {
+            return t.clone();
+        }
+        let t = model_input(
             image,
             request.photometric_inverted,
             request.low,
             request.high,
             size,
         )
-        .to_tensor(&models.device)
+        .to_tensor(&models.device);
+        clock.mark(&format!("preprocess to {size}²"));
+        inputs.push((size, t.clone()));
+        t
     };
-    step(0.05, "lung mask and classification", None)?;
+    step(0.05, "lung mask and classification")?;
     if let Some((lung, info)) = &models.lung {
         let size = info.card.input_size;
-        let out = lung.forward(input(size));
+        let x = input(size, &mut clock);
+        let out = lung.forward(x);
         let mut mask = ModelMap {
             width: size,
             height: size,
@@ -227,30 +230,30 @@ pub fn analyze(
                 &tensor_to_vec(out.pooled)?,
             ));
         }
+        predictions.push(prediction(info, out.class_logits)?);
+        clock.mark("lung network, anatomy check and gate");
         lung_probability = Some(to_image_space(&mask, w, h));
         lung_grid = Some(mask);
-        predictions.push(prediction(info, out.class_logits)?);
+        clock.mark("lung mask to image space");
     }
-    step(0.3, "classifier", Some("lung mask and classification"))?;
+    step(0.3, "classifier")?;
     if let Some((classifier, info)) = &models.classifier {
         let size = info.card.input_size;
-        let features = classifier.features(input(size));
+        let x = input(size, &mut clock);
+        let features = classifier.features(x);
         if let Some(gate) = &models.classifier_gate {
             let pooled = tensor_to_vec(super::blocks::global_avg_pool(features.clone()))?;
             classifier_gate = Some(GateResult::of(gate, &info.title(), &pooled));
         }
         predictions.push(prediction(info, classifier.head(features))?);
+        clock.mark("classifier and gate");
     }
     let ood = OodReport::decide(lung_gate, classifier_gate, anatomy);
     let mut saliency = None;
     if let (Some((net, info)), Some((classifier, cinfo))) = (&models.saliency, &models.classifier) {
-        step(
-            0.4,
-            "predicted gaze",
-            Some("classifier and out-of-distribution gate"),
-        )?;
-        let features = classifier.features(input(cinfo.card.input_size));
-        let out = net.forward(input(info.card.input_size), features);
+        step(0.4, "predicted gaze")?;
+        let features = classifier.features(input(cinfo.card.input_size, &mut clock));
+        let out = net.forward(input(info.card.input_size, &mut clock), features);
         let size = info.card.input_size;
         let map = ModelMap {
             width: size,
@@ -264,14 +267,9 @@ pub fn analyze(
             info.title()
         };
         saliency = Some((to_image_space(&map, w, h), title));
-        step(0.5, request.method.label(), Some("predicted gaze"))?;
-    } else {
-        step(
-            0.5,
-            request.method.label(),
-            Some("classifier and out-of-distribution gate"),
-        )?;
+        clock.mark("predicted gaze");
     }
+    step(0.5, request.method.label())?;
     let pick_class = |p: Option<&Prediction>| -> usize {
         request.class.unwrap_or_else(|| {
             p.and_then(|p| {
@@ -286,17 +284,19 @@ pub fn analyze(
     };
     let lung_prediction = models.lung.as_ref().and_then(|_| predictions.first());
     let classifier_prediction = models.classifier.as_ref().and_then(|_| predictions.last());
-    let (heatmap, explained, target_layer) = match (request.method, request.target) {
+    let explanation = request.method.label();
+    let (map, explained, target_layer) = match (request.method, request.target) {
         // The lung-cropped CAM is defined on the lung network's own head.
         (Method::LungCroppedCam, _) | (_, ExplainTarget::LungHead) => match &models.lung {
             Some((lung, info)) => {
                 let class = pick_class(lung_prediction);
                 let size = info.card.input_size;
-                let map = explain(lung, input(size), class, request.method, lung_grid.as_ref())?;
+                let x = input(size, &mut clock);
+                let map = explain(lung, x, class, request.method, lung_grid.as_ref())?;
                 let side = size >> 4;
                 (
-                    Some(to_image_space(&map, w, h)),
-                    Some((info.title(), class_name(&info.card.class_names, class))),
+                    map,
+                    (info.title(), class_name(&info.card.class_names, class)),
                     format!("bottleneck ({side}×{side})"),
                 )
             }
@@ -306,29 +306,57 @@ pub fn analyze(
             Some((classifier, info)) => {
                 let class = pick_class(classifier_prediction);
                 let size = info.card.input_size;
-                let map = explain(classifier, input(size), class, request.method, None)?;
+                let x = input(size, &mut clock);
+                let map = explain(classifier, x, class, request.method, None)?;
                 (
-                    Some(to_image_space(&map, w, h)),
-                    Some((info.title(), class_name(&info.card.class_names, class))),
+                    map,
+                    (info.title(), class_name(&info.card.class_names, class)),
                     models.classifier_target_layer.clone(),
                 )
             }
             None => return Err(MlError::Input("no classifier is loaded".into())),
         },
     };
-    step(1.0, "done", Some(request.method.label()))?;
+    clock.mark(explanation);
+    let heatmap = to_image_space(&map, w, h);
+    clock.mark("heatmap to image space");
+    step(1.0, "done")?;
     Ok(AnalysisResult {
         lung_probability,
-        heatmap,
+        heatmap: Some(heatmap),
         saliency,
         method: request.method,
-        explained,
+        explained: Some(explained),
         predictions,
         target_layer,
         ood,
-        step_seconds,
+        step_seconds: clock.steps,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Wall time per step of an analysis, in order.
+struct StepClock {
+    steps: Vec<(String, f64)>,
+    last: Instant,
+}
+
+impl Default for StepClock {
+    fn default() -> Self {
+        Self {
+            steps: Vec::new(),
+            last: Instant::now(),
+        }
+    }
+}
+
+impl StepClock {
+    /// Records the time since the previous mark under `name`.
+    fn mark(&mut self, name: &str) {
+        self.steps
+            .push((name.to_string(), self.last.elapsed().as_secs_f64()));
+        self.last = Instant::now();
+    }
 }
 
 fn class_name(names: &[String], class: usize) -> String {

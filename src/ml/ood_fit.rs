@@ -149,19 +149,44 @@ pub fn fit_gate(
     let (train, _) = features_of(&split.train)?;
     let (validation, _) = features_of(&split.validation)?;
     let mut gate = FeatureGate::fit(&train, &validation, percentile, &net.describe(), domain)?;
-    let (held_name, held) = if split.test.is_empty() {
-        ("validation", validation)
+    let distances_of =
+        |rows: &[Vec<f32>]| -> Vec<f64> { rows.iter().map(|f| gate.distance(f)).collect() };
+    let validation_distances = distances_of(&validation);
+    let (held_name, held_distances, pass) = if split.test.is_empty() {
+        // No test split: the threshold comes from validation, so its pass rate there says
+        // nothing. Two-fold instead: threshold on one half of the validation patients, pass
+        // rate on the other, both ways.
+        let half: Vec<bool> = split
+            .validation
+            .iter()
+            .map(|&i| patient_half(&records[i].patient_id))
+            .collect();
+        let mut passed = 0usize;
+        for side in [false, true] {
+            let mut calib: Vec<f64> = validation_distances
+                .iter()
+                .zip(&half)
+                .filter(|(_, h)| **h == side)
+                .map(|(d, _)| *d)
+                .collect();
+            calib.sort_by(f64::total_cmp);
+            let t = super::ood::percentile_of_sorted(&calib, percentile).unwrap_or(f64::INFINITY);
+            passed += validation_distances
+                .iter()
+                .zip(&half)
+                .filter(|(d, h)| **h != side && **d <= t)
+                .count();
+        }
+        let rate = passed as f64 / validation_distances.len().max(1) as f64;
+        ("validation (two-fold)", validation_distances.clone(), rate)
     } else {
-        ("test", features_of(&split.test)?.0)
+        let d = distances_of(&features_of(&split.test)?.0);
+        let rate = d.iter().filter(|&&v| v <= gate.info.threshold).count() as f64
+            / d.len().max(1) as f64;
+        ("test", d, rate)
     };
-    let held_distances: Vec<f64> = held.iter().map(|f| gate.distance(f)).collect();
-    let pass = held_distances
-        .iter()
-        .filter(|&&d| d <= gate.info.threshold)
-        .count() as f64
-        / held_distances.len().max(1) as f64;
     let mut report = format!(
-        "{}: fitted on {} training images ({} dimensions, Ledoit–Wolf shrinkage {:.3}); threshold {:.2} = {}th percentile of {} validation images\n{held_name} split: {} of {} images pass ({:.1} %)\n",
+        "{}: fitted on {} training images ({} dimensions, Ledoit–Wolf shrinkage {:.3}); threshold {:.2} = {}th percentile of {} validation images\n{held_name} split: {:.1} % of {} in-distribution images pass\n",
         info.title(),
         gate.info.fitted_on,
         gate.info.dimensions,
@@ -169,19 +194,14 @@ pub fn fit_gate(
         gate.info.threshold,
         percentile,
         gate.info.calibrated_on,
-        held_distances
-            .iter()
-            .filter(|&&d| d <= gate.info.threshold)
-            .count(),
+        100.0 * pass,
         held_distances.len(),
-        100.0 * pass
     );
+    let key = held_name.split(' ').next().unwrap_or(held_name);
+    gate.info.measured.insert(format!("{key}_pass_rate"), pass);
     gate.info
         .measured
-        .insert(format!("{held_name}_pass_rate"), pass);
-    gate.info
-        .measured
-        .insert(format!("{held_name}_images"), held_distances.len() as f64);
+        .insert(format!("{key}_images"), held_distances.len() as f64);
     for other in others {
         let name = other
             .file_name()
@@ -222,4 +242,12 @@ pub fn fit_gate(
         }
     }
     Ok(GateFit { gate, report })
+}
+
+/// Which half of the validation patients a patient falls in (a stable hash of the id).
+fn patient_half(id: &str) -> bool {
+    let seed = id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    super::metrics::SplitMix64::new(seed).next_u64() & 1 == 1
 }
