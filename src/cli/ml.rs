@@ -918,10 +918,9 @@ pub fn run_bench_analysis(
         return Err(format!("--size {} is not between 64 and 12000", args.size));
     }
     let method = parse_method(&args.method)?;
-    let path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/sample_chest.dcm"));
+    let path = args.file.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/sample_chest.dcm")
+    });
     let loaded = crate::io::load_image(&path).map_err(|e| e.to_string())?;
     let s = args.size as usize;
     let values = crate::imaging::resample::resize_bilinear(
@@ -943,7 +942,12 @@ pub fn run_bench_analysis(
     if models.lung.is_none() || models.classifier.is_none() {
         return Err(format!(
             "the shipped lung network and classifier are needed: {}",
-            problems.iter().chain(&load_problems).cloned().collect::<Vec<_>>().join("; ")
+            problems
+                .iter()
+                .chain(&load_problems)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
     }
     let request = AnalysisRequest {
@@ -970,12 +974,22 @@ pub fn run_bench_analysis(
         compute.description,
         rayon::current_num_threads(),
         runs.len(),
-        models.lung.as_ref().map_or(String::new(), |(_, i)| i.title()),
-        models.classifier.as_ref().map_or(String::new(), |(_, i)| i.title()),
+        models
+            .lung
+            .as_ref()
+            .map_or(String::new(), |(_, i)| i.title()),
+        models
+            .classifier
+            .as_ref()
+            .map_or(String::new(), |(_, i)| i.title()),
         method.label()
     );
     for (k, (name, _)) in runs[0].step_seconds.iter().enumerate() {
-        let t = median(runs.iter().filter_map(|r| r.step_seconds.get(k).map(|s| s.1)).collect());
+        let t = median(
+            runs.iter()
+                .filter_map(|r| r.step_seconds.get(k).map(|s| s.1))
+                .collect(),
+        );
         out += &format!("  {name:<40} {:>8.1} ms\n", 1000.0 * t);
     }
     out += &format!(

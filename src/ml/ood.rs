@@ -341,8 +341,19 @@ impl OodReport {
         }
     }
 
-    /// The warning to show before the results, if any.
-    pub fn message(&self) -> Option<String> {
+    /// The warning's title, if any: "Not a frontal chest radiograph" or "Outside the training
+    /// data".
+    pub fn title(&self) -> Option<&'static str> {
+        match &self.verdict {
+            Verdict::InDistribution => None,
+            Verdict::NotChestRadiograph => Some("Not a frontal chest radiograph"),
+            Verdict::OutsideTrainingData { .. } => Some("Outside the training data"),
+        }
+    }
+
+    /// What the gates found, in words (the warning's body).
+    pub fn details(&self) -> Option<String> {
+        let gates = || self.lung.iter().chain(self.classifier.iter());
         match &self.verdict {
             Verdict::InDistribution => None,
             Verdict::NotChestRadiograph => {
@@ -350,49 +361,40 @@ impl OodReport {
                 if let Some(a) = &self.anatomy {
                     reasons.extend(a.problems.iter().cloned());
                 }
-                for g in self.lung.iter().chain(self.classifier.iter()) {
-                    if !g.passed {
-                        reasons.push(format!(
-                            "unlike the training images of {} (distance {:.0}, limit {:.0})",
-                            g.model, g.distance, g.threshold
-                        ));
-                    }
+                for g in gates().filter(|g| !g.passed) {
+                    reasons.push(format!(
+                        "unlike the training images of {} (distance {:.0}, limit {:.0})",
+                        g.model, g.distance, g.threshold
+                    ));
                 }
-                Some(format!(
-                    "Not a frontal chest radiograph: {}. Results are hidden.",
-                    reasons.join("; ")
-                ))
+                Some(format!("{}. Every result is hidden.", reasons.join("; ")))
             }
             Verdict::OutsideTrainingData { models } => {
-                let mut parts = Vec::new();
-                for g in self.lung.iter().chain(self.classifier.iter()) {
-                    if models.contains(&g.model) {
-                        parts.push(format!(
-                            "outside the training data of {}, which was trained on {} (distance {:.0}, limit {:.0})",
+                let mut parts: Vec<String> = gates()
+                    .filter(|g| models.contains(&g.model))
+                    .map(|g| {
+                        format!(
+                            "unlike the images {} was trained on ({}; distance {:.0}, limit {:.0}): its results are hidden",
                             g.model, g.domain, g.distance, g.threshold
-                        ));
-                    }
-                }
-                let within: Vec<String> = self
-                    .lung
-                    .iter()
-                    .chain(self.classifier.iter())
-                    .filter(|g| g.passed)
-                    .map(|g| format!("within that of {} ({})", g.model, g.domain))
+                        )
+                    })
                     .collect();
-                let mut text = parts.join("; ");
-                if !within.is_empty() {
-                    text += &format!("; {}", within.join("; "));
-                }
+                parts.extend(
+                    gates()
+                        .filter(|g| g.passed)
+                        .map(|g| format!("like those of {} ({})", g.model, g.domain)),
+                );
+                let text = parts.join("; ");
                 let mut chars = text.chars();
                 let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
-                Some(format!(
-                    "{}{}. Its results are hidden.",
-                    first.unwrap_or_default(),
-                    chars.as_str()
-                ))
+                Some(format!("{}{}.", first.unwrap_or_default(), chars.as_str()))
             }
         }
+    }
+
+    /// Title and details in one line (CLI output), if the image is flagged.
+    pub fn message(&self) -> Option<String> {
+        Some(format!("{}: {}", self.title()?, self.details()?))
     }
 }
 

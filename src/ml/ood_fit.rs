@@ -181,8 +181,8 @@ pub fn fit_gate(
         ("validation (two-fold)", validation_distances.clone(), rate)
     } else {
         let d = distances_of(&features_of(&split.test)?.0);
-        let rate = d.iter().filter(|&&v| v <= gate.info.threshold).count() as f64
-            / d.len().max(1) as f64;
+        let rate =
+            d.iter().filter(|&&v| v <= gate.info.threshold).count() as f64 / d.len().max(1) as f64;
         ("test", d, rate)
     };
     let mut report = format!(
@@ -246,8 +246,8 @@ pub fn fit_gate(
 
 /// Which half of the validation patients a patient falls in (a stable hash of the id).
 fn patient_half(id: &str) -> bool {
-    let seed = id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let seed = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     super::metrics::SplitMix64::new(seed).next_u64() & 1 == 1
 }

@@ -139,8 +139,19 @@ pub fn analysis_ui(
     let Some(view) = view else { return };
     ui.separator();
     ood_warning_ui(ui, view, commands);
+    let hidden_because = match view.ood.verdict {
+        crate::ml::ood::Verdict::NotChestRadiograph => "hidden: not a chest radiograph",
+        _ => "hidden: outside its training data",
+    };
     for (m, p) in view.predictions.iter().enumerate() {
-        prediction_ui(ui, m, p, view.shows(&p.model_title));
+        prediction_ui(
+            ui,
+            m,
+            p,
+            view.shows(&p.model_title)
+                .then_some(())
+                .ok_or(hidden_because),
+        );
     }
     if let Some((model, class)) = &view.explained
         && view.shows(model)
@@ -169,21 +180,18 @@ pub fn analysis_ui(
 /// the withheld results anyway.
 fn ood_warning_ui(ui: &mut egui::Ui, view: &AnalysisView, commands: &mut Vec<Command>) {
     use crate::ml::ood::Verdict;
-    let Some(message) = view.ood.message() else {
+    let (Some(title), Some(details)) = (view.ood.title(), view.ood.details()) else {
         return;
     };
-    let (colour, title) = match view.ood.verdict {
-        Verdict::NotChestRadiograph => (
-            Color32::from_rgb(255, 110, 90),
-            "Not a frontal chest radiograph",
-        ),
-        _ => (Color32::from_rgb(255, 190, 70), "Outside the training data"),
+    let colour = match view.ood.verdict {
+        Verdict::NotChestRadiograph => Color32::from_rgb(255, 110, 90),
+        _ => Color32::from_rgb(255, 190, 70),
     };
     egui::Frame::group(ui.style())
         .stroke(egui::Stroke::new(1.5, colour))
         .show(ui, |ui| {
-            ui.label(RichText::new(format!("⚠ {title}")).color(colour).strong());
-            ui.label(RichText::new(message).small());
+            ui.label(RichText::new(title).color(colour).strong());
+            ui.label(RichText::new(details).small());
             if view.revealed {
                 ui.label(
                     RichText::new("Results shown at your request — do not rely on them.")
@@ -200,20 +208,17 @@ fn ood_warning_ui(ui: &mut egui::Ui, view: &AnalysisView, commands: &mut Vec<Com
         });
 }
 
-/// One model's class probabilities (calibrated when its card says so) and its operating point.
+/// One model's class probabilities (calibrated when its card says so) and its operating point;
+/// `shown` is `Err(why)` when the gate hides them.
 fn prediction_ui(
     ui: &mut egui::Ui,
     index: usize,
     p: &crate::ml::analysis::Prediction,
-    shown: bool,
+    shown: Result<(), &str>,
 ) {
     ui.label(RichText::new(&p.model_title).strong());
-    if !shown {
-        ui.label(
-            RichText::new("hidden: outside its training data")
-                .small()
-                .weak(),
-        );
+    if let Err(why) = shown {
+        ui.label(RichText::new(why).small().weak());
         return;
     }
     if p.uninformative {
