@@ -167,3 +167,40 @@ fn relu6_rule_backprop_reproduces_the_autodiff_input_gradient() {
         );
     }
 }
+
+#[test]
+fn lung_network_on_the_pretrained_encoder_gives_both_outputs_and_its_explanations() {
+    use cxrlens::ml::lung::{EFFICIENTNET, LungNetConfig};
+    let device = Device::flex().autodiff();
+    let config = LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()])
+        .with_input_size(64)
+        .with_encoder(Some(EFFICIENTNET.into()));
+    let backbone = import_imagenet(
+        &weights(),
+        &EfficientNetLiteConfig::new(vec!["unused".into()]).with_input_size(64),
+        &device,
+    )
+    .unwrap();
+    let model = config.init(&device).with_backbone(backbone).freeze();
+    let x = Tensor::<1>::from_floats(fixed_input(64).as_slice(), &device).reshape([1, 1, 64, 64]);
+    let out = model.valid().forward(x.clone().inner());
+    assert_eq!(out.mask_logits.dims(), [1, 1, 64, 64]);
+    assert_eq!(out.class_logits.dims(), [1, 3]);
+    assert_eq!(out.pooled.dims(), [1, 320]);
+    // The plain-rule backprop through the encoder reproduces the autodiff input gradient.
+    for class in 0..3 {
+        let reference = input_gradient(&model, x.clone(), class).unwrap();
+        let rule = rule_gradient(&model, x.clone(), class, ReluRule::Plain).unwrap();
+        assert!(reference.values.iter().any(|v| *v != 0.0));
+        let e = relative_l2(&rule.values, &reference.values);
+        assert!(e < 1e-4, "class {class}: rel L2 {e}");
+    }
+    // Its weights go through a bundle file and back.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.bpk");
+    cxrlens::ml::bundle::save_module(model.clone(), &path).unwrap();
+    let back = cxrlens::ml::bundle::load_into(config.init(&device), &path).unwrap();
+    let a = tensor_to_vec(model.valid().forward(x.clone().inner()).mask_logits).unwrap();
+    let b = tensor_to_vec(back.valid().forward(x.inner()).mask_logits).unwrap();
+    assert!(relative_l2(&b, &a) < 1e-6);
+}

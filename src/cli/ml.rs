@@ -302,7 +302,8 @@ pub struct BenchArgs {
     /// Also time wgpu when the only adapter is a CPU one (slow: kernel compilation takes minutes).
     #[arg(long)]
     pub include_cpu_adapter: bool,
-    /// lung (the U-Net) or efficientnet (EfficientNet-Lite0, random weights).
+    /// lung (the U-Net), lung-efficientnet (the lung network on the EfficientNet-Lite0 encoder)
+    /// or efficientnet (the EfficientNet-Lite0 classifier); random weights.
     #[arg(long, default_value = "lung")]
     pub network: String,
     /// efficientnet: stem and this many blocks frozen (as `train --frozen-blocks`).
@@ -605,6 +606,13 @@ impl BenchNet {
                     .init(device)
                     .train(),
             ),
+            "lung-efficientnet" => Self::Lung(
+                LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()])
+                    .with_input_size(args.size)
+                    .with_encoder(Some(crate::ml::lung::EFFICIENTNET.into()))
+                    .init(device)
+                    .train(),
+            ),
             "efficientnet" | "efficientnet-lite0" => Self::EfficientNet(
                 crate::ml::efficientnet::EfficientNetLiteConfig::new(vec!["a".into(), "b".into()])
                     .with_input_size(args.size)
@@ -613,13 +621,17 @@ impl BenchNet {
                     .train(),
                 args.frozen_blocks,
             ),
-            other => return Err(format!("--network {other}: expected lung or efficientnet")),
+            other => {
+                return Err(format!(
+                    "--network {other}: expected lung, lung-efficientnet or efficientnet"
+                ));
+            }
         })
     }
 
     fn describe(&self) -> String {
         match self {
-            Self::Lung(m) => format!("lung U-Net ({} parameters)", m.num_params()),
+            Self::Lung(m) => format!("lung network ({} parameters)", m.num_params()),
             Self::EfficientNet(m, 0) => {
                 format!("EfficientNet-Lite0 ({} parameters)", m.num_params())
             }
@@ -675,8 +687,8 @@ fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<String, Str
         // As in training, the input needs no gradient except to time the lung network as before
         // (its figures in the notes include the input gradient).
         let xg = match net {
-            BenchNet::Lung(_) => x.clone().require_grad(),
-            BenchNet::EfficientNet(..) => x.clone(),
+            BenchNet::Lung(_) if args.network == "lung" => x.clone().require_grad(),
+            _ => x.clone(),
         };
         let grads = net.loss(xg.clone()).backward();
         // Wait for the whole backward pass: read the input gradient (the last one computed) and

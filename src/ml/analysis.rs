@@ -25,8 +25,9 @@ pub struct Models {
     pub device: Device,
     pub lung: Option<(LungNet, BundleInfo)>,
     pub classifier: Option<(Classifier, BundleInfo)>,
-    /// The classifier's Grad-CAM target layer, in words.
+    /// The classifier's and the lung head's Grad-CAM target layers, in words.
     pub classifier_target_layer: String,
+    pub lung_target_layer: String,
     /// A saliency network (predicted gaze); it needs the classifier's features.
     pub saliency: Option<(SaliencyNet, BundleInfo)>,
     /// Out-of-distribution gates of the lung network and the classifier (from their bundles).
@@ -42,6 +43,7 @@ impl Models {
             lung: None,
             classifier: None,
             classifier_target_layer: String::new(),
+            lung_target_layer: String::new(),
             saliency: None,
             lung_gate: None,
             classifier_gate: None,
@@ -68,8 +70,9 @@ impl Models {
                 }
             };
             match load_bundle(info, device) {
-                Ok(LoadedModel::Lung(m, _)) => {
+                Ok(LoadedModel::Lung(m, c)) => {
                     models.lung = Some((m.freeze(), info.clone()));
+                    models.lung_target_layer = c.target_layer();
                     models.lung_gate = gate;
                 }
                 Ok(LoadedModel::Classifier(m, c)) => {
@@ -293,11 +296,10 @@ pub fn analyze(
                 let size = info.card.input_size;
                 let x = input(size, &mut clock);
                 let map = explain(lung, x, class, request.method, lung_grid.as_ref())?;
-                let side = size >> 4;
                 (
                     map,
                     (info.title(), class_name(&info.card.class_names, class)),
-                    format!("bottleneck ({side}×{side})"),
+                    models.lung_target_layer.clone(),
                 )
             }
             None => return Err(MlError::Input("no lung network is loaded".into())),

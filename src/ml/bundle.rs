@@ -356,7 +356,7 @@ pub fn load_bundle(info: &BundleInfo, device: &Device) -> Result<LoadedModel, Ml
     Ok(match info.card.kind {
         ModelKind::Lung => {
             let config: LungNetConfig = read_json(&config_path)?;
-            validate_sizes(config.input_size, config.depth)?;
+            validate_sizes(config.input_size, config.downsamplings())?;
             LoadedModel::Lung(load_into(config.init(device), &weights)?, config)
         }
         ModelKind::Classifier => {

@@ -294,17 +294,52 @@ impl Explainable for EfficientNetLite {
     }
 
     fn backprop_features(&self, x: Tensor<4>, upstream: Tensor<4>, rule: ReluRule) -> Tensor<4> {
+        let h = self.prefix(x.clone(), BLOCKS).detach();
+        let z_head = self.head_pre(h.clone()).detach();
+        let g = rule.apply_clipped(upstream, z_head, 6.0);
+        let g = vjp(|t| self.head_pre(t), h, g);
+        self.backprop_blocks(x, BLOCKS, g, rule)
+    }
+}
+
+/// Blocks whose outputs a U-Net decoder takes: the last block at strides 2, 4, 8 and 16, and the
+/// last block of all (stride 32).
+pub const TAPS: [usize; 5] = [0, 2, 4, 10, 15];
+/// Channels of those outputs.
+pub const TAP_CHANNELS: [usize; 5] = [16, 24, 40, 112, 320];
+
+impl EfficientNetLite {
+    /// Outputs of the blocks in [`TAPS`], shallowest first: `[B, 16, S/2]` … `[B, 320, S/32]`.
+    pub fn taps(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        let mut out = Vec::with_capacity(TAPS.len());
+        let mut h = relu6(self.stem_pre(x));
+        for (i, block) in self.blocks.iter().enumerate().take(TAPS[TAPS.len() - 1] + 1) {
+            h = block.forward(h);
+            if TAPS.contains(&i) {
+                out.push(h.clone());
+            }
+        }
+        out
+    }
+
+    /// Push `upstream`, a gradient at the output of the first `blocks` blocks, back to the input
+    /// with `rule` at every ReLU6 (segment-wise, see `ml::blocks`).
+    pub fn backprop_blocks(
+        &self,
+        x: Tensor<4>,
+        blocks: usize,
+        upstream: Tensor<4>,
+        rule: ReluRule,
+    ) -> Tensor<4> {
         let x = x.detach();
-        let mut inputs = Vec::with_capacity(self.blocks.len());
+        let mut inputs = Vec::with_capacity(blocks);
         let mut h = relu6(self.stem_pre(x.clone())).detach();
-        for block in &self.blocks {
+        for block in self.blocks.iter().take(blocks) {
             inputs.push(h.clone());
             h = block.forward(h).detach();
         }
-        let z_head = self.head_pre(h.clone()).detach();
-        let g = rule.apply_clipped(upstream, z_head, 6.0);
-        let mut g = vjp(|t| self.head_pre(t), h, g);
-        for (block, input) in self.blocks.iter().zip(inputs).rev() {
+        let mut g = upstream;
+        for (block, input) in self.blocks.iter().take(blocks).zip(inputs).rev() {
             g = block.backprop(input, g, rule);
         }
         let z_stem = self.stem_pre(x.clone()).detach();

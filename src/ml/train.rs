@@ -115,7 +115,9 @@ impl TrainOptions {
         let bad = |m: String| Err(MlError::Options(m));
         let efficientnet = self.kind == ModelKind::Classifier
             && self.architecture == Architecture::EfficientNetLite0;
-        let multiple = if efficientnet { 32 } else { 16 };
+        let efficientnet_lung =
+            self.kind == ModelKind::Lung && self.architecture == Architecture::EfficientNetLite0;
+        let multiple = if efficientnet || efficientnet_lung { 32 } else { 16 };
         if (self.init_from.is_none() || self.override_input_size)
             && (!(multiple..=1024).contains(&self.input_size)
                 || !self.input_size.is_multiple_of(multiple))
@@ -126,9 +128,11 @@ impl TrainOptions {
                 multiple.trailing_zeros()
             ));
         }
-        if self.pretrained.is_some() && (!efficientnet || self.init_from.is_some()) {
+        if self.pretrained.is_some()
+            && (!(efficientnet || efficientnet_lung) || self.init_from.is_some())
+        {
             return bad(
-                "ImageNet weights (--pretrained) start a new EfficientNet-Lite0 classifier, not a bundle or another architecture".into(),
+                "ImageNet weights (--pretrained) start a new EfficientNet-Lite0 network (classifier or lung encoder), not a bundle or another architecture".into(),
             );
         }
         if self.init_from.is_none() && !(1..=256).contains(&self.base_channels) {
@@ -782,11 +786,7 @@ pub fn train(
     let config_json = match &net {
         Net::Lung(m) => {
             save_module(m.clone(), &out_dir.join("weights.bpk"))?;
-            serde_json::to_string_pretty(
-                &LungNetConfig::new(class_names.clone())
-                    .with_input_size(options.input_size)
-                    .with_base_channels(options.base_channels),
-            )
+            serde_json::to_string_pretty(&lung_config(options, class_names.clone()))
         }
         Net::Classifier(m) => {
             m.save(&out_dir.join("weights.bpk"))?;
@@ -969,12 +969,14 @@ fn initial_net(
             )));
         }
         let (net, names, size, base) = match super::bundle::load_bundle(&info, device)? {
-            super::bundle::LoadedModel::Lung(m, c) => (
-                Net::Lung(m.train()),
-                c.class_names,
-                c.input_size,
-                c.base_channels,
-            ),
+            super::bundle::LoadedModel::Lung(m, c) => {
+                options.architecture = if c.encoder.as_deref() == Some(super::lung::EFFICIENTNET) {
+                    Architecture::EfficientNetLite0
+                } else {
+                    Architecture::ResNet
+                };
+                (Net::Lung(m.train()), c.class_names, c.input_size, c.base_channels)
+            }
             super::bundle::LoadedModel::Classifier(m, c) => {
                 options.architecture = c.architecture();
                 let base = match &c {
@@ -1008,13 +1010,18 @@ fn initial_net(
     }
     let names = class_names.to_vec();
     let net = match options.kind {
-        ModelKind::Lung => Net::Lung(
-            LungNetConfig::new(names)
-                .with_input_size(options.input_size)
-                .with_base_channels(options.base_channels)
-                .init(device)
-                .train(),
-        ),
+        ModelKind::Lung => {
+            let config = lung_config(&options, names);
+            let mut model = config.init(device);
+            if let Some(weights) = &options.pretrained {
+                let backbone = super::efficientnet::EfficientNetLiteConfig::new(vec!["unused".into()])
+                    .with_input_size(options.input_size);
+                model = model.with_backbone(super::efficientnet::import_imagenet(
+                    weights, &backbone, device,
+                )?);
+            }
+            Net::Lung(model.train())
+        }
         ModelKind::Classifier => {
             let config = classifier_config(&options, names);
             let model = match (&config, &options.pretrained) {
@@ -1034,6 +1041,20 @@ fn initial_net(
         }
     };
     Ok((net, options))
+}
+
+/// The architecture and geometry of the lung network these options train (`architecture`
+/// EfficientNet-Lite0 = the pretrained encoder).
+fn lung_config(options: &TrainOptions, class_names: Vec<String>) -> LungNetConfig {
+    let config = LungNetConfig::new(class_names)
+        .with_input_size(options.input_size)
+        .with_base_channels(options.base_channels);
+    match options.architecture {
+        Architecture::EfficientNetLite0 => {
+            config.with_encoder(Some(super::lung::EFFICIENTNET.into()))
+        }
+        Architecture::ResNet => config,
+    }
 }
 
 /// The architecture and geometry of the classifier these options train.
