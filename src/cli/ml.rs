@@ -544,10 +544,23 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     let out = args.out.clone().unwrap_or_else(|| default_out_dir(kind));
     eprintln!("device: {} ({})", compute.description, compute.reason);
     let cancel = AtomicBool::new(false);
+    let epoch_clock = std::cell::Cell::new(Instant::now());
     let report = train(&args.data, &options, &compute, &out, &mut |p| match p {
-        TrainProgress::Message(m) => eprintln!("{m}"),
-        TrainProgress::Batch { .. } => {}
+        TrainProgress::Message(m) => {
+            epoch_clock.set(Instant::now());
+            eprintln!("{m}")
+        }
+        // About ten lines per epoch, so a long run on a CPU shows that it moves.
+        TrainProgress::Batch { epoch, batch, batches, loss } => {
+            if batch % batches.div_ceil(10).max(1) == 0 || batch == batches {
+                eprintln!(
+                    "  epoch {epoch}: batch {batch}/{batches}, loss {loss:.4}, {:.1} images/s",
+                    (batch * options.batch_size) as f64 / epoch_clock.get().elapsed().as_secs_f64().max(1e-9)
+                );
+            }
+        }
         TrainProgress::Epoch { epoch, epochs, train_loss, evaluation, seconds } => {
+            epoch_clock.set(Instant::now());
             match evaluation.saliency {
                 Some(s) => eprintln!(
                     "epoch {epoch}/{epochs}: loss {train_loss:.4}, val KL {:.4}, CC {:.4}, HS {:.4} ({seconds:.0} s)",

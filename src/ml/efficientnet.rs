@@ -313,7 +313,12 @@ impl EfficientNetLite {
     pub fn taps(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         let mut out = Vec::with_capacity(TAPS.len());
         let mut h = relu6(self.stem_pre(x));
-        for (i, block) in self.blocks.iter().enumerate().take(TAPS[TAPS.len() - 1] + 1) {
+        for (i, block) in self
+            .blocks
+            .iter()
+            .enumerate()
+            .take(TAPS[TAPS.len() - 1] + 1)
+        {
             h = block.forward(h);
             if TAPS.contains(&i) {
                 out.push(h.clone());

@@ -159,7 +159,13 @@ impl LungNetConfig {
             .with_input_size(self.input_size)
             .init(device);
         // Skips from stride 16 up to stride 2, then the input image itself (1 channel) at stride 1.
-        let skips = [TAP_CHANNELS[3], TAP_CHANNELS[2], TAP_CHANNELS[1], TAP_CHANNELS[0], 1];
+        let skips = [
+            TAP_CHANNELS[3],
+            TAP_CHANNELS[2],
+            TAP_CHANNELS[1],
+            TAP_CHANNELS[0],
+            1,
+        ];
         let bottom = TAP_CHANNELS[4];
         let mut up = Vec::with_capacity(5);
         let mut decoder = Vec::with_capacity(5);

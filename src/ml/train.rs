@@ -117,7 +117,11 @@ impl TrainOptions {
             && self.architecture == Architecture::EfficientNetLite0;
         let efficientnet_lung =
             self.kind == ModelKind::Lung && self.architecture == Architecture::EfficientNetLite0;
-        let multiple = if efficientnet || efficientnet_lung { 32 } else { 16 };
+        let multiple = if efficientnet || efficientnet_lung {
+            32
+        } else {
+            16
+        };
         if (self.init_from.is_none() || self.override_input_size)
             && (!(multiple..=1024).contains(&self.input_size)
                 || !self.input_size.is_multiple_of(multiple))
@@ -975,7 +979,12 @@ fn initial_net(
                 } else {
                     Architecture::ResNet
                 };
-                (Net::Lung(m.train()), c.class_names, c.input_size, c.base_channels)
+                (
+                    Net::Lung(m.train()),
+                    c.class_names,
+                    c.input_size,
+                    c.base_channels,
+                )
             }
             super::bundle::LoadedModel::Classifier(m, c) => {
                 options.architecture = c.architecture();
@@ -1014,8 +1023,9 @@ fn initial_net(
             let config = lung_config(&options, names);
             let mut model = config.init(device);
             if let Some(weights) = &options.pretrained {
-                let backbone = super::efficientnet::EfficientNetLiteConfig::new(vec!["unused".into()])
-                    .with_input_size(options.input_size);
+                let backbone =
+                    super::efficientnet::EfficientNetLiteConfig::new(vec!["unused".into()])
+                        .with_input_size(options.input_size);
                 model = model.with_backbone(super::efficientnet::import_imagenet(
                     weights, &backbone, device,
                 )?);

@@ -117,11 +117,14 @@ impl TrainerState {
         let mut o = self.options.clone();
         o.kind = self.kind;
         o.init_from = self.start_from.clone();
-        if self.kind == ModelKind::Classifier && self.start_imagenet {
+        if matches!(self.kind, ModelKind::Classifier | ModelKind::Lung) && self.start_imagenet {
             o.init_from = None;
             o.architecture = crate::ml::classifier::Architecture::EfficientNetLite0;
             o.pretrained = Some(PathBuf::from(self.imagenet_weights.trim()));
             o.input_size = o.input_size.div_ceil(32).max(1) * 32;
+            if self.kind == ModelKind::Lung {
+                o.frozen_blocks = 0;
+            }
         } else {
             o.architecture = crate::ml::classifier::Architecture::ResNet;
             o.pretrained = None;
@@ -314,10 +317,14 @@ fn options_ui(
         state.start_from = of_kind.iter().find(|m| m.shipped).map(|m| m.dir.clone());
     }
     let before = (state.start_from.clone(), state.start_imagenet);
-    const IMAGENET: &str = "ImageNet weights (new EfficientNet-Lite0)";
+    let imagenet = if state.kind == ModelKind::Lung {
+        "ImageNet weights (new U-Net on an EfficientNet-Lite0 encoder)"
+    } else {
+        "ImageNet weights (new EfficientNet-Lite0)"
+    };
     egui::ComboBox::from_label("Start from")
         .selected_text(if state.start_imagenet {
-            IMAGENET.to_string()
+            imagenet.to_string()
         } else {
             state
                 .start_from
@@ -348,14 +355,18 @@ fn options_ui(
                     state.start_imagenet = false;
                 }
             }
-            if state.kind == ModelKind::Classifier
+            if matches!(state.kind, ModelKind::Classifier | ModelKind::Lung)
                 && ui
-                    .selectable_label(state.start_imagenet, IMAGENET)
+                    .selectable_label(state.start_imagenet, imagenet)
                     .clicked()
             {
                 state.start_from = None;
                 state.start_imagenet = true;
-                state.options.input_size = 224;
+                state.options.input_size = if state.kind == ModelKind::Lung {
+                    256
+                } else {
+                    224
+                };
             }
         });
     if (state.start_from.clone(), state.start_imagenet) != before {
@@ -369,11 +380,13 @@ fn options_ui(
                     "EfficientNet-Lite0 ImageNet state dict (PyTorch .pth), read offline",
                 );
         });
-        ui.add(
-            egui::Slider::new(&mut state.options.frozen_blocks, 0..=crate::ml::efficientnet::BLOCKS)
-                .text("frozen blocks (of 16, after the stem)"),
-        )
-        .on_hover_text("Early blocks keep their ImageNet features: fewer parameters to fit, and faster on a CPU");
+        if state.kind == ModelKind::Classifier {
+            ui.add(
+                egui::Slider::new(&mut state.options.frozen_blocks, 0..=crate::ml::efficientnet::BLOCKS)
+                    .text("frozen blocks (of 16, after the stem)"),
+            )
+            .on_hover_text("Early blocks keep their ImageNet features: fewer parameters to fit, and faster on a CPU");
+        }
     }
     let o = &mut state.options;
     egui::Grid::new("train-options")
