@@ -187,6 +187,8 @@ fn lung_network_on_the_pretrained_encoder_gives_both_outputs_and_its_explanation
     assert_eq!(out.mask_logits.dims(), [1, 1, 64, 64]);
     assert_eq!(out.class_logits.dims(), [1, 3]);
     assert_eq!(out.pooled.dims(), [1, 320]);
+    // The gate reads block 11's output (112 channels at 4×4 for a 64² input) pooled to 2×2.
+    assert_eq!(out.gate.dims(), [1, 448]);
     // The plain-rule backprop through the encoder reproduces the autodiff input gradient.
     for class in 0..3 {
         let reference = input_gradient(&model, x.clone(), class).unwrap();

@@ -264,28 +264,75 @@ fn saliency_net_outputs_a_distribution_and_round_trips_through_a_bundle() {
 }
 
 #[test]
-fn eval_reproduces_the_classifier_card_on_the_same_held_out_patients() {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cxr-resnet");
-    let info = cxrlens::ml::bundle::BundleInfo::open(&dir, true).unwrap();
-    let (e, notes) = cxrlens::ml::train::evaluate_bundle(
-        &common::shared_data().join("nih-cxr14-subset"),
-        &info,
-        &cxrlens::ml::train::SplitSpec::of_bundle(&info),
-        &burn::prelude::Device::flex(),
+fn lung_network_keeps_its_image_resolution_dice_on_held_out_patients() {
+    // What the card reports and the viewer shows: the cleaned-up mask resampled onto each image,
+    // against the full-resolution human mask (ignore pixels excluded).
+    let bundle = shipped()
+        .into_iter()
+        .find(|b| b.card.kind == ModelKind::Lung)
+        .expect("a lung bundle");
+    let e = cxrlens::ml::eval::evaluate_lung(
+        &bundle,
+        &shared_data().join("cxr-ieee8023"),
+        &cxrlens::ml::train::SplitSpec::of_bundle(&bundle),
+        &Device::flex(),
+        true,
     )
     .unwrap();
-    let card_auc = info.card.metrics["macro_auc"];
-    let auc = e.macro_auc.unwrap();
-    assert!(
-        (auc - card_auc).abs() < 2e-3,
-        "eval {auc} vs card {card_auc}"
+    let card = &bundle.card.metrics;
+    println!(
+        "{} held-out masks: mean {:.4}, median {:.4}, 5th percentile {:.4}",
+        e.images, e.dice_image, e.dice_image_median, e.dice_image_p05
     );
-    assert!((e.accuracy - info.card.metrics["accuracy"]).abs() < 2e-3);
-    // Confusion matrix adds up to the held-out images.
-    assert_eq!(e.confusion.iter().flatten().sum::<usize>(), e.images);
-    // The subset's duplicate id is reported, not fatal.
-    assert!(
-        notes.iter().any(|n| n.contains("duplicate id")),
-        "{notes:?}"
+    for (name, value) in [
+        ("dice_image_resolution", e.dice_image),
+        ("dice_image_resolution_median", e.dice_image_median),
+        ("dice_image_resolution_p05", e.dice_image_p05),
+    ] {
+        assert!(
+            (value - card[name]).abs() < 2e-3,
+            "{name}: {value:.4}, card {:.4}",
+            card[name]
+        );
+    }
+}
+
+#[test]
+fn classifier_keeps_its_test_split_figures() {
+    let bundle = shipped()
+        .into_iter()
+        .find(|b| b.card.kind == ModelKind::Classifier)
+        .expect("a classifier bundle");
+    let spec = cxrlens::ml::train::SplitSpec::of_bundle(&bundle);
+    assert_eq!(
+        spec.held_out,
+        cxrlens::ml::train::HeldOut::Test,
+        "the card's figures come from a test split"
     );
+    let (e, _) = cxrlens::ml::train::evaluate_bundle(
+        &shared_data().join("kermany-pneumonia"),
+        &bundle,
+        &spec,
+        &Device::flex(),
+    )
+    .unwrap();
+    let card = &bundle.card.metrics;
+    let (name, auc) = &e.per_class_auc[1];
+    println!(
+        "test split: {} images, AUC({name}) {:.4} [{:.4}, {:.4}], accuracy {:.4}",
+        e.images, auc.auc, auc.ci_low, auc.ci_high, e.accuracy
+    );
+    assert_eq!(e.images as f64, card["test_images"]);
+    assert!((auc.auc - card[&format!("test_auc_{name}")]).abs() < 1e-3);
+    assert!((e.accuracy - card["test_accuracy"]).abs() < 1e-3);
+    // The operating point the card states, re-measured on the same images.
+    let calibration = bundle
+        .card
+        .calibration
+        .as_ref()
+        .expect("a calibrated classifier");
+    let op = e.operating_point.as_ref().expect("an operating point");
+    assert!((op.sensitivity - calibration.sensitivity).abs() < 1e-3);
+    assert!((op.specificity - calibration.specificity).abs() < 1e-3);
+    assert!((op.ece_calibrated - calibration.ece_after).abs() < 1e-3);
 }

@@ -172,7 +172,8 @@ fn fine_tuning_refuses_a_bundle_of_another_kind() {
     let data = common::tiny_dataset(dir.path());
     let (compute, _) = select(BackendChoice::Flex, None).unwrap();
     let mut options = tiny_options(1);
-    options.init_from = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cxr-resnet"));
+    options.init_from =
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/pneumonia-effnet"));
     let err = train(
         &data,
         &options,

@@ -171,7 +171,7 @@ fn trainer_tab_scans_trains_stops_resumes_and_offers_the_model() {
             assert!(
                 r.available
                     .iter()
-                    .any(|m| m.shipped && m.title.starts_with("cxr-resnet"))
+                    .any(|m| m.shipped && m.title.starts_with("pneumonia-effnet"))
             );
         }
         _ => unreachable!(),

@@ -178,8 +178,10 @@ fn folder_becomes_a_study_browser() {
 #[test]
 fn analyze_shows_probabilities_mask_and_heatmap_layers() {
     use cxrlens::ui::analysis::ModelsStatus;
-    let mut h = harness(Some(dicom(common::RSNA)));
-    step_until(&mut h, "the RSNA image to decode", |a| a.viewer().is_some());
+    // A child's radiograph with bacterial pneumonia from the classifier's held-out test patients:
+    // inside both models' training domains, so nothing is withheld.
+    let mut h = harness(Some(common::kermany_test_image()));
+    step_until(&mut h, "the image to decode", |a| a.viewer().is_some());
     step_until(&mut h, "the models to load", |a| {
         !matches!(a.analysis_panel().models, ModelsStatus::Loading)
     });
@@ -214,11 +216,23 @@ fn analyze_shows_probabilities_mask_and_heatmap_layers() {
             .is_some()
     );
     assert!(
-        h.query_all_by_label_contains("cxr-resnet 1.0.0")
+        h.query_all_by_label_contains("pneumonia-effnet 1.")
             .next()
             .is_some()
     );
-    assert!(h.query_all_by_label_contains("abnormal").next().is_some());
+    assert!(h.query_all_by_label_contains("pneumonia").next().is_some());
+    // The operating point from the card, and the layer Grad-CAM explains.
+    assert!(
+        h.query_all_by_label_contains("at the operating point")
+            .next()
+            .is_some()
+    );
+    assert!(h.query_all_by_label_contains("conv_head").next().is_some());
+    assert!(
+        h.query_all_by_label_contains("Outside the training data")
+            .next()
+            .is_none()
+    );
     // Opacity changes the layer (a uniform on the GPU path), not the heatmap pixels.
     let key_before = v.settings_key();
     let heat_id = heat.handle.id;
@@ -241,6 +255,78 @@ fn analyze_shows_probabilities_mask_and_heatmap_layers() {
     assert_ne!(v.settings_key(), key_before);
 }
 
+/// Opens `path`, waits for the models and runs Analyze.
+fn analysed(path: std::path::PathBuf) -> Harness<'static, CxrApp> {
+    use cxrlens::ui::analysis::ModelsStatus;
+    let mut h = harness(Some(path));
+    step_until(&mut h, "the image to decode", |a| a.viewer().is_some());
+    step_until(&mut h, "the models to load", |a| {
+        !matches!(a.analysis_panel().models, ModelsStatus::Loading)
+    });
+    h.get_by_role_and_label(Role::Button, "Analyze (A)").click();
+    h.run_steps(2);
+    step_until(&mut h, "the analysis", |a| {
+        a.viewer().unwrap().analysis.is_some()
+    });
+    h
+}
+
+#[test]
+fn an_adult_radiograph_keeps_the_lung_mask_and_withholds_the_paediatric_classifier() {
+    let mut h = analysed(dicom(common::RSNA));
+    let v = h.state().viewer().unwrap();
+    let [mask, heat] = v.layers();
+    assert!(
+        mask.is_some(),
+        "the lung network's gate passes an adult radiograph"
+    );
+    assert!(
+        heat.is_none(),
+        "the classifier's Grad-CAM is drawn before the user asked"
+    );
+    assert!(v.analysis.as_ref().unwrap().withheld.heatmap.is_some());
+    assert!(
+        h.query_all_by_label_contains("Outside the training data")
+            .next()
+            .is_some()
+    );
+    assert!(
+        h.query_all_by_label_contains("hidden: outside its training data")
+            .next()
+            .is_some()
+    );
+    h.get_by_role_and_label(Role::Button, "Show results anyway")
+        .click();
+    h.run_steps(2);
+    let v = h.state().viewer().unwrap();
+    assert!(v.layers()[1].is_some(), "revealed Grad-CAM");
+    assert!(
+        h.query_all_by_label_contains("Results shown at your request")
+            .next()
+            .is_some()
+    );
+}
+
+#[test]
+fn a_ct_slice_is_refused_with_every_result_withheld() {
+    let h = analysed(common::shared_data().join("dicom-zoo/CT_small.dcm"));
+    let v = h.state().viewer().unwrap();
+    assert!(
+        v.layers().iter().all(Option::is_none),
+        "a layer is drawn on a CT slice"
+    );
+    assert!(
+        h.query_all_by_label_contains("Not a frontal chest radiograph")
+            .next()
+            .is_some()
+    );
+    assert!(
+        h.query_all_by_label_contains("hidden: not a chest radiograph")
+            .next()
+            .is_some()
+    );
+}
+
 #[test]
 fn compare_view_with_simulated_gaze_shows_panes_metrics_and_exports_csv() {
     use cxrlens::ui::analysis::ModelsStatus;
@@ -255,6 +341,9 @@ fn compare_view_with_simulated_gaze_shows_panes_metrics_and_exports_csv() {
     step_until(&mut h, "the analysis", |a| {
         a.viewer().unwrap().analysis.is_some()
     });
+    // An adult image: the (paediatric) classifier's map is withheld until the user asks.
+    h.state_mut().push_command(Command::RevealAnalysis);
+    h.run_steps(2);
     assert!(!h.state().viewer().unwrap().compare.enabled);
     h.get_by_role_and_label(Role::Button, "Simulate a reading")
         .click();

@@ -534,8 +534,17 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     options.frozen_blocks = args.frozen_blocks;
     options.test_fraction = args.test_fraction;
     options.limitations = args.limitation.clone();
+    // Quoted where needed, so that the card's command can be pasted into a shell.
     options.command = std::iter::once("cxrlens".to_string())
-        .chain(std::env::args().skip(1))
+        .chain(std::env::args().skip(1).map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        }))
         .collect::<Vec<_>>()
         .join(" ");
     if args.no_augment {

@@ -230,7 +230,7 @@ pub fn analyze(
             lung_gate = Some(GateResult::of(
                 gate,
                 &info.title(),
-                &tensor_to_vec(out.pooled)?,
+                &tensor_to_vec(out.gate)?,
             ));
         }
         predictions.push(prediction(info, out.class_logits)?);
@@ -243,10 +243,10 @@ pub fn analyze(
     if let Some((classifier, info)) = &models.classifier {
         let size = info.card.input_size;
         let x = input(size, &mut clock);
-        let features = classifier.features(x);
+        let (features, gate_features) = classifier.features_and_gate(x);
         if let Some(gate) = &models.classifier_gate {
-            let pooled = tensor_to_vec(super::blocks::global_avg_pool(features.clone()))?;
-            classifier_gate = Some(GateResult::of(gate, &info.title(), &pooled));
+            let g = tensor_to_vec(gate_features)?;
+            classifier_gate = Some(GateResult::of(gate, &info.title(), &g));
         }
         predictions.push(prediction(info, classifier.head(features))?);
         clock.mark("classifier and gate");

@@ -33,7 +33,7 @@ impl ModelKind {
     pub fn default_name(self) -> &'static str {
         match self {
             ModelKind::Lung => "lung-unet",
-            ModelKind::Classifier => "cxr-resnet",
+            ModelKind::Classifier => "cxr-classifier",
             ModelKind::Saliency => "gaze-saliency",
         }
     }
@@ -85,6 +85,9 @@ pub struct ModelCard {
     /// The out-of-distribution gate (`ood.json` beside the weights), with its measured rates.
     #[serde(default)]
     pub ood: Option<super::ood::GateInfo>,
+    /// The network in words: architecture, initialisation, frozen parts, Grad-CAM target layer.
+    #[serde(default)]
+    pub architecture: String,
 }
 
 impl ModelCard {
@@ -163,6 +166,7 @@ impl ModelCard {
             command: String::new(),
             calibration: report.calibration.clone(),
             ood: None,
+            architecture: String::new(),
         }
     }
 }
@@ -209,9 +213,14 @@ impl ModelCard {
     /// The human-readable card.
     pub fn markdown(&self) -> String {
         let mut md = format!("# {} {}\n\n", self.name, self.version);
+        let network = if self.architecture.is_empty() {
+            format!("{:?} network", self.kind)
+        } else {
+            self.architecture.clone()
+        };
         md += &format!(
-            "- **Architecture:** {:?} network (see `config.json`), input {}×{}, {} parameters\n",
-            self.kind, self.input_size, self.input_size, self.parameters
+            "- **Architecture:** {network} (see `config.json`), input {}×{}, {} parameters\n",
+            self.input_size, self.input_size, self.parameters
         );
         md += &format!("- **Classes:** {}\n", self.class_names.join(", "));
         md += &format!("- **Data:** {}\n", self.data);

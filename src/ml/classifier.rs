@@ -232,10 +232,26 @@ impl Classifier {
         }
     }
 
-    /// Globally pooled target-layer activations `[B, C]`: the features the classification layer
-    /// reads and the out-of-distribution gate measures.
-    pub fn pooled(&self, x: Tensor<4>) -> Tensor<2> {
-        super::blocks::global_avg_pool(self.features(x))
+    /// Target-layer activations and, from the same pass, the features the out-of-distribution gate
+    /// measures (ResNet: the globally pooled target layer; EfficientNet: see
+    /// `efficientnet::gate_vector`).
+    pub fn features_and_gate(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<2>) {
+        match self {
+            Self::ResNet(m) => {
+                let f = m.features(x);
+                let g = super::blocks::global_avg_pool(f.clone());
+                (f, g)
+            }
+            Self::EfficientNet(m) => m.features_and_gate(x),
+        }
+    }
+
+    /// What [`Self::features_and_gate`] gives the gate, in words.
+    pub fn gate_features(&self) -> &'static str {
+        match self {
+            Self::ResNet(_) => "globally pooled last residual stage",
+            Self::EfficientNet(_) => super::efficientnet::GATE_FEATURES,
+        }
     }
 
     /// Inference mode: no gradient to the weights, batch norm on its running statistics.

@@ -76,9 +76,11 @@ pub struct LungOutput {
     pub mask_logits: Tensor<4>,
     /// `[B, classes]` class logits.
     pub class_logits: Tensor<2>,
-    /// `[B, C]` globally pooled bottleneck activations (what the class head and the
-    /// out-of-distribution gate read).
+    /// `[B, C]` globally pooled bottleneck activations (what the class head reads).
     pub pooled: Tensor<2>,
+    /// What the out-of-distribution gate reads: the pooled bottleneck (U-Net encoder), or the
+    /// EfficientNet encoder's stride-16 output pooled to 2×2 (`efficientnet::gate_vector`).
+    pub gate: Tensor<2>,
 }
 
 /// The multi-output U-Net. Build with [`LungNetConfig::init`].
@@ -105,6 +107,15 @@ impl LungNet {
         self.bottleneck = self.bottleneck.map(Module::freeze);
         self.backbone = self.backbone.map(Module::freeze);
         self
+    }
+
+    /// What [`LungOutput::gate`] holds, in words.
+    pub fn gate_features(&self) -> &'static str {
+        if self.backbone.is_some() {
+            super::efficientnet::GATE_FEATURES
+        } else {
+            "globally pooled U-Net bottleneck"
+        }
     }
 
     /// Replaces the (randomly initialised) EfficientNet encoder with `backbone`, e.g. the ImageNet
@@ -216,6 +227,12 @@ impl LungNet {
     pub fn forward(&self, x: Tensor<4>) -> LungOutput {
         let (skips, bottom) = self.encode(x);
         let pooled = global_avg_pool(bottom.clone());
+        // With the backbone, skips are [input, stride 2, 4, 8, 16]: the last one is the output of
+        // block 11 (`TAPS[3]` = `GATE_BLOCKS` − 1), the gate's features.
+        let gate = match (&self.backbone, skips.last()) {
+            (Some(_), Some(s16)) => super::efficientnet::gate_vector(s16.clone()),
+            _ => pooled.clone(),
+        };
         let class_logits = self.class_head.forward(pooled.clone());
         let mut h = bottom;
         for ((up, block), skip) in self
@@ -230,6 +247,7 @@ impl LungNet {
             mask_logits: self.mask_head.forward(h),
             class_logits,
             pooled,
+            gate,
         }
     }
 }

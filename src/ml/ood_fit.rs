@@ -42,8 +42,8 @@ impl GateNet {
     /// What the gate measures, in words.
     pub fn describe(&self) -> String {
         match self {
-            Self::Lung(_) => "globally pooled U-Net bottleneck activations".into(),
-            Self::Classifier(_) => "globally pooled Grad-CAM target-layer activations".into(),
+            Self::Lung(m) => m.gate_features().into(),
+            Self::Classifier(m) => m.gate_features().into(),
         }
     }
 
@@ -57,8 +57,8 @@ impl GateNet {
         for chunk in inputs.chunks(16) {
             let x = batch_tensor(chunk, device);
             let pooled = match self {
-                Self::Lung(m) => m.forward(x).pooled,
-                Self::Classifier(m) => m.pooled(x),
+                Self::Lung(m) => m.forward(x).gate,
+                Self::Classifier(m) => m.features_and_gate(x).1,
             };
             let [_, d] = pooled.dims();
             let v = tensor_to_vec(pooled)?;

@@ -805,6 +805,7 @@ pub fn train(
         Net::Classifier(m) => m.num_params(),
     };
     card.command = options.command.clone();
+    card.architecture = describe_network(options, &net);
     card.limitations = super::bundle::default_limitations(
         options.kind,
         &data_root
@@ -1051,6 +1052,45 @@ fn initial_net(
         }
     };
     Ok((net, options))
+}
+
+/// The trained network in words, for the card.
+fn describe_network(options: &TrainOptions, net: &Net) -> String {
+    let start = match (&options.pretrained, &options.init_from) {
+        (Some(_), _) => "started from ImageNet weights",
+        (None, Some(_)) => "fine-tuned from a bundle",
+        (None, None) => "trained from a random initialisation",
+    };
+    match net {
+        Net::Lung(_) => {
+            let c = lung_config(options, Vec::new());
+            let encoder = if c.encoder.as_deref() == Some(super::lung::EFFICIENTNET) {
+                "U-Net on an EfficientNet-Lite0 encoder".to_string()
+            } else {
+                format!(
+                    "U-Net, depth {}, {} base channels",
+                    c.depth, c.base_channels
+                )
+            };
+            format!(
+                "multi-output lung network: {encoder} (lung mask) + linear class head on the pooled bottleneck, {start}; Grad-CAM target of the head: {}",
+                c.target_layer()
+            )
+        }
+        Net::Classifier(_) => {
+            let c = classifier_config(options, Vec::new());
+            let frozen = if options.frozen_blocks > 0 {
+                format!("; stem and {} of 16 blocks frozen", options.frozen_blocks)
+            } else {
+                String::new()
+            };
+            format!(
+                "{}, {start}{frozen}; Grad-CAM target: {}",
+                c.architecture().label(),
+                c.target_layer()
+            )
+        }
+    }
 }
 
 /// The architecture and geometry of the lung network these options train (`architecture`

@@ -601,7 +601,8 @@ impl CxrApp {
                         self.trainer.kind = ModelKind::Classifier;
                         self.trainer.start_from = None;
                         self.trainer.start_from_chosen = false;
-                        self.trainer.options.name = "cxr-resnet-finetuned".into();
+                        self.trainer.options.name =
+                            format!("{}-finetuned", ModelKind::Classifier.default_name());
                     }
                     Ok(_) => {}
                 }

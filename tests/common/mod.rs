@@ -23,6 +23,14 @@ pub fn dicom(name: &str) -> PathBuf {
     p
 }
 
+/// A bacterial pneumonia of the shipped classifier's test patients (Kermany, a child's radiograph).
+pub fn kermany_test_image() -> PathBuf {
+    let p =
+        shared_data().join("kermany-pneumonia/images/kermany-train-person1004_bacteria_2935.jpeg");
+    assert!(p.is_file(), "missing shared file {}", p.display());
+    p
+}
+
 pub const RSNA: &str = "rsna-pneumonia_c64d5667-a776-4f95-9e21-bfabafb07740.dcm";
 pub const SIIM: &str = "siim-acr_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm";
 pub const FAKE_MONO1: &str = "torchxrayvision_Fake_MONOHR1.dcm";
