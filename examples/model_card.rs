@@ -1,5 +1,5 @@
-//! Regenerate a bundle's `MODEL_CARD.md` (and refresh `card.json`'s parameter count, limitations
-//! and reproduce command) without retraining:
+//! Regenerate a bundle's `MODEL_CARD.md` (and refresh `card.json`'s parameter count and reproduce
+//! command; the default limitations when the card has none) without retraining:
 //! `cargo run --example model_card -- models/lung-unet "cxrlens train --model lung …"`.
 
 use burn::module::Module;
@@ -24,7 +24,9 @@ fn main() -> Result<(), String> {
     if let Some(c) = command {
         card.command = c;
     }
-    card.limitations = default_limitations(card.kind, &data_folder);
+    if card.limitations.is_empty() {
+        card.limitations = default_limitations(card.kind, &data_folder, card.input_size);
+    }
     card.write(&dir).map_err(|e| e.to_string())?;
     println!("wrote {}", dir.join("MODEL_CARD.md").display());
     Ok(())

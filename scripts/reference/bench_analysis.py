@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The analysis `cxrlens bench-analysis` times, done in PyTorch on the same machine, per step:
 preprocess a size×size radiograph to each network's grid (area averaging), the lung U-Net
-(same depth and widths as the shipped bundle's config.json, sigmoid), the mask back to image size
-(bilinear), EfficientNet-Lite0 features + logits + the Mahalanobis distance of the pooled features
-(1280-d precision matrix), Grad-CAM (backward from the class logit to the head activations) and the
+(the shipped bundle's config.json: on an EfficientNet-Lite0 encoder when it says so, else the plain
+U-Net; sigmoid; its gate's Mahalanobis distance), the mask back to image size (bilinear),
+EfficientNet-Lite0 features + logits + the Mahalanobis distance of the gate features (block 11's
+output average-pooled to 2×2, 448 values), Grad-CAM (backward from the class logit to the head activations) and the
 heatmap back to image size. Weights are random (time does not depend on them); PyTorch is used
 with the same number of threads.
 
@@ -66,6 +67,59 @@ class UNet(nn.Module):
         return self.mask(x), logits, pooled
 
 
+TAPS = [0, 2, 4, 10, 15]
+TAP_CHANNELS = [16, 24, 40, 112, 320]
+DECODER = [96, 48, 32, 24, 16]
+
+
+def grey_effnet(classes):
+    from efficientnet_lite0 import same_pad
+
+    class GreyStem(nn.Conv2d):
+        def forward(self, x):
+            return F.conv2d(same_pad(x, 3, 2), self.weight, None, 2)
+
+    net = EfficientNetLite0()
+    net._conv_stem = GreyStem(1, 32, 3, stride=2, bias=False)  # grey stem, as in cxrlens
+    net._fc = nn.Linear(1280, classes)
+    return net
+
+
+class EffUNet(nn.Module):
+    """ml::lung with the EfficientNet-Lite0 encoder: skips are the outputs of blocks 0, 2, 4, 10
+    (strides 2–16) and the input image; block 15 (stride 32) is the bottleneck; each decoder level is
+    a 2×2 transposed convolution, concatenation with the skip and a double convolution."""
+
+    def __init__(self, classes):
+        super().__init__()
+        self.backbone = grey_effnet(1)
+        skips = [TAP_CHANNELS[3], TAP_CHANNELS[2], TAP_CHANNELS[1], TAP_CHANNELS[0], 1]
+        c = TAP_CHANNELS[4]
+        self.up, self.dec = nn.ModuleList(), nn.ModuleList()
+        for w, sk in zip(DECODER, skips):
+            self.up.append(nn.ConvTranspose2d(c, w, 2, stride=2))
+            self.dec.append(DoubleConv(w + sk, w))
+            c = w
+        self.mask = nn.Conv2d(c, 1, 1)
+        self.cls = nn.Linear(TAP_CHANNELS[4], classes)
+
+    def forward(self, x):
+        b = self.backbone
+        h = F.relu6(b._bn0(b._conv_stem(x)))
+        taps = []
+        for i, blk in enumerate(b._blocks[: TAPS[-1] + 1]):
+            h = blk(h)
+            if i in TAPS:
+                taps.append(h)
+        bottom = taps.pop()
+        gate = F.adaptive_avg_pool2d(taps[-1], 2).flatten(1)
+        logits = self.cls(bottom.mean((2, 3)))
+        h = bottom
+        for up, dec, s in zip(self.up, self.dec, reversed([x] + taps)):
+            h = dec(torch.cat([up(h), s], 1))
+        return self.mask(h), logits, gate
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=3000)
@@ -76,19 +130,19 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = json.load(open(args.lung))
-    lung = UNet(cfg["base_channels"], cfg["depth"], len(cfg["class_names"])).eval()
-    effnet = EfficientNetLite0().eval()
-    effnet._conv_stem = nn.Conv2d(1, 32, 3, stride=2, bias=False)  # grey stem, as in cxrlens
-    from efficientnet_lite0 import same_pad
+    if cfg.get("encoder") == "efficientnet-lite0":
+        lung = EffUNet(len(cfg["class_names"])).eval()
+        lung_gate = 448
+    else:
+        lung = UNet(cfg["base_channels"], cfg["depth"], len(cfg["class_names"])).eval()
+        lung_gate = cfg["base_channels"] << cfg["depth"]
+    effnet = grey_effnet(2).eval()
 
-    class GreyStem(nn.Conv2d):
-        def forward(self, x):
-            return F.conv2d(same_pad(x, 3, 2), self.weight, None, 2)
-
-    effnet._conv_stem = GreyStem(1, 32, 3, stride=2, bias=False)
-    effnet._fc = nn.Linear(1280, 2)
-    precision = torch.eye(1280) + 0.01 * torch.ones(1280, 1280)
-    mean = torch.zeros(1280)
+    def mahalanobis(v):
+        n = v.shape[-1]
+        precision = torch.eye(n) + 0.01 * torch.ones(n, n)
+        d = v[0] - torch.zeros(n)
+        return (d @ precision @ d).sqrt().item()
     image = torch.rand(1, 1, args.size, args.size)
     s_lung, s_cls = cfg["input_size"], args.classifier_size
     # The robust range comes with the decoded image in cxrlens (not part of the analysis).
@@ -101,9 +155,11 @@ def main():
             x_lung = (F.adaptive_avg_pool2d(image, s_lung) - lo) / (hi - lo) * 2 - 1
             t[f"preprocess to {s_lung}²"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            mask_logits, _, pooled = lung(x_lung.clamp(-1, 1))
+            mask_logits, _, gate = lung(x_lung.clamp(-1, 1))
             mask = torch.sigmoid(mask_logits)
-            t["lung network (+ sigmoid)"] = time.perf_counter() - t0
+            assert gate.shape[-1] == lung_gate
+            mahalanobis(gate)
+            t["lung network and gate"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             F.interpolate(mask, size=(args.size, args.size), mode="bilinear", align_corners=False)
             t["lung mask to image space"] = time.perf_counter() - t0
@@ -112,9 +168,9 @@ def main():
             t[f"preprocess to {s_cls}²"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch.no_grad():
-            _, pooled, head = effnet(x_cls.clamp(-1, 1))
-            d = pooled[0] - mean
-            (d @ precision @ d).sqrt().item()
+            taps = []
+            _, pooled, head = effnet(x_cls.clamp(-1, 1), taps)
+            mahalanobis(F.adaptive_avg_pool2d(taps[11], 2).flatten(1))
         t["classifier and gate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         feats = head.detach().requires_grad_(True)

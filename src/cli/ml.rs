@@ -615,32 +615,37 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
 
 /// The network a benchmark times.
 enum BenchNet {
-    Lung(crate::ml::lung::LungNet),
-    EfficientNet(crate::ml::efficientnet::EfficientNetLite, usize),
+    Lung(Box<crate::ml::lung::LungNet>),
+    EfficientNet(Box<crate::ml::efficientnet::EfficientNetLite>, usize),
 }
 
 impl BenchNet {
     fn new(args: &BenchArgs, device: &Device) -> Result<Self, String> {
         Ok(match args.network.as_str() {
-            "lung" => Self::Lung(
+            "lung" => Self::Lung(Box::new(
                 LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()])
                     .with_input_size(args.size)
                     .init(device)
                     .train(),
-            ),
-            "lung-efficientnet" => Self::Lung(
+            )),
+            "lung-efficientnet" => Self::Lung(Box::new(
                 LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()])
                     .with_input_size(args.size)
                     .with_encoder(Some(crate::ml::lung::EFFICIENTNET.into()))
                     .init(device)
                     .train(),
-            ),
+            )),
             "efficientnet" | "efficientnet-lite0" => Self::EfficientNet(
-                crate::ml::efficientnet::EfficientNetLiteConfig::new(vec!["a".into(), "b".into()])
+                Box::new(
+                    crate::ml::efficientnet::EfficientNetLiteConfig::new(vec![
+                        "a".into(),
+                        "b".into(),
+                    ])
                     .with_input_size(args.size)
                     .init(device)
                     .freeze_prefix(args.frozen_blocks)
                     .train(),
+                ),
                 args.frozen_blocks,
             ),
             other => {

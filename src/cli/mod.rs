@@ -60,6 +60,8 @@ pub enum RendererChoice {
     Glow,
 }
 
+/// Parsed once at start-up, so the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
     /// Decode a file without the GUI and print what the viewer would use (no patient identifiers).

@@ -216,7 +216,8 @@ impl FeatureGate {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64)
             .collect();
-        if values.iter().any(|v| !v.is_finite()) || !(info.threshold > 0.0) {
+        if values.iter().any(|v| !v.is_finite()) || info.threshold.is_nan() || info.threshold <= 0.0
+        {
             return Err(bad(
                 "non-finite statistics or threshold".into(),
                 &stats_path,

@@ -22,15 +22,15 @@ use super::train::SplitSpec;
 
 /// A loaded network reduced to what the gate reads.
 pub enum GateNet {
-    Lung(LungNet),
-    Classifier(Classifier),
+    Lung(Box<LungNet>),
+    Classifier(Box<Classifier>),
 }
 
 impl GateNet {
     pub fn load(info: &BundleInfo, device: &Device) -> Result<Self, MlError> {
         Ok(match load_bundle(info, device)? {
-            LoadedModel::Lung(m, _) => Self::Lung(m.valid()),
-            LoadedModel::Classifier(m, _) => Self::Classifier(m.valid()),
+            LoadedModel::Lung(m, _) => Self::Lung(Box::new(m.valid())),
+            LoadedModel::Classifier(m, _) => Self::Classifier(Box::new(m.valid())),
             LoadedModel::Saliency(..) => {
                 return Err(MlError::Config(
                     "saliency networks have no out-of-distribution gate".into(),

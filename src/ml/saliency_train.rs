@@ -597,7 +597,7 @@ pub fn train_saliency(
                 epoch: history.len(),
                 epochs: total_epochs,
                 train_loss,
-                evaluation,
+                evaluation: Box::new(evaluation),
                 seconds: epoch_started.elapsed().as_secs_f64(),
             });
         }

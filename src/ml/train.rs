@@ -348,7 +348,7 @@ pub enum TrainProgress {
         epoch: usize,
         epochs: usize,
         train_loss: f64,
-        evaluation: Evaluation,
+        evaluation: Box<Evaluation>,
         seconds: f64,
     },
     Message(String),
@@ -682,7 +682,7 @@ pub fn train(
             epoch: epochs_run,
             epochs: options.epochs,
             train_loss,
-            evaluation,
+            evaluation: Box::new(evaluation),
             seconds: epoch_started.elapsed().as_secs_f64(),
         });
         let best_index = |history: &[(usize, f64, Evaluation)]| {
