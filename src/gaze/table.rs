@@ -11,7 +11,7 @@ use crate::io::write::write_atomically;
 /// One value of the table. `value` is `None` when the metric is undefined; `note` says why.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricRow {
-    /// The map being judged (e.g. "Grad-CAM (cxr-resnet 1.0.0, normal)").
+    /// The map being judged (e.g. "Grad-CAM (pneumonia-effnet 1.0.0, pneumonia)").
     pub map: String,
     /// What it is judged against: the gaze map, the fixations or the region.
     pub reference: String,
