@@ -211,7 +211,7 @@ fn analyze_shows_probabilities_mask_and_heatmap_layers() {
     assert_eq!(mask.handle.image.height, v.handle.image.height);
     // The probabilities are shown under each model's name and version.
     assert!(
-        h.query_all_by_label_contains("lung-unet 2.")
+        h.query_all_by_label_contains("lung-unet 1.")
             .next()
             .is_some()
     );
