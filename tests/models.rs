@@ -195,11 +195,11 @@ fn broken_bundles_are_errors_not_panics() {
     let bytes = std::fs::read(dir.path().join("weights.bpk")).unwrap();
     std::fs::write(dir.path().join("weights.bpk"), &bytes[..bytes.len() / 3]).unwrap();
     assert!(load_bundle(&info, &cpu()).is_err());
-    // Weights of another architecture (wider network).
+    // Weights of another architecture (the EfficientNet weights under a ResNet config).
     std::fs::write(dir.path().join("weights.bpk"), &bytes).unwrap();
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
-    config["base_channels"] = serde_json::json!(32);
+    config["architecture"] = serde_json::json!("resnet");
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     let err = load_bundle(&info, &cpu())
         .err()

@@ -380,11 +380,12 @@ impl OodReport {
                         )
                     })
                     .collect();
-                parts.extend(
-                    gates()
-                        .filter(|g| g.passed)
-                        .map(|g| format!("like those of {} ({})", g.model, g.domain)),
-                );
+                parts.extend(gates().filter(|g| g.passed).map(|g| {
+                    format!(
+                        "within the training data of {} ({}): its results are shown",
+                        g.model, g.domain
+                    )
+                }));
                 let text = parts.join("; ");
                 let mut chars = text.chars();
                 let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
