@@ -28,6 +28,14 @@ fn shipped() -> Vec<BundleInfo> {
     bundles.into_iter().filter(|b| b.shipped).collect()
 }
 
+/// The shipped bundle of `kind`.
+fn shipped_bundle(kind: ModelKind) -> BundleInfo {
+    shipped()
+        .into_iter()
+        .find(|b| b.card.kind == kind)
+        .unwrap_or_else(|| panic!("no shipped {kind:?} bundle"))
+}
+
 #[test]
 fn every_shipped_bundle_loads_on_the_cpu_device() {
     let bundles = shipped();
@@ -60,10 +68,7 @@ fn every_shipped_bundle_loads_on_the_cpu_device() {
 
 #[test]
 fn lung_network_keeps_its_dice_on_held_out_patients() {
-    let bundle = shipped()
-        .into_iter()
-        .find(|b| b.card.kind == ModelKind::Lung)
-        .expect("a lung bundle");
+    let bundle = shipped_bundle(ModelKind::Lung);
     let Ok(LoadedModel::Lung(model, config)) = load_bundle(&bundle, &cpu()) else {
         panic!("lung bundle did not load")
     };
@@ -182,10 +187,7 @@ fn a_shared_dicom_is_analysed_end_to_end() {
 
 #[test]
 fn broken_bundles_are_errors_not_panics() {
-    let original = shipped()
-        .into_iter()
-        .find(|b| b.card.kind == ModelKind::Classifier)
-        .unwrap();
+    let original = shipped_bundle(ModelKind::Classifier);
     let dir = tempfile::tempdir().unwrap();
     for f in ["config.json", "card.json", "weights.bpk"] {
         std::fs::copy(original.dir.join(f), dir.path().join(f)).unwrap();
@@ -267,10 +269,7 @@ fn saliency_net_outputs_a_distribution_and_round_trips_through_a_bundle() {
 fn lung_network_keeps_its_image_resolution_dice_on_held_out_patients() {
     // What the card reports and the viewer shows: the cleaned-up mask resampled onto each image,
     // against the full-resolution human mask (ignore pixels excluded).
-    let bundle = shipped()
-        .into_iter()
-        .find(|b| b.card.kind == ModelKind::Lung)
-        .expect("a lung bundle");
+    let bundle = shipped_bundle(ModelKind::Lung);
     let e = cxrlens::ml::eval::evaluate_lung(
         &bundle,
         &shared_data().join("cxr-ieee8023"),
@@ -299,10 +298,7 @@ fn lung_network_keeps_its_image_resolution_dice_on_held_out_patients() {
 
 #[test]
 fn classifier_keeps_its_test_split_figures() {
-    let bundle = shipped()
-        .into_iter()
-        .find(|b| b.card.kind == ModelKind::Classifier)
-        .expect("a classifier bundle");
+    let bundle = shipped_bundle(ModelKind::Classifier);
     let spec = cxrlens::ml::train::SplitSpec::of_bundle(&bundle);
     assert_eq!(
         spec.held_out,

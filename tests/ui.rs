@@ -329,18 +329,8 @@ fn a_ct_slice_is_refused_with_every_result_withheld() {
 
 #[test]
 fn compare_view_with_simulated_gaze_shows_panes_metrics_and_exports_csv() {
-    use cxrlens::ui::analysis::ModelsStatus;
     use cxrlens::ui::state::{PaneContent, RegionChoice};
-    let mut h = harness(Some(dicom(common::RSNA)));
-    step_until(&mut h, "the RSNA image to decode", |a| a.viewer().is_some());
-    step_until(&mut h, "the models to load", |a| {
-        !matches!(a.analysis_panel().models, ModelsStatus::Loading)
-    });
-    h.get_by_role_and_label(Role::Button, "Analyze (A)").click();
-    h.run_steps(2);
-    step_until(&mut h, "the analysis", |a| {
-        a.viewer().unwrap().analysis.is_some()
-    });
+    let mut h = analysed(dicom(common::RSNA));
     // An adult image: the (paediatric) classifier's map is withheld until the user asks.
     h.state_mut().push_command(Command::RevealAnalysis);
     h.run_steps(2);
