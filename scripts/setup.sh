@@ -4,7 +4,7 @@
 # and Mesa's software Vulkan (lavapipe) so wgpu has an adapter on machines without a GPU, and the
 # X11/EGL libraries winit and glow load at run time. Xvfb and xauth for headless screenshots.
 set -euo pipefail
-packages=(cmake g++ pkg-config libvulkan1 mesa-vulkan-drivers libegl1 libgl1-mesa-dri
+packages=(cmake nasm g++ pkg-config libvulkan1 mesa-vulkan-drivers libegl1 libgl1-mesa-dri
   libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2 xvfb xauth)
 missing=()
 for p in "${packages[@]}"; do

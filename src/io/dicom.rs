@@ -15,7 +15,7 @@ use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOpt
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::tags::{TagRow, tag_rows};
-use super::{ImageInfo, LoadError, MAX_PIXELS, SourceFormat};
+use super::{ImageInfo, LoadError, MAX_PIXEL_DATA_BYTES, MAX_PIXELS, SourceFormat, guard};
 use crate::imaging::measure::Calibration;
 use crate::imaging::{ScalarImage, VoiFunction, VoiLut, Window};
 
@@ -105,52 +105,195 @@ fn floats(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<Vec<f64>> {
     obj.element_opt(tag).ok().flatten()?.to_multi_float64().ok()
 }
 
-/// Refuses absurd sizes before anything large is allocated.
-pub fn check_size(obj: &InMemDicomObject) -> Result<(u64, u64), LoadError> {
-    let rows = int(obj, tags::ROWS).ok_or(LoadError::MissingAttribute("Rows (0028,0010)"))?;
-    let columns =
-        int(obj, tags::COLUMNS).ok_or(LoadError::MissingAttribute("Columns (0028,0011)"))?;
-    if rows <= 0 || columns <= 0 {
+/// Transfer syntaxes whose frames go to libjpeg-turbo (`io::jpeg`) instead of dicom-rs's adapters:
+/// baseline, extended (12-bit) and lossless JPEG.
+const TURBO_JPEG: [&str; 4] = [
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+];
+
+/// Native (not encapsulated) transfer syntaxes: the pixel data must hold every frame.
+const NATIVE: [&str; 4] = [
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2.1.99",
+];
+
+/// Image geometry checked before any pixel buffer exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub rows: u64,
+    pub columns: u64,
+    pub frames: u64,
+    pub samples: u64,
+    pub bits_allocated: u64,
+}
+
+/// Refuses absurd sizes before anything large is allocated: one frame's pixels against
+/// `MAX_PIXELS`, and frames × samples × rows × columns × bytes against `MAX_PIXEL_DATA_BYTES`, in
+/// checked arithmetic.
+pub fn check_geometry(s: &guard::Summary) -> Result<Geometry, LoadError> {
+    let rows = s
+        .rows
+        .ok_or(LoadError::MissingAttribute("Rows (0028,0010)"))?;
+    let columns = s
+        .columns
+        .ok_or(LoadError::MissingAttribute("Columns (0028,0011)"))?;
+    if rows == 0 || columns == 0 {
         return Err(LoadError::MissingAttribute(
             "Rows/Columns (must be positive)",
         ));
     }
-    let (rows, columns) = (rows as u64, columns as u64);
-    if rows * columns > MAX_PIXELS {
+    let frames = match s.number_of_frames.as_deref() {
+        None | Some("") => 1,
+        Some(text) => match text.parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(LoadError::MissingAttribute(
+                    "Number of Frames (0028,0008) is not a positive whole number",
+                ));
+            }
+        },
+    };
+    let samples = s.samples_per_pixel.unwrap_or(1);
+    if !matches!(samples, 1 | 3) {
+        return Err(LoadError::Unsupported(format!(
+            "{samples} samples per pixel (1 or 3 are shown)"
+        )));
+    }
+    let bits_allocated = s.bits_allocated.unwrap_or(16);
+    if !matches!(bits_allocated, 1 | 8 | 16 | 32 | 64) {
+        return Err(LoadError::Unsupported(format!(
+            "Bits Allocated {bits_allocated}"
+        )));
+    }
+    let frame_pixels = rows.checked_mul(columns);
+    if frame_pixels.is_none_or(|p| p > MAX_PIXELS) {
         return Err(LoadError::TooLarge {
             rows,
             columns,
             limit: MAX_PIXELS,
         });
     }
-    Ok((rows, columns))
+    let total_bytes = frame_pixels
+        .and_then(|p| p.checked_mul(frames))
+        .and_then(|p| p.checked_mul(samples))
+        .and_then(|p| p.checked_mul(bits_allocated.div_ceil(8)));
+    match total_bytes {
+        Some(b) if b <= MAX_PIXEL_DATA_BYTES => {}
+        _ => {
+            return Err(LoadError::TooLargeData {
+                frames,
+                limit: MAX_PIXEL_DATA_BYTES,
+            });
+        }
+    }
+    Ok(Geometry {
+        rows,
+        columns,
+        frames,
+        samples,
+        bits_allocated,
+    })
 }
 
-/// Decodes the first frame and gathers display attributes.
-pub fn load(
-    path: &Path,
+/// Decodes frame `frame` (0-based) of a DICOM file held in memory and gathers display attributes.
+/// `data` starts after the preamble (at "DICM") for files with a meta group, or is the bare dataset.
+///
+/// Order of defences: the structural check (`io::guard`: no declared length beyond the end of the
+/// file, bounded nesting), the geometry check, then parsing by dicom-rs and decoding, with any panic
+/// from a codec caught here and returned as `LoadError::Decode`.
+pub fn load_bytes(
+    data: &[u8],
     layout: Layout,
+    frame: u32,
 ) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>), LoadError> {
-    // Header-only pass first: a file claiming 60000×60000 pixels is refused here.
-    let header = open_header(path, layout)?;
-    if header
+    let (body, has_meta) = match layout {
+        Layout::Preamble | Layout::NoPreamble => {
+            let body = data
+                .strip_prefix(b"DICM")
+                .ok_or_else(|| LoadError::InvalidDicom("no DICM marker".into()))?;
+            (body, true)
+        }
+        Layout::RawImplicitLittleEndian => (data, false),
+    };
+    let summary = guard::check(body, has_meta, MAX_PIXEL_DATA_BYTES as usize)?;
+    if !summary.has_pixel_data {
+        return Err(LoadError::NoPixelData);
+    }
+    let geometry = check_geometry(&summary)?;
+    if frame as u64 >= geometry.frames {
+        return Err(LoadError::Unsupported(format!(
+            "frame {} of a file with {} frames",
+            frame + 1,
+            geometry.frames
+        )));
+    }
+    match std::panic::catch_unwind(|| load_checked(data, layout, frame, geometry)) {
+        Ok(result) => result,
+        Err(panic) => Err(LoadError::Decode {
+            transfer_syntax: summary.transfer_syntax.unwrap_or_default(),
+            detail: format!(
+                "the decoder failed on this file ({})",
+                panic_message(panic.as_ref())
+            ),
+        }),
+    }
+}
+
+/// The text of a caught panic payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "internal error".into())
+}
+
+fn parse(data: &[u8], layout: Layout) -> Result<(DefaultDicomObject, bool), LoadError> {
+    let invalid = |e: &dyn std::fmt::Display| LoadError::InvalidDicom(e.to_string());
+    match layout {
+        Layout::Preamble | Layout::NoPreamble => OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Never)
+            .from_reader(data)
+            .map(|o| (o, true))
+            .map_err(|e| invalid(&e)),
+        Layout::RawImplicitLittleEndian => {
+            let ts = TransferSyntaxRegistry
+                .get(uids::IMPLICIT_VR_LITTLE_ENDIAN)
+                .ok_or_else(|| {
+                    LoadError::Unsupported("implicit VR little endian is not registered".into())
+                })?;
+            let obj = InMemDicomObject::read_dataset_with_ts(data, ts).map_err(|e| invalid(&e))?;
+            let meta = FileMetaTableBuilder::new()
+                .transfer_syntax(uids::IMPLICIT_VR_LITTLE_ENDIAN)
+                .media_storage_sop_class_uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE)
+                .media_storage_sop_instance_uid("2.25.0");
+            let file_obj = obj.with_meta(meta).map_err(|e| invalid(&e))?;
+            Ok((file_obj, false))
+        }
+    }
+}
+
+fn load_checked(
+    data: &[u8],
+    layout: Layout,
+    frame: u32,
+    geometry: Geometry,
+) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>), LoadError> {
+    let body = match layout {
+        Layout::Preamble | Layout::NoPreamble => &data[4..],
+        Layout::RawImplicitLittleEndian => data,
+    };
+    let (obj, has_file_meta) = parse(body, layout)?;
+    let pixel_element = obj
         .element_opt(tags::PIXEL_DATA)
         .ok()
         .flatten()
-        .is_none()
-    {
-        // read_until stops before pixel data, so check the dimensions we need.
-        if int(&header, tags::ROWS).is_none() {
-            return Err(LoadError::NoPixelData);
-        }
-    }
-    check_size(&header)?;
-    drop(header);
-
-    let (obj, has_file_meta) = open(path, layout)?;
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
-        return Err(LoadError::NoPixelData);
-    }
+        .ok_or(LoadError::NoPixelData)?;
     let ts_uid = obj
         .meta()
         .transfer_syntax()
@@ -164,11 +307,37 @@ pub fn load(
         transfer_syntax: ts_name.clone(),
         detail: e.to_string(),
     };
-    let decoded = obj
-        .decode_pixel_data_frame(0)
+    if NATIVE.contains(&ts_uid.as_str()) {
+        // The pixel data must hold every frame it claims, before anything is converted.
+        let needed =
+            (geometry.rows * geometry.columns * geometry.samples * geometry.bits_allocated)
+                .div_ceil(8)
+                * geometry.frames;
+        let have = pixel_element.value().to_bytes().map_or(0, |b| b.len()) as u64;
+        if have < needed {
+            return Err(LoadError::InvalidDicom(format!(
+                "the pixel data holds {have} bytes, the header needs {needed} (truncated file?)"
+            )));
+        }
+    }
+
+    // JPEG frames are decoded by libjpeg-turbo and handed to dicom-pixeldata as one native frame,
+    // so modality LUT, windows and VOI LUTs are read the same way for every transfer syntax.
+    let native;
+    let (source, source_frame) = if TURBO_JPEG.contains(&ts_uid.as_str()) {
+        native = jpeg_as_native(&obj, frame, geometry).map_err(|e| decode_error(&e))?;
+        (&native, 0)
+    } else {
+        (&obj, frame)
+    };
+    let decoded = source
+        .decode_pixel_data_frame(source_frame)
         .map_err(|e| decode_error(&e))?;
 
     let (rows, columns) = (decoded.rows(), decoded.columns());
+    if (rows as u64, columns as u64) != (geometry.rows, geometry.columns) {
+        return Err(decode_error(&"decoded size differs from Rows × Columns"));
+    }
     let samples = decoded.samples_per_pixel();
     let options = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::Default)
@@ -278,11 +447,82 @@ pub fn load(
         modality: string(&obj, tags::MODALITY),
         body_part: string(&obj, tags::BODY_PART_EXAMINED),
         view_position: string(&obj, tags::VIEW_POSITION),
-        number_of_frames: decoded.number_of_frames(),
+        number_of_frames: geometry.frames as u32,
         converted_from_color,
     };
     let tags = tag_rows(&obj);
     Ok((image, info, tags))
+}
+
+/// Decodes frame `frame` of a JPEG-encapsulated object with libjpeg-turbo and returns a copy of the
+/// object holding that frame alone as native (Explicit VR Little Endian) pixel data. Colour comes out
+/// of libjpeg-turbo as RGB, so the copy says RGB.
+fn jpeg_as_native(
+    obj: &DefaultDicomObject,
+    frame: u32,
+    geometry: Geometry,
+) -> Result<DefaultDicomObject, String> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    let fragments = obj
+        .element(tags::PIXEL_DATA)
+        .map_err(|e| e.to_string())?
+        .value()
+        .fragments()
+        .ok_or("the pixel data is not encapsulated")?;
+    let frames = super::jpeg::frames_of(fragments, geometry.frames as usize);
+    let parts = frames
+        .get(frame as usize)
+        .ok_or_else(|| format!("frame {} has no JPEG data", frame + 1))?;
+    let joined;
+    let stream: &[u8] = if parts.len() == 1 {
+        parts[0]
+    } else {
+        joined = parts.concat();
+        &joined
+    };
+    let decoded = super::jpeg::decode(stream, (geometry.columns as u32, geometry.rows as u32))?;
+    if decoded.components != geometry.samples as usize {
+        return Err(format!(
+            "the JPEG stream has {} components, Samples per Pixel is {}",
+            decoded.components, geometry.samples
+        ));
+    }
+    let mut native = InMemDicomObject::new_empty();
+    for element in obj.iter() {
+        let tag = element.header().tag;
+        if tag != tags::PIXEL_DATA && tag.0 != 0x0002 {
+            native.put(element.clone());
+        }
+    }
+    let (bits_allocated, bytes): (u16, Vec<u8>) = match decoded.samples {
+        super::jpeg::Samples::U8(v) => (8, v),
+        super::jpeg::Samples::U16(v) => (16, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+    };
+    let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+    native.put(us(tags::BITS_ALLOCATED, bits_allocated));
+    native.put(DataElement::new(
+        tags::NUMBER_OF_FRAMES,
+        VR::IS,
+        PrimitiveValue::from("1"),
+    ));
+    if decoded.components == 3 {
+        native.put(DataElement::new(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            PrimitiveValue::from("RGB"),
+        ));
+        native.put(us(tags::PLANAR_CONFIGURATION, 0));
+    }
+    native.put(DataElement::new(
+        tags::PIXEL_DATA,
+        if bits_allocated == 8 { VR::OB } else { VR::OW },
+        PrimitiveValue::from(bytes),
+    ));
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+        .media_storage_sop_class_uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE)
+        .media_storage_sop_instance_uid("2.25.0");
+    native.with_meta(meta).map_err(|e| e.to_string())
 }
 
 fn map_function(f: dicom_pixeldata::VoiLutFunction) -> VoiFunction {

@@ -20,6 +20,12 @@ pub enum LoadError {
         "image of {columns}×{rows} pixels is too large (limit {limit} pixels); refused before decoding"
     )]
     TooLarge { rows: u64, columns: u64, limit: u64 },
+    #[error(
+        "the pixel data of {frames} frame(s) would exceed {limit} bytes; refused before decoding"
+    )]
+    TooLargeData { frames: u64, limit: u64 },
+    #[error("the file is {bytes} bytes, more than the {limit} bytes this app reads")]
+    TooLargeFile { bytes: u64, limit: u64 },
     #[error("unsupported image: {0}")]
     Unsupported(String),
     #[error("cannot decode the pixel data ({transfer_syntax}): {detail}")]

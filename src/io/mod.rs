@@ -4,6 +4,8 @@
 
 pub mod dicom;
 pub mod error;
+pub mod guard;
+pub mod jpeg;
 pub mod raster;
 pub mod study;
 pub mod tags;
@@ -21,6 +23,13 @@ use tags::TagRow;
 /// Largest image accepted (pixels of one frame). 100 Mpx of f32 is 400 MB; chest radiographs are
 /// under 25 Mpx. Checked from the header before any pixel buffer is allocated.
 pub const MAX_PIXELS: u64 = 100_000_000;
+
+/// Largest pixel data accepted, all frames, samples and bytes per sample together (1 GiB), checked
+/// from the header before decoding. Only the displayed frame is converted to f32.
+pub const MAX_PIXEL_DATA_BYTES: u64 = 1 << 30;
+
+/// Largest file read into memory (2 GiB): nothing bigger is read from disk.
+pub const MAX_FILE_BYTES: u64 = 2 << 30;
 
 /// What kind of file an image came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,6 +100,8 @@ pub struct LoadedImage {
     pub info: ImageInfo,
     /// Every element of a DICOM file, for the tag browser (empty for PNG/JPEG).
     pub tags: Vec<TagRow>,
+    /// Which frame this is (0-based); `info.number_of_frames` says how many there are.
+    pub frame: u32,
 }
 
 /// Width and height from the file's header only (no pixel decoding): DICOM Columns/Rows, or the
@@ -110,24 +121,76 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32), LoadError> {
     }
 }
 
-/// Opens any supported file: DICOM (detected by content, not extension), PNG or JPEG.
+/// Opens any supported file: DICOM (detected by content, not extension), PNG or JPEG; the first
+/// frame of a multi-frame file.
 pub fn load_image(path: &Path) -> Result<LoadedImage, LoadError> {
-    let kind = sniff(path)?;
-    let (image, info, tags) = match kind {
-        FileKind::Dicom(layout) => dicom::load(path, layout)?,
-        FileKind::Png | FileKind::Jpeg => raster::load(path)?,
-    };
-    let stats = image.stats();
-    let display_name = path
+    load_image_frame(path, 0)
+}
+
+/// Opens frame `frame` (0-based) of a file. The file is read whole (at most `MAX_FILE_BYTES`) and
+/// decoded from memory by `load_image_bytes`.
+pub fn load_image_frame(path: &Path, frame: u32) -> Result<LoadedImage, LoadError> {
+    let bytes = read_bounded(path)?;
+    let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    load_image_bytes(&bytes, &name, frame)
+}
+
+/// Reads a whole file, refusing one larger than `MAX_FILE_BYTES` before reading it.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(LoadError::TooLargeFile {
+            bytes: len,
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(LoadError::TooLargeFile {
+            bytes: bytes.len() as u64,
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes an image held in memory: the app's one entry point from bytes to pixels (the fuzz target
+/// and the malformed-file tests call it). Never panics: codec panics are caught at the DICOM decode
+/// boundary and come back as `LoadError::Decode`.
+pub fn load_image_bytes(bytes: &[u8], name: &str, frame: u32) -> Result<LoadedImage, LoadError> {
+    let kind = sniff_bytes(bytes)?;
+    let (image, info, tags) = match kind {
+        FileKind::Dicom(layout) => {
+            let data = match layout {
+                dicom::Layout::Preamble => &bytes[128..],
+                _ => bytes,
+            };
+            dicom::load_bytes(data, layout, frame)?
+        }
+        FileKind::Png | FileKind::Jpeg => {
+            if frame > 0 {
+                return Err(LoadError::Unsupported(format!(
+                    "frame {} of a single-frame image",
+                    frame + 1
+                )));
+            }
+            raster::load_bytes(bytes)?
+        }
+    };
+    let stats = image.stats();
     Ok(LoadedImage {
-        display_name,
+        display_name: name.to_string(),
         image: Arc::new(image),
         stats,
         info,
         tags,
+        frame,
     })
 }
 
@@ -146,6 +209,11 @@ pub fn sniff(path: &Path) -> Result<FileKind, LoadError> {
     std::fs::File::open(path)?
         .take(136)
         .read_to_end(&mut head)?;
+    sniff_bytes(&head)
+}
+
+/// Recognises a file from its first bytes (136 are enough).
+pub fn sniff_bytes(head: &[u8]) -> Result<FileKind, LoadError> {
     if head.len() >= 132 && &head[128..132] == b"DICM" {
         return Ok(FileKind::Dicom(dicom::Layout::Preamble));
     }
@@ -158,7 +226,7 @@ pub fn sniff(path: &Path) -> Result<FileKind, LoadError> {
     if head.starts_with(&[0xff, 0xd8, 0xff]) {
         return Ok(FileKind::Jpeg);
     }
-    if dicom::looks_like_raw_dataset(&head) {
+    if dicom::looks_like_raw_dataset(head) {
         return Ok(FileKind::Dicom(dicom::Layout::RawImplicitLittleEndian));
     }
     if head.is_empty() {

@@ -1,6 +1,7 @@
 //! PNG and JPEG images through the `image` crate. 16-bit PNGs keep their 16 bits; colour images are
 //! converted to luminance. Sizes are checked from the header before decoding.
 
+use std::io::Cursor;
 use std::path::Path;
 
 use image::{DynamicImage, ImageReader};
@@ -11,7 +12,12 @@ use crate::imaging::ScalarImage;
 use crate::imaging::measure::Calibration;
 
 pub fn load(path: &Path) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>), LoadError> {
-    let reader = ImageReader::open(path)?.with_guessed_format()?;
+    load_bytes(&super::read_bounded(path)?)
+}
+
+/// A PNG or JPEG held in memory.
+pub fn load_bytes(bytes: &[u8]) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>), LoadError> {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     let format = match reader.format() {
         Some(image::ImageFormat::Png) => SourceFormat::Png,
         Some(image::ImageFormat::Jpeg) => SourceFormat::Jpeg,
@@ -27,7 +33,7 @@ pub fn load(path: &Path) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>), LoadEr
             limit: MAX_PIXELS,
         });
     }
-    let mut reader = ImageReader::open(path)?.with_guessed_format()?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 8);
     reader.limits(limits);

@@ -198,6 +198,29 @@ fn scan_files(root: &Path, cancel: &Arc<AtomicBool>) -> StudyTree {
     tree
 }
 
+/// The path of a Referenced File ID (components separated by `\\`) inside `base`, or `None` when it
+/// would leave `base`: an absolute path, a drive or root prefix, `..`, `.` or an empty component, or a
+/// component holding a path separator of its own.
+pub fn referenced_file(base: &Path, file_id: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut file = base.to_path_buf();
+    let parts: Vec<&str> = file_id.split('\\').map(str::trim).collect();
+    if parts.is_empty() || file_id.trim().is_empty() {
+        return None;
+    }
+    for part in parts {
+        if part.is_empty() || part.contains('/') || part.contains(':') {
+            return None;
+        }
+        let mut components = Path::new(part).components();
+        match (components.next(), components.next()) {
+            (Some(Component::Normal(c)), None) => file.push(c),
+            _ => return None,
+        }
+    }
+    Some(file)
+}
+
 /// Reads a DICOMDIR's directory records (PATIENT → STUDY → SERIES → IMAGE, in file order).
 pub fn read_dicomdir(path: &Path) -> Result<StudyTree, String> {
     let obj = dicom_object::open_file(path).map_err(|e| e.to_string())?;
@@ -242,10 +265,13 @@ pub fn read_dicomdir(path: &Path) -> Result<StudyTree, String> {
                         .push("DICOMDIR: an IMAGE record without Referenced File ID".into());
                     continue;
                 };
-                let mut file = base.to_path_buf();
-                for part in file_id.split('\\').filter(|p| !p.is_empty()) {
-                    file.push(part.trim());
-                }
+                let Some(file) = referenced_file(base, &file_id) else {
+                    tree.problems.push(
+                        "DICOMDIR: a Referenced File ID that leaves the DICOMDIR's folder was refused"
+                            .into(),
+                    );
+                    continue;
+                };
                 let entry = InstanceEntry::new(file, int(item, tags::INSTANCE_NUMBER));
                 match studies.last_mut().and_then(|s| s.series.last_mut()) {
                     Some(series) => series.instances.push(entry),
@@ -259,4 +285,31 @@ pub fn read_dicomdir(path: &Path) -> Result<StudyTree, String> {
     }
     tree.studies = studies;
     Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referenced_file_ids_stay_inside_the_folder() {
+        let base = Path::new("/media/cd");
+        assert_eq!(
+            referenced_file(base, "DICOM\\ST000001\\IM000001"),
+            Some(PathBuf::from("/media/cd/DICOM/ST000001/IM000001"))
+        );
+        for escaping in [
+            "..\\..\\etc\\passwd",
+            "DICOM\\..\\..\\secret",
+            "\\etc\\passwd",
+            "/etc/passwd",
+            "DICOM/../../x",
+            "C:\\Windows\\x",
+            ".\\IM1",
+            "DICOM\\\\IM1",
+            "",
+        ] {
+            assert_eq!(referenced_file(base, escaping), None, "{escaping:?}");
+        }
+    }
 }

@@ -22,6 +22,8 @@ pub enum MlError {
     Options(String),
     #[error("settings: {0}")]
     Settings(String),
+    #[error("{0}")]
+    Internal(String),
     #[error("cancelled")]
     Cancelled,
     #[error("I/O: {0}")]

@@ -67,6 +67,9 @@ pub struct AppOptions {
     pub trainer_data: Option<PathBuf>,
 }
 
+/// Time between frames in cine playback (about 10 frames per second, as decoding allows).
+const CINE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub struct CxrApp {
     workers: Workers,
     commands: Vec<Command>,
@@ -78,6 +81,10 @@ pub struct CxrApp {
     viewer: Option<ViewerState>,
     /// What is being loaded (file name), for the status bar.
     loading: Option<String>,
+    /// A frame of the open multi-frame image is being decoded (replaces the frame in place).
+    frame_request: Option<u32>,
+    /// Cine playback of a multi-frame image: when the next frame is due.
+    cine: Option<std::time::Instant>,
     recent: Vec<PathBuf>,
     tool: Tool,
     tag_browser: TagBrowser,
@@ -139,6 +146,8 @@ impl CxrApp {
             study: None,
             viewer: None,
             loading: None,
+            frame_request: None,
+            cine: None,
             recent,
             tool: Tool::default(),
             tag_browser: TagBrowser::default(),
@@ -282,11 +291,28 @@ impl CxrApp {
                 self.study = None;
             }
             self.loading = Some(format!("Decoding {name}"));
-            self.workers.decode(path.clone())
+            self.workers.decode(path.clone(), 0)
         };
         match result {
             Ok(()) => self.remember(path),
             Err(e) => self.notices.error(e),
+        }
+    }
+
+    /// Decodes frame `n` of the open image on the decode worker; the viewer keeps its view.
+    fn show_frame(&mut self, n: u32) {
+        let Some(v) = &self.viewer else { return };
+        let frames = v.loaded.info.number_of_frames;
+        if n >= frames || n == v.loaded.frame {
+            return;
+        }
+        let path = v.path.clone();
+        self.loading = Some(format!("Frame {} of {frames}", n + 1));
+        self.frame_request = Some(n);
+        if let Err(e) = self.workers.decode(path, n) {
+            self.frame_request = None;
+            self.cine = None;
+            self.notices.error(e);
         }
     }
 
@@ -339,6 +365,17 @@ impl CxrApp {
             Command::ShowPathEntry => self.path_entry = Some(String::new()),
             Command::SetTool(tool) => self.tool = tool,
             Command::ToggleTagBrowser => self.show_tags = !self.show_tags,
+            Command::ShowFrame(n) => self.show_frame(n),
+            Command::ToggleCine => {
+                let frames = self
+                    .viewer
+                    .as_ref()
+                    .map_or(1, |v| v.loaded.info.number_of_frames);
+                self.cine = match self.cine {
+                    None if frames > 1 => Some(std::time::Instant::now()),
+                    _ => None,
+                };
+            }
             Command::ToggleStudyBrowser => self.show_study_browser = !self.show_study_browser,
             Command::DismissNotice(i) => self.notices.dismiss(i),
             Command::NextImage => self.step_image(true),
@@ -1087,6 +1124,28 @@ impl CxrApp {
                 }
                 self.show_gaze_compare(*output);
             }
+            WorkerEvent::Panicked {
+                slot,
+                generation,
+                thread,
+                message,
+            } => {
+                let current = match self.workers.slot_mut(slot) {
+                    Some(job) => job.finish(generation),
+                    None => {
+                        self.workers.dialog_closed();
+                        true
+                    }
+                };
+                if slot == crate::worker::Slot::Decode && current {
+                    self.loading = None;
+                }
+                if current {
+                    self.notices.error(format!(
+                        "Internal error in {thread}: {message}. The job was stopped; the app keeps running."
+                    ));
+                }
+            }
             WorkerEvent::Decoded {
                 generation,
                 path,
@@ -1096,8 +1155,21 @@ impl CxrApp {
                     return;
                 }
                 self.loading = None;
+                let frame_request = self.frame_request.take();
                 match *result {
+                    Ok(loaded)
+                        if frame_request.is_some()
+                            && self.viewer.as_ref().is_some_and(|v| v.path == path) =>
+                    {
+                        if let Some(v) = &mut self.viewer {
+                            v.replace_frame(loaded);
+                        }
+                        if self.cine.is_some() {
+                            self.cine = Some(std::time::Instant::now() + CINE_INTERVAL);
+                        }
+                    }
                     Ok(loaded) => {
+                        self.cine = None;
                         let mut state = ViewerState::new(path, loaded);
                         if let Some(old) = &self.viewer {
                             // Keep the user's invert choice while stepping through a study.
@@ -1230,6 +1302,7 @@ impl CxrApp {
                 (Key::PageUp, Command::PreviousImage),
                 (Key::Delete, Command::ClearMeasurements),
                 (Key::A, Command::Analyze),
+                (Key::L, Command::ToggleCine),
                 (Key::C, Command::ToggleCompare),
                 (Key::B, Command::SetTool(Tool::Region)),
                 (Key::S, Command::ToggleScanpath),
@@ -1477,6 +1550,27 @@ impl CxrApp {
             if ui.toggle_value(&mut tags, "Tags").clicked() {
                 self.commands.push(Command::ToggleTagBrowser);
             }
+            let frames = v.loaded.info.number_of_frames;
+            if frames > 1 {
+                ui.separator();
+                let mut shown = v.loaded.frame + 1;
+                let slider = ui.add(
+                    egui::Slider::new(&mut shown, 1..=frames)
+                        .text(format!("of {frames} frames"))
+                        .clamping(egui::SliderClamping::Always),
+                );
+                if slider.changed() {
+                    self.commands.push(Command::ShowFrame(shown - 1));
+                }
+                let playing = self.cine.is_some();
+                if ui
+                    .button(if playing { "⏸ Pause" } else { "▶ Play" })
+                    .on_hover_text("Cine: loop through the frames (L)")
+                    .clicked()
+                {
+                    self.commands.push(Command::ToggleCine);
+                }
+            }
         });
     }
 
@@ -1524,6 +1618,7 @@ impl CxrApp {
                         ("W / P / M", "W/L, pan, measure tools"),
                         ("T", "tag browser"),
                         ("Page Up / Down", "previous / next image in the study"),
+                        ("L", "cine: play / pause the frames of a multi-frame image"),
                         ("Delete", "clear measurements"),
                         ("A", "analyze: lung mask, classification, explanation"),
                         ("[ / ]", "heatmap opacity − / +"),
@@ -1556,6 +1651,15 @@ impl eframe::App for CxrApp {
             self.commands.push(Command::Open(p));
         }
         self.keyboard_commands(ctx);
+        if let (Some(due), Some(v)) = (self.cine, &self.viewer) {
+            let now = std::time::Instant::now();
+            if self.frame_request.is_none() && now >= due {
+                let next = (v.loaded.frame + 1) % v.loaded.info.number_of_frames.max(1);
+                self.commands.push(Command::ShowFrame(next));
+            } else {
+                ctx.request_repaint_after(due.saturating_duration_since(now));
+            }
+        }
         if self.analyze_pending
             && self.viewer.is_some()
             && matches!(self.analysis.models, ModelsStatus::Ready(_))

@@ -53,6 +53,10 @@ pub enum Command {
     SetTool(Tool),
     ClearMeasurements,
     ToggleTagBrowser,
+    /// Show frame `n` (0-based) of a multi-frame image, keeping the view, window and measurements.
+    ShowFrame(u32),
+    /// Play / pause the frames of a multi-frame image (cine).
+    ToggleCine,
     ToggleStudyBrowser,
     NextImage,
     PreviousImage,

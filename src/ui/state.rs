@@ -262,6 +262,19 @@ impl ViewerState {
         }
     }
 
+    /// Shows another frame of the same file: the view, window, inversion and measurements stay; the
+    /// overlays of an analysis belonged to the old frame and are dropped.
+    pub fn replace_frame(&mut self, loaded: LoadedImage) {
+        self.handle = ImageHandle::new(loaded.image.clone());
+        self.loaded = loaded;
+        self.cpu_texture = None;
+        self.cpu_requested = None;
+        self.analysis = None;
+        self.gaze = None;
+        self.pane_textures = [None, None, None, None];
+        self.hover = None;
+    }
+
     pub fn image_size(&self) -> Point {
         Point::new(
             self.handle.image.width as f32,

@@ -144,19 +144,27 @@ fn run(
             continue;
         }
         let mut last_fraction = -1.0_f32;
-        let result = analyze(&models, &request, &mut |fraction, step| {
-            if latest.load(Ordering::SeqCst) != generation {
-                return false;
-            }
-            if fraction - last_fraction >= 0.05 {
-                last_fraction = fraction;
-                send(WorkerEvent::AnalysisProgress {
-                    generation,
-                    fraction,
-                    step: step.to_string(),
-                });
-            }
-            true
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            analyze(&models, &request, &mut |fraction, step| {
+                if latest.load(Ordering::SeqCst) != generation {
+                    return false;
+                }
+                if fraction - last_fraction >= 0.05 {
+                    last_fraction = fraction;
+                    send(WorkerEvent::AnalysisProgress {
+                        generation,
+                        fraction,
+                        step: step.to_string(),
+                    });
+                }
+                true
+            })
+        }))
+        .unwrap_or_else(|panic| {
+            Err(MlError::Internal(format!(
+                "the analysis stopped on an internal error ({})",
+                crate::io::dicom::panic_message(panic.as_ref())
+            )))
         });
         match result {
             Err(MlError::Cancelled) => {}

@@ -12,13 +12,32 @@ pub mod inference;
 pub mod training;
 
 use crate::io::study::{StudyTree, scan_folder};
-use crate::io::{LoadError, LoadedImage, load_image};
+use crate::io::{LoadError, LoadedImage};
 use crate::ml::analysis::AnalysisResult;
 use crate::render::cpu::render_rgba;
 use crate::render::{ImageHandle, RenderSettings};
 
+/// Which job slot a worker thread belongs to (for releasing it after a panic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Decode,
+    Scan,
+    Render,
+    GazeImport,
+    GazeCompare,
+    DatasetScan,
+    Dialog,
+}
+
 /// Something a worker finished.
 pub enum WorkerEvent {
+    /// A worker thread panicked: its slot is released and the user told (the app keeps running).
+    Panicked {
+        slot: Slot,
+        generation: u64,
+        thread: String,
+        message: String,
+    },
     Decoded {
         generation: u64,
         path: PathBuf,
@@ -179,17 +198,31 @@ impl Workers {
         Ok(())
     }
 
+    /// Runs `job` on a named thread. A panic inside it is caught and reported as
+    /// `WorkerEvent::Panicked` for `slot`/`generation`, so the slot never stays busy.
     fn spawn(
         &self,
         name: &str,
+        slot: Slot,
+        generation: u64,
         job: impl FnOnce() -> Option<WorkerEvent> + Send + 'static,
     ) -> Result<(), String> {
         let tx = self.tx.clone();
         let wake = self.wake.clone();
+        let thread = name.to_string();
         std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
-                if let Some(event) = job() {
+                let event = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+                    Ok(event) => event,
+                    Err(panic) => Some(WorkerEvent::Panicked {
+                        slot,
+                        generation,
+                        thread,
+                        message: crate::io::dicom::panic_message(panic.as_ref()),
+                    }),
+                };
+                if let Some(event) = event {
                     // The UI may have quit; nothing to report to then.
                     let _ = tx.send(event);
                     wake();
@@ -199,10 +232,11 @@ impl Workers {
             .map_err(|e| format!("cannot start worker thread {name}: {e}"))
     }
 
-    pub fn decode(&mut self, path: PathBuf) -> Result<(), String> {
+    /// Decodes frame `frame` (0-based) of `path`.
+    pub fn decode(&mut self, path: PathBuf, frame: u32) -> Result<(), String> {
         let (generation, cancel) = self.decode.start();
-        self.spawn("cxrlens-decode", move || {
-            let result = load_image(&path);
+        self.spawn("cxrlens-decode", Slot::Decode, generation, move || {
+            let result = crate::io::load_image_frame(&path, frame);
             (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::Decoded {
                 generation,
                 path,
@@ -213,7 +247,7 @@ impl Workers {
 
     pub fn scan(&mut self, root: PathBuf) -> Result<(), String> {
         let (generation, cancel) = self.scan.start();
-        self.spawn("cxrlens-scan", move || {
+        self.spawn("cxrlens-scan", Slot::Scan, generation, move || {
             let tree = scan_folder(&root, &cancel);
             (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::Scanned {
                 generation,
@@ -232,14 +266,19 @@ impl Workers {
         image_id: u64,
     ) -> Result<(), String> {
         let (generation, cancel) = self.gaze_import.start();
-        self.spawn("cxrlens-gaze-import", move || {
-            let import = crate::gaze::import_for_image(&path, &key);
-            (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::GazeImported {
-                generation,
-                image_id,
-                import: Box::new(import),
-            })
-        })
+        self.spawn(
+            "cxrlens-gaze-import",
+            Slot::GazeImport,
+            generation,
+            move || {
+                let import = crate::gaze::import_for_image(&path, &key);
+                (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::GazeImported {
+                    generation,
+                    image_id,
+                    import: Box::new(import),
+                })
+            },
+        )
     }
 
     /// Makes a simulated reading (biased to the lung mask when there is one).
@@ -252,23 +291,28 @@ impl Workers {
         image_id: u64,
     ) -> Result<(), String> {
         let (generation, cancel) = self.gaze_import.start();
-        self.spawn("cxrlens-gaze-import", move || {
-            let recording = crate::gaze::synthetic::generate(
-                width,
-                height,
-                lung.as_deref(),
-                &id,
-                &crate::gaze::synthetic::SyntheticOptions::default(),
-            );
-            (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::GazeImported {
-                generation,
-                image_id,
-                import: Box::new(crate::gaze::GazeImport {
-                    recordings: vec![recording],
-                    ..Default::default()
-                }),
-            })
-        })
+        self.spawn(
+            "cxrlens-gaze-import",
+            Slot::GazeImport,
+            generation,
+            move || {
+                let recording = crate::gaze::synthetic::generate(
+                    width,
+                    height,
+                    lung.as_deref(),
+                    &id,
+                    &crate::gaze::synthetic::SyntheticOptions::default(),
+                );
+                (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::GazeImported {
+                    generation,
+                    image_id,
+                    import: Box::new(crate::gaze::GazeImport {
+                        recordings: vec![recording],
+                        ..Default::default()
+                    }),
+                })
+            },
+        )
     }
 
     /// Builds the gaze heatmap, the difference maps and the metrics table.
@@ -279,7 +323,7 @@ impl Workers {
     ) -> Result<(), String> {
         let (generation, cancel) = self.gaze_compare.start();
         let (tx, wake) = (self.tx.clone(), self.wake.clone());
-        self.spawn("cxrlens-gaze", move || {
+        self.spawn("cxrlens-gaze", Slot::GazeCompare, generation, move || {
             let output = crate::gaze::compare::compute_reporting(&job, &mut |map, seconds| {
                 if cancel.load(Ordering::Relaxed) {
                     return false;
@@ -308,7 +352,7 @@ impl Workers {
         settings: RenderSettings,
     ) -> Result<u64, String> {
         let (generation, cancel) = self.render.start();
-        self.spawn("cxrlens-cpu-render", move || {
+        self.spawn("cxrlens-cpu-render", Slot::Render, generation, move || {
             let rgba = render_rgba(&image.image, &settings);
             let size = [image.image.width as usize, image.image.height as usize];
             (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::CpuRendered {
@@ -329,7 +373,7 @@ impl Workers {
             return Ok(());
         }
         self.dialog_open = true;
-        self.spawn("cxrlens-file-dialog", move || {
+        self.spawn("cxrlens-file-dialog", Slot::Dialog, 0, move || {
             let dialog =
                 rfd::FileDialog::new().set_title(if folder { "Open folder" } else { "Open image" });
             let picked = if folder {
@@ -349,6 +393,19 @@ impl Workers {
 
     pub fn dialog_closed(&mut self) {
         self.dialog_open = false;
+    }
+
+    /// The job slot `slot` (the dialog has none).
+    pub fn slot_mut(&mut self, slot: Slot) -> Option<&mut JobSlot> {
+        match slot {
+            Slot::Decode => Some(&mut self.decode),
+            Slot::Scan => Some(&mut self.scan),
+            Slot::Render => Some(&mut self.render),
+            Slot::GazeImport => Some(&mut self.gaze_import),
+            Slot::GazeCompare => Some(&mut self.gaze_compare),
+            Slot::DatasetScan => Some(&mut self.dataset_scan),
+            Slot::Dialog => None,
+        }
     }
 
     /// Results that arrived since the last call.

@@ -32,14 +32,19 @@ impl Workers {
         known_labels: Option<Vec<String>>,
     ) -> Result<(), String> {
         let (generation, cancel) = self.dataset_scan.start();
-        self.spawn("cxrlens-dataset-scan", move || {
-            let result =
-                scan_dataset(&root, known_labels.as_deref(), &cancel).map_err(|e| e.to_string());
-            (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::Trainer {
-                generation,
-                event: TrainerEvent::Scanned(result),
-            })
-        })
+        self.spawn(
+            "cxrlens-dataset-scan",
+            super::Slot::DatasetScan,
+            generation,
+            move || {
+                let result = scan_dataset(&root, known_labels.as_deref(), &cancel)
+                    .map_err(|e| e.to_string());
+                (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::Trainer {
+                    generation,
+                    event: TrainerEvent::Scanned(result),
+                })
+            },
+        )
     }
 
     /// Start a training run. `compute`: the app's device when it has one (else chosen here).
@@ -71,17 +76,24 @@ impl Workers {
                 send(TrainerEvent::Started {
                     device: compute.description.clone(),
                 });
-                let result = train(
-                    &data,
-                    &options,
-                    &compute,
-                    &out_dir,
-                    &mut |p| send(TrainerEvent::Progress(p)),
-                    &cancel,
-                );
+                // A panic in training becomes the run's error: the last committed checkpoint stays.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    train(
+                        &data,
+                        &options,
+                        &compute,
+                        &out_dir,
+                        &mut |p| send(TrainerEvent::Progress(p)),
+                        &cancel,
+                    )
+                }));
                 let result = match result {
-                    Err(MlError::Cancelled) => Err("stopped".to_string()),
-                    other => other.map_err(|e| e.to_string()),
+                    Ok(Err(MlError::Cancelled)) => Err("stopped".to_string()),
+                    Ok(other) => other.map_err(|e| e.to_string()),
+                    Err(panic) => Err(format!(
+                        "training stopped on an internal error ({}); the last checkpoint is kept",
+                        crate::io::dicom::panic_message(panic.as_ref())
+                    )),
                 };
                 send(TrainerEvent::Finished(Box::new(result)));
             })
