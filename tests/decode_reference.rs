@@ -84,6 +84,11 @@ fn compare(name: &str, which: &str, frame: u32, reference: &Value) -> Vec<String
     problems
 }
 
+fn has_dicm_marker(name: &str) -> bool {
+    let bytes = std::fs::read(shared(name)).unwrap();
+    bytes.get(128..132) == Some(b"DICM".as_slice())
+}
+
 #[test]
 fn every_shared_dicom_decodes_like_pydicom_or_fails_clearly() {
     let text = std::fs::read_to_string(
@@ -108,6 +113,9 @@ fn every_shared_dicom_decodes_like_pydicom_or_fails_clearly() {
             }
             "no pixel data" => match load_image_frame(&shared(name), 0) {
                 Err(LoadError::NoPixelData) => {}
+                // no_meta.dcm starts with a stray byte: pydicom (force=True) reads one garbage
+                // element from it; "not a DICOM file" is the clearer answer.
+                Err(LoadError::NotRecognised) if !has_dicm_marker(name) => {}
                 other => problems.push(format!(
                     "{name}: expected 'no pixel data', got {:?}",
                     other.map(|l| l.info.photometric)

@@ -20,22 +20,41 @@ const ALLOCATION_CAP: usize = 1_200_000_000;
 struct Counting;
 
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
+/// Where the first allocation over the cap came from (with CXRLENS_ALLOC_TRACE=1).
+static TRACE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+static TRACING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+thread_local! {
+    static INSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn record(size: usize) {
+    LARGEST.fetch_max(size, Ordering::Relaxed);
+    if size > ALLOCATION_CAP && TRACING.load(Ordering::Relaxed) && !INSIDE.with(|i| i.replace(true))
+    {
+        let trace = std::backtrace::Backtrace::force_capture().to_string();
+        if let Ok(mut t) = TRACE.lock() {
+            t.get_or_insert(trace);
+        }
+        INSIDE.with(|i| i.set(false));
+    }
+}
 
 // SAFETY: forwards to the system allocator; only records the largest request.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        record(layout.size());
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        record(layout.size());
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        record(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -197,7 +216,12 @@ fn replay(label: &str, bytes: &[u8], failures: &mut Vec<String>) -> bool {
         Ok(_) => {}
     }
     if largest > ALLOCATION_CAP {
-        failures.push(format!("{label}: allocated {largest} bytes at once"));
+        let trace = TRACE
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take())
+            .unwrap_or_default();
+        failures.push(format!("{label}: allocated {largest} bytes at once{trace}"));
     }
     result.is_ok_and(|r| r.is_ok())
 }
@@ -205,6 +229,10 @@ fn replay(label: &str, bytes: &[u8], failures: &mut Vec<String>) -> bool {
 #[test]
 fn the_malformed_corpus_gives_errors_not_panics_or_huge_allocations() {
     // One test in this binary, so the allocation counter sees only this work.
+    TRACING.store(
+        std::env::var_os("CXRLENS_ALLOC_TRACE").is_some(),
+        Ordering::Relaxed,
+    );
     let mut rng = Rng(0x5EED_C0FF_EE15_600D);
     let mut failures = Vec::new();
     let (mut inputs, mut decoded) = (0usize, 0usize);

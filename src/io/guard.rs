@@ -30,6 +30,9 @@ pub struct Summary {
     /// `None` when absent; `Some(Err)` text when present but not a number.
     pub number_of_frames: Option<String>,
     pub has_pixel_data: bool,
+    /// The transfer syntax says explicit VR but the dataset is written in implicit VR (found in
+    /// the wild; pydicom reads such files too).
+    pub implicit_despite_transfer_syntax: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +96,8 @@ impl<'a> Walker<'a> {
             return Ok((tag, vr, len));
         }
         let vr_bytes = [self.data[at + 4], self.data[at + 5]];
-        let vr = VR::from_binary(vr_bytes);
+        // An unknown VR is read as UN (4-byte length), as dicom-rs's explicit-VR decoder does.
+        let vr = Some(VR::from_binary(vr_bytes).unwrap_or(VR::UN));
         let long = matches!(
             vr,
             Some(
@@ -331,11 +335,15 @@ pub fn check(data: &[u8], meta: bool, max_inflated: usize) -> Result<Summary, Lo
         inner.elements(inflated.len(), 0, true)?;
         return Ok(inner.summary);
     }
-    w.elements(data.len(), 0, true)?;
-    if w.pos < data.len() {
-        // A stray delimiter at the top level: dicom-rs stops there; nothing to allocate.
-        return Ok(w.summary);
+    if meta && w.enc != Encoding::ImplicitLe && start + 6 <= data.len() {
+        let vr = [data[start + 4], data[start + 5]];
+        if !vr.iter().all(u8::is_ascii_uppercase) {
+            w.enc = Encoding::ImplicitLe;
+            w.summary.implicit_despite_transfer_syntax = true;
+        }
     }
+    // A stray delimiter at the top level ends the walk early: dicom-rs stops there too.
+    w.elements(data.len(), 0, true)?;
     Ok(w.summary)
 }
 

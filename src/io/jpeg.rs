@@ -55,8 +55,14 @@ impl Handle {
 }
 
 /// Decodes one JPEG codestream. `expected` is (columns, rows) from the DICOM header: a stream of
-/// another size is refused before its pixels are allocated.
-pub fn decode(jpeg: &[u8], expected: (u32, u32)) -> Result<JpegFrame, String> {
+/// another size is refused before its pixels are allocated. `rgb_without_transform`: the DICOM file
+/// says RGB, i.e. its three components were compressed without the YCbCr transform (PS3.5 8.2.1),
+/// so they are returned as they are even when the stream has no marker saying so.
+pub fn decode(
+    jpeg: &[u8],
+    expected: (u32, u32),
+    rgb_without_transform: bool,
+) -> Result<JpegFrame, String> {
     if jpeg.len() < 4 {
         return Err("the JPEG stream is empty".into());
     }
@@ -95,6 +101,43 @@ pub fn decode(jpeg: &[u8], expected: (u32, u32)) -> Result<JpegFrame, String> {
     };
     let count = width as usize * height as usize * components;
     let pitch = width * components as i32;
+    let subsampling = h.get(tj::TJPARAM_TJPARAM_SUBSAMP);
+    if rgb_without_transform
+        && components == 3
+        && colorspace == tj::TJCS_TJCS_YCbCr as i32
+        && subsampling == tj::TJSAMP_TJSAMP_444 as i32
+        && (2..=8).contains(&precision)
+    {
+        // The component planes without colour conversion, interleaved.
+        let plane = width as usize * height as usize;
+        let mut planes = vec![vec![0u8; plane]; 3];
+        let mut pointers: Vec<*mut u8> = planes.iter_mut().map(|p| p.as_mut_ptr()).collect();
+        let mut strides = [width; 3];
+        // SAFETY: three planes of width × height bytes with matching strides (4:4:4).
+        let rc = unsafe {
+            tj::tj3DecompressToYUVPlanes8(
+                h.0,
+                jpeg.as_ptr(),
+                jpeg.len() as _,
+                pointers.as_mut_ptr(),
+                strides.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(h.error());
+        }
+        let mut out = Vec::with_capacity(count);
+        for i in 0..plane {
+            out.extend([planes[0][i], planes[1][i], planes[2][i]]);
+        }
+        return Ok(JpegFrame {
+            width: width as u32,
+            height: height as u32,
+            components,
+            precision: precision as u32,
+            samples: Samples::U8(out),
+        });
+    }
     let samples = match precision {
         2..=8 => {
             let mut buf = vec![0u8; count];
@@ -189,9 +232,9 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_crash() {
-        assert!(decode(&[0xFF, 0xD8, 0xFF, 0xC0, 0, 0], (4, 4)).is_err());
-        assert!(decode(b"not a jpeg at all", (4, 4)).is_err());
-        assert!(decode(&[], (4, 4)).is_err());
+        assert!(decode(&[0xFF, 0xD8, 0xFF, 0xC0, 0, 0], (4, 4), false).is_err());
+        assert!(decode(b"not a jpeg at all", (4, 4), false).is_err());
+        assert!(decode(&[], (4, 4), false).is_err());
     }
 
     #[test]
@@ -205,12 +248,12 @@ mod tests {
                 image::ImageFormat::Jpeg,
             )
             .unwrap();
-        let ok = decode(&bytes, (8, 8)).unwrap();
+        let ok = decode(&bytes, (8, 8), false).unwrap();
         assert_eq!(
             (ok.width, ok.height, ok.components, ok.precision),
             (8, 8, 1, 8)
         );
-        let e = decode(&bytes, (16, 8)).unwrap_err();
+        let e = decode(&bytes, (16, 8), false).unwrap_err();
         assert!(e.contains("8×8"), "{e}");
     }
 

@@ -2,6 +2,7 @@
 //! file-meta header), PNG and JPEG; folder and DICOMDIR scanning into a study/series/image tree; the
 //! tag list for the tag browser. No UI here; all functions are blocking and meant for worker threads.
 
+pub mod codestream;
 pub mod dicom;
 pub mod error;
 pub mod guard;
