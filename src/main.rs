@@ -13,7 +13,11 @@ fn main() -> ExitCode {
     if let Some(command) = &cli.command {
         let backend = cli.backend.as_deref();
         let result = match command {
-            CliCommand::Inspect { file, repeat } => inspect(file, *repeat),
+            CliCommand::Inspect {
+                file,
+                repeat,
+                frame,
+            } => inspect(file, *repeat, *frame),
             CliCommand::Analyze(args) => match ml::run_analyze(args, backend) {
                 // Exit status 3: analysed, but outside the models' training data (results hidden).
                 Ok(outcome) => {
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
         compute,
         backend: choice,
         analyze_on_open: cli.analyze,
+        frame_on_open: cli.frame.map(|f| f - 1),
         gaze_on_open: cli.gaze.clone(),
         simulate_gaze: cli.simulate_gaze,
         trainer_data: cli.trainer.clone(),

@@ -11,7 +11,6 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::imaging::voi::VoiMode;
-use crate::io::load_image;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +31,9 @@ pub struct Cli {
     /// Run Analyze on the opened image as soon as the models are loaded.
     #[arg(long)]
     pub analyze: bool,
+    /// Show this frame (1-based) of a multi-frame image once it is open.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub frame: Option<u32>,
     /// Load this gaze recording (EGD-CXR or REFLACX fixations.csv) for the opened image.
     #[arg(long)]
     pub gaze: Option<PathBuf>,
@@ -70,6 +72,9 @@ pub enum CliCommand {
         /// Decode this many times and report the median time.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// Which frame (1-based) of a multi-frame image.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        frame: u32,
     },
     /// Run the bundled models on a file: lung mask, class probabilities, an explanation.
     Analyze(ml::AnalyzeArgs),
@@ -99,12 +104,13 @@ pub enum CliCommand {
 }
 
 /// Runs `inspect`; returns the report or a message for the user.
-pub fn inspect(file: &std::path::Path, repeat: usize) -> Result<String, String> {
+pub fn inspect(file: &std::path::Path, repeat: usize, frame: u32) -> Result<String, String> {
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..repeat.max(1) {
         let t = Instant::now();
-        let loaded = load_image(file).map_err(|e| e.to_string())?;
+        let loaded = crate::io::load_image_frame(file, frame.saturating_sub(1))
+            .map_err(|e| e.to_string())?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         last = Some(loaded);
     }
@@ -121,6 +127,11 @@ pub fn inspect(file: &std::path::Path, repeat: usize) -> Result<String, String> 
         loaded.image.width, loaded.image.height
     );
     out += &format!("photometric:   {}\n", info.photometric);
+    out += &format!(
+        "frame:         {} of {}\n",
+        loaded.frame + 1,
+        info.number_of_frames
+    );
     out += &format!(
         "bits:          {} stored / {} allocated{}\n",
         info.bits_stored,

@@ -47,11 +47,33 @@ impl ScalarImage {
 
     /// Min, max and 1st/99th percentiles from a 4096-bin histogram over finite values.
     pub fn stats(&self) -> ValueStats {
-        let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
-        for &v in self.values.iter().filter(|v| v.is_finite()) {
-            min = min.min(v);
-            max = max.max(v);
-        }
+        use rayon::prelude::*;
+        // Chunks of 64 k values in parallel: min/max, then one 4096-bin histogram per chunk, summed.
+        const CHUNK: usize = 1 << 16;
+        let (min, max) = self
+            .values
+            .par_chunks(CHUNK)
+            .map(|c| {
+                // Comparisons skip NaN; infinities are dropped below (rare: float pixel data).
+                let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+                for &v in c {
+                    lo = if v < lo { v } else { lo };
+                    hi = if v > hi { v } else { hi };
+                }
+                if lo.is_finite() && hi.is_finite() {
+                    (lo, hi)
+                } else {
+                    c.iter()
+                        .filter(|v| v.is_finite())
+                        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                            (lo.min(v), hi.max(v))
+                        })
+                }
+            })
+            .reduce(
+                || (f32::INFINITY, f32::NEG_INFINITY),
+                |a, b| (a.0.min(b.0), a.1.max(b.1)),
+            );
         if !min.is_finite() {
             return ValueStats {
                 min: 0.0,
@@ -62,13 +84,28 @@ impl ScalarImage {
         }
         const BINS: usize = 4096;
         let span = (max - min).max(f32::MIN_POSITIVE);
-        let mut hist = vec![0u64; BINS];
-        let mut count = 0u64;
-        for &v in self.values.iter().filter(|v| v.is_finite()) {
-            let bin = (((v - min) / span) * (BINS - 1) as f32) as usize;
-            hist[bin.min(BINS - 1)] += 1;
-            count += 1;
-        }
+        let scale = (BINS - 1) as f32 / span;
+        let hist = self
+            .values
+            .par_chunks(CHUNK)
+            .map(|c| {
+                let mut h = vec![0u64; BINS];
+                // min and max are finite, so this also leaves out NaN and infinities.
+                for &v in c {
+                    if v >= min && v <= max {
+                        h[(((v - min) * scale) as usize).min(BINS - 1)] += 1;
+                    }
+                }
+                h
+            })
+            .reduce(
+                || vec![0u64; BINS],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        let count: u64 = hist.iter().sum();
         let value_at = |fraction: f64| -> f32 {
             let target = (fraction * count as f64).ceil().max(1.0) as u64;
             let mut acc = 0u64;
@@ -98,6 +135,24 @@ mod tests {
         assert!(ScalarImage::new(2, 2, vec![0.0; 3]).is_none());
         assert!(ScalarImage::new(0, 0, vec![]).is_none());
         assert!(ScalarImage::new(2, 2, vec![0.0; 4]).is_some());
+    }
+
+    #[test]
+    fn stats_leave_out_nan_and_infinities() {
+        let mut values: Vec<f32> = (1..=200_000).map(|v| (v % 100 + 1) as f32).collect();
+        values[7] = f32::NAN;
+        values[70_000] = f32::INFINITY;
+        values[140_000] = f32::NEG_INFINITY;
+        let s = ScalarImage::new(1000, 200, values).unwrap().stats();
+        assert_eq!((s.min, s.max), (1.0, 100.0));
+        // 2,000 of the 199,997 finite values are 1 (the 1st percentile) and 2,000 are 100; the 99th
+        // percentile falls at the 99/100 boundary (hand count: 197,997 values ≤ 99, target 197,998).
+        assert!((s.p01 - 1.0).abs() < 0.1, "p01 = {}", s.p01);
+        assert!((99.9..=100.0).contains(&s.p99), "p99 = {}", s.p99);
+        let all_nan = ScalarImage::new(2, 1, vec![f32::NAN, f32::INFINITY])
+            .unwrap()
+            .stats();
+        assert_eq!((all_nan.min, all_nan.max), (0.0, 1.0));
     }
 
     #[test]

@@ -153,7 +153,7 @@ fn rle_fragment(f: &[u8], segments: u64, pixels: u64) -> Result<(), String> {
     let mut offsets: Vec<usize> = (0..count).map(|i| le32(4 + 4 * i)).collect();
     offsets.push(f.len());
     for pair in offsets.windows(2) {
-        if pair[0] < 64 || pair[0] > pair[1] {
+        if pair[0] < 64 || pair[0] > pair[1] || pair[1] > f.len() {
             return Err("the RLE segment offsets are out of order or out of the fragment".into());
         }
         let produced = packbits_length(&f[pair[0]..pair[1]], pixels);
@@ -212,6 +212,13 @@ mod tests {
         assert!(rle_fragment(&f[..10], 1, 4).is_err());
         f[4] = 200;
         assert!(rle_fragment(&f, 1, 4).is_err());
+        // Found by fuzzing: a middle offset beyond the fragment (it used to slice past the end).
+        let mut two = vec![0u8; 64];
+        two[0] = 2;
+        two[4] = 64;
+        two[8..12].copy_from_slice(&100_000u32.to_le_bytes());
+        two.extend([0xFD, 7, 0xFD, 7]);
+        assert!(rle_fragment(&two, 2, 4).is_err());
     }
 
     #[test]

@@ -337,7 +337,10 @@ fn load_checked(
         let needed = (geometry.rows * geometry.columns * samples * geometry.bits_allocated)
             .div_ceil(8)
             * geometry.frames;
-        let have = pixel_element.value().to_bytes().map_or(0, |b| b.len()) as u64;
+        let have = match pixel_element.value() {
+            dicom_core::DicomValue::Primitive(v) => v.calculate_byte_len() as u64,
+            _ => 0,
+        };
         if have < needed {
             return Err(LoadError::InvalidDicom(format!(
                 "the pixel data holds {have} bytes, the header needs {needed} (truncated file?)"
@@ -494,8 +497,11 @@ fn load_checked(
         },
         photometric_inverted: photometric == "MONOCHROME1",
         photometric,
-        bits_allocated: decoded.bits_allocated(),
-        bits_stored: decoded.bits_stored(),
+        bits_allocated: geometry.bits_allocated as u16,
+        // The file's own depth (a JPEG, palette or 1-bit frame was widened above).
+        bits_stored: int(&obj, tags::BITS_STORED)
+            .and_then(|b| u16::try_from(b).ok())
+            .unwrap_or_else(|| decoded.bits_stored()),
         signed: matches!(
             decoded.pixel_representation(),
             dicom_pixeldata::PixelRepresentation::Signed

@@ -59,6 +59,8 @@ pub struct AppOptions {
     pub backend: BackendChoice,
     /// Run Analyze as soon as the first image and the models are ready.
     pub analyze_on_open: bool,
+    /// Show this frame (0-based) of the first image once it is open (`--frame`).
+    pub frame_on_open: Option<u32>,
     /// Load this gaze file (or, with `simulate_gaze`, simulate a reading) once the first image is
     /// open and any start-up analysis has finished.
     pub gaze_on_open: Option<PathBuf>,
@@ -85,6 +87,10 @@ pub struct CxrApp {
     frame_request: Option<u32>,
     /// Cine playback of a multi-frame image: when the next frame is due.
     cine: Option<std::time::Instant>,
+    /// `--frame`: the frame to show once the first image is open.
+    frame_pending: Option<u32>,
+    /// When the open image was requested: open-to-first-pixel is logged at its first frame.
+    open_started: Option<std::time::Instant>,
     recent: Vec<PathBuf>,
     tool: Tool,
     tag_browser: TagBrowser,
@@ -148,6 +154,8 @@ impl CxrApp {
             loading: None,
             frame_request: None,
             cine: None,
+            frame_pending: options.frame_on_open,
+            open_started: None,
             recent,
             tool: Tool::default(),
             tag_browser: TagBrowser::default(),
@@ -291,6 +299,7 @@ impl CxrApp {
                 self.study = None;
             }
             self.loading = Some(format!("Decoding {name}"));
+            self.open_started = Some(std::time::Instant::now());
             self.workers.decode(path.clone(), 0)
         };
         match result {
@@ -1564,7 +1573,7 @@ impl CxrApp {
                 }
                 let playing = self.cine.is_some();
                 if ui
-                    .button(if playing { "⏸ Pause" } else { "▶ Play" })
+                    .button(if playing { "Pause" } else { "Play" })
                     .on_hover_text("Cine: loop through the frames (L)")
                     .clicked()
                 {
@@ -1651,6 +1660,11 @@ impl eframe::App for CxrApp {
             self.commands.push(Command::Open(p));
         }
         self.keyboard_commands(ctx);
+        if self.frame_pending.is_some() && self.viewer.is_some() && self.loading.is_none() {
+            if let Some(n) = self.frame_pending.take() {
+                self.commands.push(Command::ShowFrame(n));
+            }
+        }
         if let (Some(due), Some(v)) = (self.cine, &self.viewer) {
             let now = std::time::Instant::now();
             if self.frame_request.is_none() && now >= due {
@@ -1695,6 +1709,19 @@ impl eframe::App for CxrApp {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        if self.loading.is_none()
+            && let (Some(v), Some(started)) = (&self.viewer, self.open_started)
+        {
+            // The first frame that draws the new image (its texture is uploaded in this frame's
+            // paint callback).
+            self.open_started = None;
+            log::info!(
+                "open to first frame: {:.0} ms for {}×{} px",
+                started.elapsed().as_secs_f64() * 1000.0,
+                v.loaded.image.width,
+                v.loaded.image.height
+            );
+        }
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
         egui::Panel::top("toolbar").show(ui, |ui| self.toolbar_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| {

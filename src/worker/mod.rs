@@ -430,4 +430,38 @@ mod tests {
         assert!(slot.finish(g2));
         assert!(!slot.is_busy());
     }
+
+    #[test]
+    fn a_panicking_job_is_reported_and_its_slot_can_be_released() {
+        let mut workers = Workers::new(Arc::new(|| {}));
+        let (generation, _) = workers.decode.start();
+        workers
+            .spawn("cxrlens-test", Slot::Decode, generation, || {
+                panic!("a codec bug")
+            })
+            .unwrap();
+        let start = std::time::Instant::now();
+        let event = loop {
+            if let Some(e) = workers.drain().into_iter().next() {
+                break e;
+            }
+            assert!(start.elapsed().as_secs() < 10, "no event from the thread");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        match event {
+            WorkerEvent::Panicked {
+                slot,
+                generation: g,
+                thread,
+                message,
+            } => {
+                assert_eq!((slot, g), (Slot::Decode, generation));
+                assert_eq!(thread, "cxrlens-test");
+                assert!(message.contains("a codec bug"), "{message}");
+                assert!(workers.slot_mut(slot).unwrap().finish(g));
+                assert!(!workers.decode.is_busy());
+            }
+            _ => panic!("expected WorkerEvent::Panicked"),
+        }
+    }
 }
