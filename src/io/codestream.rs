@@ -179,7 +179,7 @@ fn packbits_length(segment: &[u8], enough: u64) -> u64 {
             at += literal;
         } else if n != -128 {
             if at < segment.len() {
-                out += 1 - n as i64 as u64;
+                out += (1 - n as i64) as u64;
             }
             at += 1;
         }
