@@ -105,7 +105,7 @@ pub fn decode(
     if rgb_without_transform
         && components == 3
         && colorspace == tj::TJCS_TJCS_YCbCr as i32
-        && subsampling == tj::TJSAMP_TJSAMP_444 as i32
+        && subsampling == tj::TJSAMP_TJSAMP_444
         && (2..=8).contains(&precision)
     {
         // The component planes without colour conversion, interleaved.
@@ -127,8 +127,8 @@ pub fn decode(
             return Err(h.error());
         }
         let mut out = Vec::with_capacity(count);
-        for i in 0..plane {
-            out.extend([planes[0][i], planes[1][i], planes[2][i]]);
+        for ((r, g), b) in planes[0].iter().zip(&planes[1]).zip(&planes[2]) {
+            out.extend([*r, *g, *b]);
         }
         return Ok(JpegFrame {
             width: width as u32,
@@ -149,7 +149,7 @@ pub fn decode(
                     jpeg.len() as _,
                     buf.as_mut_ptr(),
                     pitch,
-                    format as i32,
+                    format,
                 )
             };
             if rc != 0 {
@@ -167,7 +167,7 @@ pub fn decode(
                     jpeg.len() as _,
                     buf.as_mut_ptr(),
                     pitch,
-                    format as i32,
+                    format,
                 )
             };
             if rc != 0 {
@@ -186,7 +186,7 @@ pub fn decode(
                     jpeg.len() as _,
                     buf.as_mut_ptr(),
                     pitch,
-                    format as i32,
+                    format,
                 )
             };
             if rc != 0 {
@@ -207,7 +207,7 @@ pub fn decode(
 
 /// Splits encapsulated fragments into frames: one fragment per frame when the counts agree,
 /// otherwise a new frame starts at each fragment that begins with a JPEG start-of-image marker.
-pub fn frames_of<'a>(fragments: &'a [Vec<u8>], number_of_frames: usize) -> Vec<Vec<&'a [u8]>> {
+pub fn frames_of(fragments: &[Vec<u8>], number_of_frames: usize) -> Vec<Vec<&[u8]>> {
     if fragments.len() == number_of_frames || number_of_frames == 0 {
         return fragments.iter().map(|f| vec![f.as_slice()]).collect();
     }

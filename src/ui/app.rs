@@ -1660,10 +1660,11 @@ impl eframe::App for CxrApp {
             self.commands.push(Command::Open(p));
         }
         self.keyboard_commands(ctx);
-        if self.frame_pending.is_some() && self.viewer.is_some() && self.loading.is_none() {
-            if let Some(n) = self.frame_pending.take() {
-                self.commands.push(Command::ShowFrame(n));
-            }
+        if self.viewer.is_some()
+            && self.loading.is_none()
+            && let Some(n) = self.frame_pending.take()
+        {
+            self.commands.push(Command::ShowFrame(n));
         }
         if let (Some(due), Some(v)) = (self.cine, &self.viewer) {
             let now = std::time::Instant::now();
