@@ -170,6 +170,14 @@ pub fn check_geometry(s: &guard::Summary) -> Result<Geometry, LoadError> {
             "Bits Allocated {bits_allocated}"
         )));
     }
+    // Found by fuzzing: dicom-pixeldata asserts 1 ≤ Bits Stored ≤ 32 (a panic otherwise).
+    if let Some(stored) = s.bits_stored
+        && (stored == 0 || stored > bits_allocated.min(32))
+    {
+        return Err(LoadError::MissingAttribute(
+            "Bits Stored (0028,0101) must be between 1 and Bits Allocated",
+        ));
+    }
     let frame_pixels = rows.checked_mul(columns);
     if frame_pixels.is_none_or(|p| p > MAX_PIXELS) {
         return Err(LoadError::TooLarge {

@@ -27,6 +27,7 @@ pub struct Summary {
     pub columns: Option<u64>,
     pub samples_per_pixel: Option<u64>,
     pub bits_allocated: Option<u64>,
+    pub bits_stored: Option<u64>,
     /// `None` when absent; `Some(Err)` text when present but not a number.
     pub number_of_frames: Option<String>,
     pub has_pixel_data: bool,
@@ -268,6 +269,7 @@ impl<'a> Walker<'a> {
             (0x0028, 0x0011) => self.summary.columns = us(self),
             (0x0028, 0x0002) => self.summary.samples_per_pixel = us(self),
             (0x0028, 0x0100) => self.summary.bits_allocated = us(self),
+            (0x0028, 0x0101) => self.summary.bits_stored = us(self),
             (0x0028, 0x0008) => {
                 let text = String::from_utf8_lossy(&self.data[at..at + len]);
                 self.summary.number_of_frames = Some(
