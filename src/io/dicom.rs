@@ -1,10 +1,9 @@
 //! DICOM decoding with dicom-rs. Produces modality-space f32 pixels (Rescale Slope/Intercept applied,
 //! no VOI, no MONOCHROME1 inversion: those are display steps) plus the attributes that display needs.
 //!
-//! Size is checked from a header-only read before the pixel data is loaded or decoded.
+//! The file is decoded from memory: the structural check (`io::guard`) and the size guard run before
+//! dicom-rs parses it, and codec panics are caught here (`load_bytes`).
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
 use dicom_dictionary_std::{tags, uids};
@@ -41,36 +40,26 @@ pub fn looks_like_raw_dataset(head: &[u8]) -> bool {
     matches!(group, 0x0008 | 0x0010 | 0x0018 | 0x0020 | 0x0028) && length < 1 << 20
 }
 
-/// Reads the whole object (meta synthesised for raw datasets).
+/// Reads the whole object (meta synthesised for raw datasets), behind the same length check as
+/// `load_bytes`.
 pub fn open(path: &Path, layout: Layout) -> Result<(DefaultDicomObject, bool), LoadError> {
-    let invalid = |e: &dyn std::fmt::Display| LoadError::InvalidDicom(e.to_string());
-    match layout {
-        Layout::Preamble => OpenFileOptions::new()
-            .open_file(path)
-            .map(|o| (o, true))
-            .map_err(|e| invalid(&e)),
-        Layout::NoPreamble => OpenFileOptions::new()
-            .read_preamble(ReadPreamble::Never)
-            .open_file(path)
-            .map(|o| (o, true))
-            .map_err(|e| invalid(&e)),
-        Layout::RawImplicitLittleEndian => {
-            let ts = TransferSyntaxRegistry
-                .get(uids::IMPLICIT_VR_LITTLE_ENDIAN)
-                .ok_or_else(|| {
-                    LoadError::Unsupported("implicit VR little endian is not registered".into())
-                })?;
-            let reader = BufReader::new(File::open(path)?);
-            let obj =
-                InMemDicomObject::read_dataset_with_ts(reader, ts).map_err(|e| invalid(&e))?;
-            let meta = FileMetaTableBuilder::new()
-                .transfer_syntax(uids::IMPLICIT_VR_LITTLE_ENDIAN)
-                .media_storage_sop_class_uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE)
-                .media_storage_sop_instance_uid("2.25.0");
-            let file_obj = obj.with_meta(meta).map_err(|e| invalid(&e))?;
-            Ok((file_obj, false))
-        }
-    }
+    let bytes = super::read_bounded(path)?;
+    let data = match layout {
+        Layout::Preamble => bytes.get(128..).ok_or(LoadError::Empty)?,
+        _ => &bytes[..],
+    };
+    let body = match layout {
+        Layout::Preamble | Layout::NoPreamble => data
+            .strip_prefix(b"DICM")
+            .ok_or_else(|| LoadError::InvalidDicom("no DICM marker".into()))?,
+        Layout::RawImplicitLittleEndian => data,
+    };
+    let summary = guard::check(
+        body,
+        layout != Layout::RawImplicitLittleEndian,
+        MAX_PIXEL_DATA_BYTES as usize,
+    )?;
+    parse(data, layout, summary.implicit_despite_transfer_syntax)
 }
 
 /// Reads up to (not including) the pixel data: for size checks and folder scans.
