@@ -141,6 +141,11 @@ impl<'a> Walker<'a> {
         }
         while self.pos < end {
             let (tag, vr, len) = self.header(end)?;
+            if (tag == ITEM_END || tag == SEQ_END) && depth == 0 {
+                // Found by fuzzing: dicom-rs does not stop at a stray top-level delimiter, so the
+                // walk must not either; such a file is refused.
+                return Err(bad("a sequence delimiter outside any sequence"));
+            }
             if tag == ITEM_END || tag == SEQ_END {
                 // The end of an undefined-length item/sequence (callers check which).
                 self.pos -= 8;
@@ -303,8 +308,20 @@ pub fn check(data: &[u8], meta: bool, max_inflated: usize) -> Result<Summary, Lo
         summary: Summary::default(),
     };
     if meta {
-        // File meta group: explicit VR little endian, group 0002 only.
-        while w.pos + 4 <= data.len() && w.u16_at(w.pos) == Some(0x0002) {
+        // File meta group, explicit VR little endian, read as dicom-rs reads it: (0002,0000) first,
+        // then elements until its group length is used up, whatever their group.
+        let (tag, _, len) = w.header(data.len())?;
+        if tag != Tag(0x0002, 0x0000) || len != 4 {
+            return Err(bad(
+                "the file meta group does not start with its group length",
+            ));
+        }
+        let group_length = w
+            .u32_at(w.pos)
+            .ok_or_else(|| bad("the file meta group is cut short"))?;
+        w.pos += 4;
+        let meta_start = w.pos;
+        while w.pos - meta_start < group_length as usize {
             let (tag, _, len) = w.header(data.len())?;
             let end = w
                 .pos
@@ -391,7 +408,10 @@ mod tests {
     }
 
     fn meta() -> Vec<u8> {
-        short(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0")
+        let ts = short(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0");
+        let mut m = short(0x0002, 0x0000, b"UL", &(ts.len() as u32).to_le_bytes());
+        m.extend(ts);
+        m
     }
 
     #[test]
@@ -441,6 +461,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nested deeper"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_stray_top_level_delimiter_and_a_meta_group_without_length() {
+        let mut d = meta();
+        d.extend([0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        d.extend(long(0x7FE0, 0x0010, b"OB", 0xC000_0000, &[]));
+        assert!(check(&d, true, 1 << 20).is_err());
+        let no_length = short(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0");
+        assert!(check(&no_length, true, 1 << 20).is_err());
     }
 
     #[test]
