@@ -138,62 +138,37 @@ pub fn decode(
             samples: Samples::U8(out),
         });
     }
+    // One decompress call per sample type: tj3Decompress8 / 12 / 16 differ only in the buffer type.
+    macro_rules! decompress {
+        ($function:ident, $zero:expr) => {{
+            let mut buf = vec![$zero; count];
+            // SAFETY: buf holds height × pitch samples of the requested pixel format.
+            let rc = unsafe {
+                tj::$function(
+                    h.0,
+                    jpeg.as_ptr(),
+                    jpeg.len() as _,
+                    buf.as_mut_ptr(),
+                    pitch,
+                    format,
+                )
+            };
+            if rc != 0 {
+                return Err(h.error());
+            }
+            buf
+        }};
+    }
     let samples = match precision {
-        2..=8 => {
-            let mut buf = vec![0u8; count];
-            // SAFETY: buf holds height × pitch samples of the requested format.
-            let rc = unsafe {
-                tj::tj3Decompress8(
-                    h.0,
-                    jpeg.as_ptr(),
-                    jpeg.len() as _,
-                    buf.as_mut_ptr(),
-                    pitch,
-                    format,
-                )
-            };
-            if rc != 0 {
-                return Err(h.error());
-            }
-            Samples::U8(buf)
-        }
-        9..=12 => {
-            let mut buf = vec![0i16; count];
-            // SAFETY: as above, 16-bit samples.
-            let rc = unsafe {
-                tj::tj3Decompress12(
-                    h.0,
-                    jpeg.as_ptr(),
-                    jpeg.len() as _,
-                    buf.as_mut_ptr(),
-                    pitch,
-                    format,
-                )
-            };
-            if rc != 0 {
-                return Err(h.error());
-            }
-            // 12-bit samples are 0..4095 in libjpeg-turbo's signed 16-bit type.
-            Samples::U16(buf.into_iter().map(|v| v.max(0) as u16).collect())
-        }
-        13..=16 => {
-            let mut buf = vec![0u16; count];
-            // SAFETY: as above.
-            let rc = unsafe {
-                tj::tj3Decompress16(
-                    h.0,
-                    jpeg.as_ptr(),
-                    jpeg.len() as _,
-                    buf.as_mut_ptr(),
-                    pitch,
-                    format,
-                )
-            };
-            if rc != 0 {
-                return Err(h.error());
-            }
-            Samples::U16(buf)
-        }
+        2..=8 => Samples::U8(decompress!(tj3Decompress8, 0u8)),
+        // 12-bit samples are 0..4095 in libjpeg-turbo's signed 16-bit type.
+        9..=12 => Samples::U16(
+            decompress!(tj3Decompress12, 0i16)
+                .into_iter()
+                .map(|v| v.max(0) as u16)
+                .collect(),
+        ),
+        13..=16 => Samples::U16(decompress!(tj3Decompress16, 0u16)),
         p => return Err(format!("JPEG sample precision {p} is not supported")),
     };
     Ok(JpegFrame {
