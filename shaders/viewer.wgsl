@@ -1,12 +1,13 @@
 // Windowing (VOI) and overlay compositing for the image viewer.
 // CPU twin: src/imaging/voi.rs (VOI, inversion) and src/imaging/composite.rs (overlay).
-// Input texture: modality values as R32Float (no 8-bit pre-quantisation).
+// Input texture: modality values as R32Float (no 8-bit pre-quantisation); colour images also bind
+// their R, G, B modality values as Rgba32Float, each channel windowed like a grey value.
 
 struct Params {
     // xy: screen position (framebuffer pixels) of image point (0,0); z: framebuffer pixels per image
     // pixel; w: 1 when the render target is sRGB (output must be pre-linearised).
     view: vec4<f32>,
-    // xy: image size in pixels; z: 1 for bilinear, 0 for nearest; w: unused.
+    // xy: image size in pixels; z: 1 for bilinear, 0 for nearest; w: 1 = draw color_tex (colour image).
     image: vec4<f32>,
     // x: centre, y: width, z: function (0 LINEAR, 1 LINEAR_EXACT, 2 SIGMOID, 3 VOI LUT), w: 1 = invert output.
     voi: vec4<f32>,
@@ -27,6 +28,8 @@ struct Params {
 @group(0) @binding(4) var overlay1_tex: texture_2d<f32>;
 // 256 x 2 RGBA: row i is the colormap of overlay layer i.
 @group(0) @binding(5) var colormap_tex: texture_2d<f32>;
+// Colour images: R, G, B modality values (a 1x1 dummy for grey images).
+@group(0) @binding(6) var color_tex: texture_2d<f32>;
 
 const LUT_ROW: i32 = 256;
 
@@ -61,6 +64,27 @@ fn sample(tex: texture_2d<f32>, p: vec2<f32>, bilinear: bool) -> f32 {
     let b = load_value(tex, i + vec2<i32>(1, 0));
     let c = load_value(tex, i + vec2<i32>(0, 1));
     let d = load_value(tex, i + vec2<i32>(1, 1));
+    return mix(mix(a, b, f.x), mix(c, d, f.x), f.y);
+}
+
+fn load_rgb(tex: texture_2d<f32>, p: vec2<i32>) -> vec3<f32> {
+    let size = vec2<i32>(textureDimensions(tex));
+    return textureLoad(tex, clamp(p, vec2<i32>(0), size - vec2<i32>(1)), 0).rgb;
+}
+
+// `sample` for the colour texture.
+fn sample_rgb(tex: texture_2d<f32>, p: vec2<f32>, bilinear: bool) -> vec3<f32> {
+    if (!bilinear) {
+        return load_rgb(tex, vec2<i32>(floor(p)));
+    }
+    let q = p - vec2<f32>(0.5);
+    let base = floor(q);
+    let f = q - base;
+    let i = vec2<i32>(base);
+    let a = load_rgb(tex, i);
+    let b = load_rgb(tex, i + vec2<i32>(1, 0));
+    let c = load_rgb(tex, i + vec2<i32>(0, 1));
+    let d = load_rgb(tex, i + vec2<i32>(1, 1));
     return mix(mix(a, b, f.x), mix(c, d, f.x), f.y);
 }
 
@@ -112,11 +136,16 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
         return output(params.background.rgb);
     }
     let bilinear = params.image.z > 0.5;
-    var grey = apply_voi(sample(image_tex, p, bilinear));
-    if (params.voi.w > 0.5) {
-        grey = 1.0 - grey;
+    var rgb: vec3<f32>;
+    if (params.image.w > 0.5) {
+        let c = sample_rgb(color_tex, p, bilinear);
+        rgb = vec3<f32>(apply_voi(c.r), apply_voi(c.g), apply_voi(c.b));
+    } else {
+        rgb = vec3<f32>(apply_voi(sample(image_tex, p, bilinear)));
     }
-    var rgb = vec3<f32>(grey);
+    if (params.voi.w > 0.5) {
+        rgb = vec3<f32>(1.0) - rgb;
+    }
     // Layer 1 (heatmap) first, then layer 0 (mask) on top, so a lung contour stays visible over
     // an opaque heatmap.
     rgb = blend_layer(rgb, overlay1_tex, params.overlay1, 1, p, bilinear);

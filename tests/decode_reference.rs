@@ -1,7 +1,7 @@
 //! Every file of `../shared/data/dicom` and `dicom-zoo` against pydicom 3 + pylibjpeg
 //! (`scripts/reference/dicom_reference.py` → `tests/fixtures/dicom_reference.json`): size, frame
-//! count, statistics and an 8×8 grid of modality values (colour as Rec. 601 luminance) of the first
-//! and last frame. Files pydicom cannot decode, or that hold no pixels, must give a clear error here.
+//! count, statistics and an 8×8 grid of modality values (colour as Rec. 601 luminance, what the models
+//! see, and as R, G, B, what the viewer shows) of the first and last frame. Files pydicom cannot decode, or that hold no pixels, must give a clear error here.
 
 mod common;
 
@@ -80,6 +80,36 @@ fn compare(name: &str, which: &str, frame: u32, reference: &Value) -> Vec<String
             ));
             break;
         }
+    }
+    // Colour: the viewer's colour pixels against pydicom's RGB (a colour file whose pixels are all
+    // grey is shown as grey).
+    let colour_reference = r.get("rgb_grid").and_then(Value::as_array);
+    let reference_is_grey = r["rgb_is_grey"].as_bool().unwrap_or(true);
+    match (colour_reference, &loaded.color) {
+        (Some(cells), Some(rgb)) => {
+            for cell in cells {
+                let (row, col) = (cell[0].as_u64().unwrap(), cell[1].as_u64().unwrap());
+                let got = rgb.get(col as i64, row as i64).unwrap();
+                for (k, g) in got.iter().enumerate() {
+                    let want = cell[2 + k].as_f64().unwrap();
+                    if (*g as f64 - want).abs() > tol.max(want.abs() * 1e-6) {
+                        problems.push(format!(
+                            "{name} {which}: ({row},{col}) channel {k} = {g} vs pydicom {want}"
+                        ));
+                    }
+                }
+            }
+            if !loaded.info.is_color {
+                problems.push(format!(
+                    "{name} {which}: colour pixels but not marked colour"
+                ));
+            }
+        }
+        (Some(_), None) if !reference_is_grey => problems.push(format!(
+            "{name} {which}: pydicom decodes colour, cxrlens grey"
+        )),
+        (None, Some(_)) => problems.push(format!("{name} {which}: grey in pydicom, colour here")),
+        _ => {}
     }
     problems
 }

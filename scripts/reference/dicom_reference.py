@@ -4,7 +4,8 @@ pydicom 3.0.2 with the pylibjpeg plugins (libjpeg, OpenJPEG, RLE) decodes each f
 and last frame it records the modality values (Rescale Slope/Intercept or Modality LUT applied by
 pydicom; colour converted to RGB by pydicom — YBR to RGB, palette through its LUT — then to luminance
 with Rec. 601 weights, as the app's viewer shows colour to the models) as summary statistics and the
-values at an 8×8 grid of pixel positions. Files pydicom cannot decode, or that hold no pixels, are
+values at an 8×8 grid of pixel positions; for colour frames also the R, G, B values at the same
+grid positions (what the viewer shows). Files pydicom cannot decode, or that hold no pixels, are
 recorded with the reason. tests/decode.rs compares cxrlens's decode with this file.
 
     scripts/reference/run.sh dicom_reference.py > tests/fixtures/dicom_reference.json
@@ -25,32 +26,49 @@ FOLDERS = ["dicom", "dicom-zoo"]
 GRID = 8
 
 
-def luminance(frame, ds):
+def colour(frame, ds):
+    """R, G, B values of a colour frame (palette through its LUT), or None for a grey one."""
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "PALETTE COLOR":
-        rgb = apply_color_lut(frame, ds).astype(np.float64)
-        return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+        return apply_color_lut(frame, ds).astype(np.float64)
     if frame.ndim == 3:
-        rgb = frame.astype(np.float64)
+        return frame.astype(np.float64)
+    return None
+
+
+def luminance(frame, ds):
+    rgb = colour(frame, ds)
+    if rgb is not None:
         return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
     return apply_modality_lut(frame, ds).astype(np.float64)
 
 
-def summary(values):
+def summary(frame, ds):
+    values = luminance(frame, ds)
+    rgb = colour(frame, ds)
     rows, cols = values.shape
     grid = []
+    rgb_grid = []
     for i in range(GRID):
         for j in range(GRID):
             r = int((i + 0.5) * rows / GRID)
             c = int((j + 0.5) * cols / GRID)
             grid.append([r, c, float(values[r, c])])
-    return {
+            if rgb is not None:
+                rgb_grid.append([r, c] + [float(v) for v in rgb[r, c, :3]])
+    out = {
         "min": float(values.min()),
         "max": float(values.max()),
         "mean": float(values.mean()),
         "std": float(values.std()),
         "grid": grid,
     }
+    if rgb is not None:
+        out["rgb_grid"] = rgb_grid
+        out["rgb_is_grey"] = bool(
+            np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2])
+        )
+    return out
 
 
 def reference(path):
@@ -80,9 +98,9 @@ def reference(path):
     entry["frames"] = frames
     entry["samples_per_pixel"] = samples
     entry["photometric"] = str(ds.get("PhotometricInterpretation", ""))
-    entry["first"] = summary(luminance(first, ds))
+    entry["first"] = summary(first, ds)
     if last is not None:
-        entry["last"] = summary(luminance(last, ds))
+        entry["last"] = summary(last, ds)
     return entry
 
 

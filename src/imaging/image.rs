@@ -12,6 +12,63 @@ pub struct ScalarImage {
     pub values: Vec<f32>,
 }
 
+/// A colour image in modality units, row-major, interleaved R, G, B (`3 * width * height` values).
+/// Kept beside the luminance `ScalarImage` of the same image: the viewer shows this one, the models
+/// and measurements use the luminance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RgbImage {
+    pub width: u32,
+    pub height: u32,
+    pub values: Vec<f32>,
+}
+
+impl RgbImage {
+    /// Builds a colour image, checking that the value count is three per pixel.
+    pub fn new(width: u32, height: u32, values: Vec<f32>) -> Option<Self> {
+        (width as usize)
+            .checked_mul(height as usize)
+            .and_then(|n| n.checked_mul(3))
+            .filter(|&n| n == values.len() && n > 0)?;
+        Some(Self {
+            width,
+            height,
+            values,
+        })
+    }
+
+    /// R, G, B at integer pixel (x, y); `None` outside the image.
+    pub fn get(&self, x: i64, y: i64) -> Option<[f32; 3]> {
+        if x < 0 || y < 0 || x >= self.width as i64 || y >= self.height as i64 {
+            return None;
+        }
+        let i = 3 * (y as usize * self.width as usize + x as usize);
+        self.values.get(i..i + 3).map(|c| [c[0], c[1], c[2]])
+    }
+
+    /// Rec. 601 luminance (0.299 R + 0.587 G + 0.114 B), what the models and measurements see.
+    pub fn luminance(&self) -> ScalarImage {
+        use rayon::prelude::*;
+        let values = self
+            .values
+            .par_chunks_exact(3)
+            .map(|c| 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
+            .collect();
+        ScalarImage {
+            width: self.width,
+            height: self.height,
+            values,
+        }
+    }
+
+    /// True when every pixel has R = G = B (a grey image stored as colour).
+    pub fn is_grey(&self) -> bool {
+        use rayon::prelude::*;
+        self.values
+            .par_chunks_exact(3)
+            .all(|c| c[0] == c[1] && c[1] == c[2])
+    }
+}
+
 /// Summary statistics used for default windows and presets.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ValueStats {
@@ -129,6 +186,19 @@ impl ScalarImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rgb_luminance_uses_rec601_weights_and_grey_is_detected() {
+        assert!(RgbImage::new(2, 1, vec![0.0; 5]).is_none());
+        let rgb = RgbImage::new(2, 1, vec![255.0, 0.0, 0.0, 10.0, 10.0, 10.0]).unwrap();
+        let lum = rgb.luminance();
+        assert!((lum.values[0] - 76.245).abs() < 1e-3);
+        assert!((lum.values[1] - 10.0).abs() < 1e-4);
+        assert_eq!(rgb.get(0, 0), Some([255.0, 0.0, 0.0]));
+        assert_eq!(rgb.get(2, 0), None);
+        assert!(!rgb.is_grey());
+        assert!(RgbImage::new(1, 1, vec![7.0; 3]).unwrap().is_grey());
+    }
 
     #[test]
     fn new_rejects_wrong_length_and_empty() {

@@ -10,5 +10,5 @@ pub mod resample;
 pub mod view;
 pub mod voi;
 
-pub use image::{ScalarImage, ValueStats};
+pub use image::{RgbImage, ScalarImage, ValueStats};
 pub use voi::{DisplayParams, VoiFunction, VoiLut, Window};

@@ -192,13 +192,26 @@ pub struct Preset {
     pub voi: VoiMode,
 }
 
-/// Presets in key order: the file's windows, its VOI LUTs, then full range and a robust 1–99 % window.
+/// Presets in key order: for a colour image first its values as stored (`color_max`: the largest
+/// stored value, 255 for 8 bits; the window maps 0..=max onto the display range unchanged), then the
+/// file's windows, its VOI LUTs, then full range and a robust 1–99 % window.
 pub fn presets(
     file_windows: &[(Window, Option<String>)],
     luts: &[VoiLut],
     stats: super::ValueStats,
+    color_max: Option<f32>,
 ) -> Vec<Preset> {
     let mut out = Vec::new();
+    if let Some(max) = color_max.filter(|m| *m > 0.0 && m.is_finite()) {
+        out.push(Preset {
+            name: "Colour as stored".into(),
+            voi: VoiMode::Window(Window {
+                center: max / 2.0,
+                width: max,
+                function: VoiFunction::LinearExact,
+            }),
+        });
+    }
     for (i, (w, explanation)) in file_windows.iter().enumerate() {
         let name = explanation
             .clone()
@@ -318,6 +331,7 @@ mod tests {
             &[(w(500.0, 200.0, VoiFunction::Linear), Some("LUNG".into()))],
             &[],
             stats,
+            None,
         );
         assert_eq!(p.len(), 3);
         assert_eq!(p[0].name, "LUNG");
@@ -327,5 +341,14 @@ mod tests {
         assert_eq!(full.apply(0.0), 0.0);
         assert_eq!(full.apply(1000.0), 1.0);
         assert!((full.apply(500.0) - 0.5).abs() < 1e-3);
+        // A colour image starts with its stored values unchanged: v / 255 for 8 bits.
+        let p = presets(&[], &[], stats, Some(255.0));
+        assert_eq!(p[0].name, "Colour as stored");
+        let VoiMode::Window(c) = p[0].voi else {
+            panic!("a window")
+        };
+        for v in [0.0f32, 1.0, 77.0, 128.0, 254.0, 255.0] {
+            assert!((c.apply(v) - v / 255.0).abs() < 1e-6, "{v}");
+        }
     }
 }

@@ -13,10 +13,12 @@ use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, O
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use super::tags::{TagRow, tag_rows};
-use super::{ImageInfo, LoadError, MAX_PIXEL_DATA_BYTES, MAX_PIXELS, SourceFormat, guard, native};
+use super::tags::tag_rows;
+use super::{
+    Decoded, ImageInfo, LoadError, MAX_PIXEL_DATA_BYTES, MAX_PIXELS, SourceFormat, guard, native,
+};
 use crate::imaging::measure::Calibration;
-use crate::imaging::{ScalarImage, VoiFunction, VoiLut, Window};
+use crate::imaging::{RgbImage, ScalarImage, VoiFunction, VoiLut, Window};
 
 /// How the dataset is laid out in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,11 +205,7 @@ pub fn check_geometry(s: &guard::Summary) -> Result<Geometry, LoadError> {
 /// Order of defences: the structural check (`io::guard`: no declared length beyond the end of the
 /// file, bounded nesting), the geometry check, then parsing by dicom-rs and decoding, with any panic
 /// from a codec caught here and returned as `LoadError::Decode`.
-pub fn load_bytes(
-    data: &[u8],
-    layout: Layout,
-    frame: u32,
-) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>), LoadError> {
+pub fn load_bytes(data: &[u8], layout: Layout, frame: u32) -> Result<Decoded, LoadError> {
     let (body, has_meta) = match layout {
         Layout::Preamble | Layout::NoPreamble => {
             let body = data
@@ -300,7 +298,7 @@ fn load_checked(
     frame: u32,
     geometry: Geometry,
     implicit: bool,
-) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>), LoadError> {
+) -> Result<Decoded, LoadError> {
     // dicom-rs reads the "DICM" magic itself, then the meta group.
     let (obj, has_file_meta) = parse(data, layout, implicit)?;
     let pixel_element = obj
@@ -404,15 +402,23 @@ fn load_checked(
             .map_err(|e| decode_error(&e))?,
     };
     let pixels = rows as usize * columns as usize;
-    let (values, converted_from_color) = match samples {
-        1 => (raw, false),
+    let (values, color) = match samples {
+        1 => (raw, None),
         3 => {
-            // Interleaved RGB after decoding; display luminance (Rec. 601 weights).
-            let lum = raw
-                .chunks_exact(3)
-                .map(|c| 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
-                .collect();
-            (lum, true)
+            // Interleaved RGB after decoding: the viewer shows it, the models get its luminance.
+            let mut raw = raw;
+            if raw.len() < 3 * pixels {
+                return Err(decode_error(&format!(
+                    "decoded {} values, expected {}",
+                    raw.len(),
+                    3 * pixels
+                )));
+            }
+            raw.truncate(3 * pixels);
+            let rgb = RgbImage::new(columns, rows, raw)
+                .ok_or_else(|| decode_error(&"pixel count does not match Rows×Columns"))?;
+            let lum = rgb.luminance().values;
+            (lum, (!rgb.is_grey()).then_some(rgb))
         }
         n => return Err(LoadError::Unsupported(format!("{n} samples per pixel"))),
     };
@@ -514,10 +520,15 @@ fn load_checked(
         body_part: string(&obj, tags::BODY_PART_EXAMINED),
         view_position: string(&obj, tags::VIEW_POSITION),
         number_of_frames: geometry.frames as u32,
-        converted_from_color,
+        is_color: color.is_some(),
     };
     let tags = tag_rows(&obj);
-    Ok((image, info, tags))
+    Ok(Decoded {
+        image,
+        color,
+        info,
+        tags,
+    })
 }
 
 fn map_function(f: dicom_pixeldata::VoiLutFunction) -> VoiFunction {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub use error::LoadError;
 
 use crate::imaging::measure::Calibration;
-use crate::imaging::{ScalarImage, ValueStats, VoiLut, Window};
+use crate::imaging::{RgbImage, ScalarImage, ValueStats, VoiLut, Window};
 use tags::TagRow;
 
 /// Largest image accepted (pixels of one frame). 100 Mpx of f32 is 400 MB; chest radiographs are
@@ -88,8 +88,9 @@ pub struct ImageInfo {
     pub body_part: Option<String>,
     pub view_position: Option<String>,
     pub number_of_frames: u32,
-    /// A colour image was converted to luminance for display.
-    pub converted_from_color: bool,
+    /// A colour image: shown in colour (`LoadedImage::color`); the models and measurements use its
+    /// Rec. 601 luminance (`LoadedImage::image`).
+    pub is_color: bool,
 }
 
 /// A decoded image ready for display.
@@ -97,13 +98,52 @@ pub struct ImageInfo {
 pub struct LoadedImage {
     /// File name without its folder (paths stay out of the UI overlay and logs).
     pub display_name: String,
+    /// Modality values; for a colour image its luminance (what the models see).
     pub image: Arc<ScalarImage>,
+    /// The colour pixels of a colour image (what the viewer shows); `None` for grey images.
+    pub color: Option<Arc<RgbImage>>,
+    /// Statistics of `image`.
     pub stats: ValueStats,
     pub info: ImageInfo,
     /// Every element of a DICOM file, for the tag browser (empty for PNG/JPEG).
     pub tags: Vec<TagRow>,
     /// Which frame this is (0-based); `info.number_of_frames` says how many there are.
     pub frame: u32,
+}
+
+impl LoadedImage {
+    /// The window presets of this image (`imaging::voi::presets`); a colour image starts with its
+    /// values as stored (0 ..= 2^Bits Stored − 1, or 2^n − 1 for the n bits the values need if that is more).
+    pub fn presets(&self) -> Vec<crate::imaging::voi::Preset> {
+        let color_max = self.color.as_ref().map(|rgb| {
+            let largest = rgb
+                .values
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .fold(0.0f32, f32::max);
+            // Bits Stored, or the bits the values need (a palette's LUT entries are 16-bit).
+            let mut bits = self.info.bits_stored.clamp(1, 24) as i32;
+            while bits < 32 && largest > 2f32.powi(bits) - 1.0 {
+                bits += 1;
+            }
+            2f32.powi(bits) - 1.0
+        });
+        crate::imaging::voi::presets(
+            &self.info.windows,
+            &self.info.voi_luts,
+            self.stats,
+            color_max,
+        )
+    }
+}
+
+/// What a decoder returns for one frame.
+pub struct Decoded {
+    pub image: ScalarImage,
+    pub color: Option<RgbImage>,
+    pub info: ImageInfo,
+    pub tags: Vec<TagRow>,
 }
 
 /// Width and height from the file's header only (no pixel decoding): DICOM Columns/Rows, or the
@@ -167,7 +207,7 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, LoadError> {
 /// boundary and come back as `LoadError::Decode`.
 pub fn load_image_bytes(bytes: &[u8], name: &str, frame: u32) -> Result<LoadedImage, LoadError> {
     let kind = sniff_bytes(bytes)?;
-    let (image, info, tags) = match kind {
+    let decoded = match kind {
         FileKind::Dicom(layout) => {
             let data = match layout {
                 dicom::Layout::Preamble => &bytes[128..],
@@ -185,13 +225,14 @@ pub fn load_image_bytes(bytes: &[u8], name: &str, frame: u32) -> Result<LoadedIm
             raster::load_bytes(bytes)?
         }
     };
-    let stats = image.stats();
+    let stats = decoded.image.stats();
     Ok(LoadedImage {
         display_name: name.to_string(),
-        image: Arc::new(image),
+        image: Arc::new(decoded.image),
+        color: decoded.color.map(Arc::new),
         stats,
-        info,
-        tags,
+        info: decoded.info,
+        tags: decoded.tags,
         frame,
     })
 }

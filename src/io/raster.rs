@@ -1,22 +1,17 @@
-//! PNG and JPEG images through the `image` crate. 16-bit PNGs keep their 16 bits; colour images are
-//! converted to luminance. Sizes are checked from the header before decoding.
+//! PNG and JPEG images through the `image` crate. 16-bit PNGs keep their 16 bits; colour images keep
+//! their colour for display beside a luminance copy for the models (a colour file whose pixels are all
+//! grey is read as grey). Sizes are checked from the header before decoding.
 
 use std::io::Cursor;
-use std::path::Path;
 
 use image::{DynamicImage, ImageReader};
 
-use super::tags::TagRow;
-use super::{ImageInfo, LoadError, MAX_PIXELS, SourceFormat};
-use crate::imaging::ScalarImage;
+use super::{Decoded, ImageInfo, LoadError, MAX_PIXELS, SourceFormat};
 use crate::imaging::measure::Calibration;
-
-pub fn load(path: &Path) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>), LoadError> {
-    load_bytes(&super::read_bounded(path)?)
-}
+use crate::imaging::{RgbImage, ScalarImage};
 
 /// A PNG or JPEG held in memory.
-pub fn load_bytes(bytes: &[u8]) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>), LoadError> {
+pub fn load_bytes(bytes: &[u8]) -> Result<Decoded, LoadError> {
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     let format = match reader.format() {
         Some(image::ImageFormat::Png) => SourceFormat::Png,
@@ -40,8 +35,12 @@ pub fn load_bytes(bytes: &[u8]) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>),
     let decoded = reader
         .decode()
         .map_err(|e| LoadError::Raster(e.to_string()))?;
-    let (values, bits, converted_from_color) = to_luminance(&decoded);
-    let image = ScalarImage::new(decoded.width(), decoded.height(), values)
+    let (width, height) = (decoded.width(), decoded.height());
+    let (values, bits, color) = to_luminance(&decoded);
+    let color = color
+        .and_then(|values| RgbImage::new(width, height, values))
+        .filter(|rgb| !rgb.is_grey());
+    let image = ScalarImage::new(width, height, values)
         .ok_or_else(|| LoadError::Raster("empty image".into()))?;
     let info = ImageInfo {
         format,
@@ -60,35 +59,35 @@ pub fn load_bytes(bytes: &[u8]) -> Result<(ScalarImage, ImageInfo, Vec<TagRow>),
         body_part: None,
         view_position: None,
         number_of_frames: 1,
-        converted_from_color,
+        is_color: color.is_some(),
     };
-    Ok((image, info, Vec::new()))
+    Ok(Decoded {
+        image,
+        color,
+        info,
+        tags: Vec::new(),
+    })
 }
 
-/// Grey values at the file's bit depth (8 or 16) and whether colour was converted.
-fn to_luminance(img: &DynamicImage) -> (Vec<f32>, u16, bool) {
+/// Grey values at the file's bit depth (8 or 16), and for colour files the interleaved R, G, B
+/// values (alpha dropped) at the same depth.
+fn to_luminance(img: &DynamicImage) -> (Vec<f32>, u16, Option<Vec<f32>>) {
+    let floats = |v: &[u8]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    let floats16 = |v: &[u16]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
     match img {
-        DynamicImage::ImageLuma8(g) => (g.as_raw().iter().map(|&v| v as f32).collect(), 8, false),
-        DynamicImage::ImageLumaA8(_) => (
-            img.to_luma8().as_raw().iter().map(|&v| v as f32).collect(),
-            8,
-            false,
-        ),
-        DynamicImage::ImageLuma16(g) => (g.as_raw().iter().map(|&v| v as f32).collect(), 16, false),
-        DynamicImage::ImageLumaA16(_) => (
-            img.to_luma16().as_raw().iter().map(|&v| v as f32).collect(),
-            16,
-            false,
-        ),
+        DynamicImage::ImageLuma8(g) => (floats(g.as_raw()), 8, None),
+        DynamicImage::ImageLumaA8(_) => (floats(img.to_luma8().as_raw()), 8, None),
+        DynamicImage::ImageLuma16(g) => (floats16(g.as_raw()), 16, None),
+        DynamicImage::ImageLumaA16(_) => (floats16(img.to_luma16().as_raw()), 16, None),
         DynamicImage::ImageRgb16(_) | DynamicImage::ImageRgba16(_) => (
-            img.to_luma16().as_raw().iter().map(|&v| v as f32).collect(),
+            floats16(img.to_luma16().as_raw()),
             16,
-            true,
+            Some(floats16(img.to_rgb16().as_raw())),
         ),
         _ => (
-            img.to_luma8().as_raw().iter().map(|&v| v as f32).collect(),
+            floats(img.to_luma8().as_raw()),
             8,
-            true,
+            Some(floats(img.to_rgb8().as_raw())),
         ),
     }
 }

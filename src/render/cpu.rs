@@ -3,12 +3,15 @@
 
 use rayon::prelude::*;
 
-use super::RenderSettings;
+use super::{ImageHandle, RenderSettings};
 use crate::imaging::ScalarImage;
 use crate::imaging::composite::{blend_layer, contour_step, on_contour, to_byte};
 
-/// Renders every image pixel (sampled at its centre, so no interpolation is involved).
-pub fn render_rgba(image: &ScalarImage, settings: &RenderSettings) -> Vec<u8> {
+/// Renders every image pixel (sampled at its centre, so no interpolation is involved). A colour
+/// image (`image.color`) has each channel mapped through the same VOI transform.
+pub fn render_rgba(handle: &ImageHandle, settings: &RenderSettings) -> Vec<u8> {
+    let image: &ScalarImage = &handle.image;
+    let color = handle.color.as_deref();
     let layers: Vec<_> = settings
         .overlays
         .iter()
@@ -28,9 +31,19 @@ pub fn render_rgba(image: &ScalarImage, settings: &RenderSettings) -> Vec<u8> {
         .for_each(|(y, row)| {
             let start = y * image.width as usize;
             for (x, px) in row.chunks_exact_mut(4).enumerate() {
-                let v = image.values[start + x];
-                let grey = settings.display.display_value(v, &settings.luts);
-                let mut rgb = [grey; 3];
+                let mut rgb = match color {
+                    Some(c) => {
+                        let i = 3 * (start + x);
+                        let d = |v: f32| settings.display.display_value(v, &settings.luts);
+                        [d(c.values[i]), d(c.values[i + 1]), d(c.values[i + 2])]
+                    }
+                    None => {
+                        [settings
+                            .display
+                            .display_value(image.values[start + x], &settings.luts);
+                            3]
+                    }
+                };
                 // Heatmap first, mask on top (as the shader).
                 for (o, table) in layers.iter().rev() {
                     let heat = if o.params.contour {
@@ -53,7 +66,7 @@ mod tests {
 
     use super::*;
     use crate::imaging::voi::VoiMode;
-    use crate::imaging::{DisplayParams, VoiFunction, Window};
+    use crate::imaging::{DisplayParams, RgbImage, VoiFunction, Window};
 
     #[test]
     fn renders_window_and_inversion_per_pixel() {
@@ -72,10 +85,42 @@ mod tests {
             overlays: [None, None],
             bilinear: true,
         };
+        let img = ImageHandle::new(Arc::new(img));
         let rgba = render_rgba(&img, &settings);
         assert_eq!(rgba, vec![0, 0, 0, 255, 255, 255, 255, 255]);
         settings.display.photometric_inverted = true;
         let rgba = render_rgba(&img, &settings);
         assert_eq!(rgba, vec![255, 255, 255, 255, 0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn colour_channels_each_go_through_the_window() {
+        // Window [0, 255] LINEAR_EXACT is the identity on 8-bit values: x / 255.
+        let grey = ScalarImage::new(2, 1, vec![0.0, 0.0]).unwrap();
+        let rgb = RgbImage::new(2, 1, vec![255.0, 128.0, 0.0, 10.0, 20.0, 30.0]).unwrap();
+        let handle = ImageHandle::with_color(Arc::new(grey), Some(Arc::new(rgb)));
+        let mut settings = RenderSettings {
+            display: DisplayParams {
+                voi: VoiMode::Window(Window {
+                    center: 127.5,
+                    width: 255.0,
+                    function: VoiFunction::LinearExact,
+                }),
+                photometric_inverted: false,
+                user_inverted: false,
+            },
+            luts: Arc::new(vec![]),
+            overlays: [None, None],
+            bilinear: false,
+        };
+        assert_eq!(
+            render_rgba(&handle, &settings),
+            vec![255, 128, 0, 255, 10, 20, 30, 255]
+        );
+        settings.display.user_inverted = true;
+        assert_eq!(
+            render_rgba(&handle, &settings),
+            vec![0, 127, 255, 255, 245, 235, 225, 255]
+        );
     }
 }

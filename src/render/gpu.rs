@@ -30,7 +30,8 @@ pub struct Uniforms {
 }
 
 impl Uniforms {
-    /// `origin_px`: framebuffer position of image point (0, 0); `px_per_image_px`: scale.
+    /// `origin_px`: framebuffer position of image point (0, 0); `px_per_image_px`: scale; `color`:
+    /// draw the colour texture.
     pub fn new(
         settings: &RenderSettings,
         image_size: [u32; 2],
@@ -38,6 +39,7 @@ impl Uniforms {
         px_per_image_px: f32,
         srgb_target: bool,
         background: [f32; 3],
+        color: bool,
     ) -> Self {
         let (voi, lut) = match settings.display.voi {
             VoiMode::Window(w) => (
@@ -76,7 +78,7 @@ impl Uniforms {
                 image_size[0] as f32,
                 image_size[1] as f32,
                 if settings.bilinear { 1.0 } else { 0.0 },
-                0.0,
+                if color { 1.0 } else { 0.0 },
             ],
             voi: [voi[0], voi[1], voi[2], inverted],
             lut,
@@ -128,6 +130,7 @@ impl ViewerPipeline {
                 texture_entry(3),
                 texture_entry(4),
                 texture_entry(5),
+                texture_entry(6),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -175,13 +178,16 @@ enum TextureKey {
     Lut(u64, usize),
     /// Colormaps of overlay layers 0 and 1, one row each.
     Colormaps(Colormap, Colormap),
+    /// The colour pixels of image `id`.
+    Color(u64),
     Dummy,
+    DummyColor,
 }
 
 struct PaneGpu {
     uniform: wgpu::Buffer,
     bind_group: Option<wgpu::BindGroup>,
-    bound: [TextureKey; 5],
+    bound: [TextureKey; 6],
 }
 
 /// GPU state shared by every viewer pane, stored in egui-wgpu's callback resources.
@@ -209,6 +215,16 @@ impl ViewerResources {
         resources
             .textures
             .insert(TextureKey::Dummy, dummy.create_view(&Default::default()));
+        let dummy_color = create_texture(
+            device,
+            [1, 1],
+            wgpu::TextureFormat::Rgba32Float,
+            "cxrlens dummy colour",
+        );
+        resources.textures.insert(
+            TextureKey::DummyColor,
+            dummy_color.create_view(&Default::default()),
+        );
         resources
     }
 
@@ -234,7 +250,7 @@ impl ViewerResources {
             &up.bytes,
             wgpu::TexelCopyBufferLayout {
                 offset: 0,
-                bytes_per_row: Some(up.size[0] * 4),
+                bytes_per_row: Some(up.size[0] * up.bytes_per_texel),
                 rows_per_image: Some(up.size[1]),
             },
             wgpu::Extent3d {
@@ -265,6 +281,14 @@ impl ViewerResources {
         self.ensure_texture(device, queue, image_key, || {
             Upload::scalar(&image.image.values, [image.image.width, image.image.height])
         });
+        let color_key = match &image.color {
+            Some(rgb) => {
+                let key = TextureKey::Color(image.id);
+                self.ensure_texture(device, queue, key, || Upload::rgb(rgb));
+                key
+            }
+            None => TextureKey::DummyColor,
+        };
         let lut_key = match callback.settings.display.voi {
             VoiMode::Lut(i) if i < callback.settings.luts.len() => {
                 let key = TextureKey::Lut(image.id, i);
@@ -313,6 +337,7 @@ impl ViewerResources {
             callback.zoom * ppp,
             self.pipeline.srgb_target,
             callback.background,
+            image.color.is_some(),
         );
         let bound = [
             image_key,
@@ -320,6 +345,7 @@ impl ViewerResources {
             overlay_keys[0],
             overlay_keys[1],
             colormap_key,
+            color_key,
         ];
         let pane = self
             .panes
@@ -365,13 +391,20 @@ impl ViewerResources {
                         binding: 5,
                         resource: wgpu::BindingResource::TextureView(view(&bound[4])),
                     },
+                    wgpu::BindGroupEntry {
+                        binding: 6,
+                        resource: wgpu::BindingResource::TextureView(view(&bound[5])),
+                    },
                 ],
             }));
             pane.bound = bound;
             // Drop textures no pane uses any more (a closed image's pixels leave the GPU).
             let used: Vec<TextureKey> = self.panes.values().flat_map(|p| p.bound).collect();
             self.textures.retain(|k, _| {
-                matches!(k, TextureKey::Dummy | TextureKey::Colormaps(..)) || used.contains(k)
+                matches!(
+                    k,
+                    TextureKey::Dummy | TextureKey::DummyColor | TextureKey::Colormaps(..)
+                ) || used.contains(k)
             });
         }
     }
@@ -389,6 +422,7 @@ impl ViewerResources {
 struct Upload {
     size: [u32; 2],
     format: wgpu::TextureFormat,
+    bytes_per_texel: u32,
     bytes: Vec<u8>,
 }
 
@@ -397,7 +431,23 @@ impl Upload {
         Self {
             size,
             format: wgpu::TextureFormat::R32Float,
+            bytes_per_texel: 4,
             bytes: bytemuck::cast_slice(values).to_vec(),
+        }
+    }
+
+    /// Interleaved R, G, B as Rgba32Float (alpha 1; wgpu has no three-channel float format).
+    fn rgb(rgb: &crate::imaging::RgbImage) -> Self {
+        let values: Vec<f32> = rgb
+            .values
+            .chunks_exact(3)
+            .flat_map(|c| [c[0], c[1], c[2], 1.0])
+            .collect();
+        Self {
+            size: [rgb.width, rgb.height],
+            format: wgpu::TextureFormat::Rgba32Float,
+            bytes_per_texel: 16,
+            bytes: bytemuck::cast_slice(&values).to_vec(),
         }
     }
 
@@ -421,6 +471,7 @@ impl Upload {
         Self {
             size: [256, 2],
             format: wgpu::TextureFormat::Rgba8Unorm,
+            bytes_per_texel: 4,
             bytes,
         }
     }
@@ -589,8 +640,8 @@ pub fn render_offscreen(
     Ok(out)
 }
 
-/// The shader against its CPU twin on `device`: six cases (LINEAR, LINEAR_EXACT with the file's
-/// inversion, SIGMOID with both inversions, a VOI LUT, a 35 %-opacity fill over the heatmap, an
+/// The shader against its CPU twin on `device`: seven cases (LINEAR, a colour image with the user's
+/// inversion, LINEAR_EXACT with the file's inversion, SIGMOID with both inversions, a VOI LUT, a 35 %-opacity fill over the heatmap, an
 /// 80 % contour) on an odd-sized 15-bit image. Returns `(case, largest difference in levels)`.
 /// Used by `tests/shaders.rs` and by `cxrlens check-backends` on the device burn created.
 pub fn compare_with_cpu_twin(
@@ -630,6 +681,15 @@ pub fn compare_with_cpu_twin(
             .collect(),
     )
     .ok_or("test image")?;
+    // Colour: three different 15-bit ramps.
+    let rgb = crate::imaging::RgbImage::new(
+        w,
+        h,
+        (0..w * h * 3)
+            .map(|i| ((i * [977, 331, 53][(i % 3) as usize]) % 32768) as f32)
+            .collect(),
+    )
+    .ok_or("test image")?;
     let lut = VoiLut::from_raw(
         1000,
         &(0..30000u32)
@@ -656,6 +716,13 @@ pub fn compare_with_cpu_twin(
     };
     let cases = [
         ("LINEAR", window(VoiFunction::Linear), false, false, None),
+        (
+            "colour, user inversion",
+            window(VoiFunction::LinearExact),
+            false,
+            true,
+            None,
+        ),
         (
             "LINEAR_EXACT, MONOCHROME1",
             window(VoiFunction::LinearExact),
@@ -713,10 +780,12 @@ pub fn compare_with_cpu_twin(
             ],
             bilinear: true,
         };
-        let expected = cpu::render_rgba(&image, &settings);
+        let color = name.starts_with("colour").then(|| Arc::new(rgb.clone()));
+        let handle = ImageHandle::with_color(Arc::new(image.clone()), color);
+        let expected = cpu::render_rgba(&handle, &settings);
         let callback = ViewerCallback {
             pane_id: 0,
-            image: ImageHandle::new(Arc::new(image.clone())),
+            image: handle,
             settings,
             image_origin_points: [0.0, 0.0],
             zoom: 1.0,

@@ -1,5 +1,5 @@
 //! Drawing the image: the wgpu path (`gpu`, a paint callback running `shaders/viewer.wgsl` on an
-//! R32Float texture) and the CPU path (`cpu`, the same math into an RGBA8 buffer) used with the glow
+//! R32Float texture, or an Rgba32Float one for colour images) and the CPU path (`cpu`, the same math into an RGBA8 buffer) used with the glow
 //! renderer, in UI tests without a GPU, and for images beyond the GPU's texture limit.
 //! Neither path imports egui widgets; `gpu` depends on egui-wgpu's callback trait only.
 
@@ -11,22 +11,32 @@ use std::sync::Arc;
 
 use crate::imaging::colormap::Colormap;
 use crate::imaging::composite::OverlayParams;
-use crate::imaging::{DisplayParams, ScalarImage, VoiLut};
+use crate::imaging::{DisplayParams, RgbImage, ScalarImage, VoiLut};
 
 /// An image plus a process-unique id, so GPU textures can be cached per image.
 #[derive(Clone, Debug)]
 pub struct ImageHandle {
     pub id: u64,
     pub image: Arc<ScalarImage>,
+    /// The colour pixels of a colour image (same size as `image`): drawn instead of `image`, each
+    /// channel through the same VOI transform.
+    pub color: Option<Arc<RgbImage>>,
 }
 
 impl ImageHandle {
     pub fn new(image: Arc<ScalarImage>) -> Self {
+        Self::with_color(image, None)
+    }
+
+    /// A handle that draws `color` when it is given and matches `image`'s size.
+    pub fn with_color(image: Arc<ScalarImage>, color: Option<Arc<RgbImage>>) -> Self {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(1);
+        let color = color.filter(|c| c.width == image.width && c.height == image.height);
         Self {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             image,
+            color,
         }
     }
 }

@@ -51,8 +51,8 @@ pub fn paint(painter: &egui::Painter, rect: Rect, state: &ViewerState) {
             info.rescale_slope, info.rescale_intercept
         ));
     }
-    if info.converted_from_color {
-        top_left.push("colour shown as luminance".into());
+    if info.is_color {
+        top_left.push("colour (models see luminance)".into());
     }
     paint_lines(
         painter,
@@ -102,12 +102,24 @@ pub fn paint(painter: &egui::Painter, rect: Rect, state: &ViewerState) {
 
     if let Some((p, v)) = state.hover {
         let units = info.rescale_type.as_deref().unwrap_or("");
-        let line = format!(
-            "x {:.0}  y {:.0}  value {} {units}",
-            p.x.floor(),
-            p.y.floor(),
-            v
-        );
+        let rgb = state
+            .handle
+            .color
+            .as_ref()
+            .and_then(|c| c.get(p.x.floor() as i64, p.y.floor() as i64));
+        let line = match rgb {
+            Some([r, g, b]) => format!(
+                "x {:.0}  y {:.0}  RGB {r} {g} {b}  luminance {v:.1}",
+                p.x.floor(),
+                p.y.floor()
+            ),
+            None => format!(
+                "x {:.0}  y {:.0}  value {} {units}",
+                p.x.floor(),
+                p.y.floor(),
+                v
+            ),
+        };
         paint_lines(
             painter,
             rect.right_bottom() + Vec2::new(-margin, -margin),

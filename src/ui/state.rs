@@ -11,7 +11,7 @@ use crate::imaging::colormap::Colormap;
 use crate::imaging::composite::OverlayParams;
 use crate::imaging::measure::DistanceLine;
 use crate::imaging::view::{PanelRect, Point, ViewTransform};
-use crate::imaging::voi::{Preset, VoiMode, presets};
+use crate::imaging::voi::{Preset, VoiMode};
 use crate::imaging::{DisplayParams, VoiFunction, Window};
 use crate::io::LoadedImage;
 use crate::ml::analysis::Prediction;
@@ -226,7 +226,7 @@ pub struct ViewerState {
 
 impl ViewerState {
     pub fn new(path: PathBuf, loaded: LoadedImage) -> Self {
-        let presets = presets(&loaded.info.windows, &loaded.info.voi_luts, loaded.stats);
+        let presets = loaded.presets();
         let display = DisplayParams {
             voi: presets
                 .first()
@@ -234,7 +234,7 @@ impl ViewerState {
             photometric_inverted: loaded.info.photometric_inverted,
             user_inverted: false,
         };
-        let handle = ImageHandle::new(loaded.image.clone());
+        let handle = ImageHandle::with_color(loaded.image.clone(), loaded.color.clone());
         let luts = Arc::new(loaded.info.voi_luts.clone());
         Self {
             luts,
@@ -265,7 +265,7 @@ impl ViewerState {
     /// Shows another frame of the same file: the view, window, inversion and measurements stay; the
     /// overlays of an analysis belonged to the old frame and are dropped.
     pub fn replace_frame(&mut self, loaded: LoadedImage) {
-        self.handle = ImageHandle::new(loaded.image.clone());
+        self.handle = ImageHandle::with_color(loaded.image.clone(), loaded.color.clone());
         self.loaded = loaded;
         self.cpu_texture = None;
         self.cpu_requested = None;

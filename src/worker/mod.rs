@@ -353,7 +353,7 @@ impl Workers {
     ) -> Result<u64, String> {
         let (generation, cancel) = self.render.start();
         self.spawn("cxrlens-cpu-render", Slot::Render, generation, move || {
-            let rgba = render_rgba(&image.image, &settings);
+            let rgba = render_rgba(&image, &settings);
             let size = [image.image.width as usize, image.image.height as usize];
             (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::CpuRendered {
                 generation,
