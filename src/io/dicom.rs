@@ -61,7 +61,12 @@ pub fn open(path: &Path, layout: Layout) -> Result<(DefaultDicomObject, bool), L
         layout != Layout::RawImplicitLittleEndian,
         MAX_PIXEL_DATA_BYTES as usize,
     )?;
-    parse(data, layout, summary.implicit_despite_transfer_syntax)
+    parse(
+        data,
+        layout,
+        summary.implicit_despite_transfer_syntax,
+        summary.inflated.as_ref().map(|i| i.0.as_slice()),
+    )
 }
 
 /// Reads up to (not including) the pixel data: for size checks and folder scans.
@@ -228,7 +233,10 @@ pub fn load_bytes(data: &[u8], layout: Layout, frame: u32) -> Result<Decoded, Lo
         )));
     }
     let implicit = summary.implicit_despite_transfer_syntax;
-    match std::panic::catch_unwind(|| load_checked(data, layout, frame, geometry, implicit)) {
+    let inflated = summary.inflated.as_ref().map(|i| i.0.as_slice());
+    match std::panic::catch_unwind(|| {
+        load_checked(data, layout, frame, geometry, implicit, inflated)
+    }) {
         Ok(result) => result,
         Err(panic) => Err(LoadError::Decode {
             transfer_syntax: summary.transfer_syntax.unwrap_or_default(),
@@ -249,13 +257,31 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "internal error".into())
 }
 
+/// Parses a file held in memory. `implicit`: the dataset is in implicit VR whatever the transfer
+/// syntax says; `inflated`: the dataset of a deflated file, already inflated by `io::guard`.
 fn parse(
     data: &[u8],
     layout: Layout,
     implicit: bool,
+    inflated: Option<&[u8]>,
 ) -> Result<(DefaultDicomObject, bool), LoadError> {
     let invalid = |e: &dyn std::fmt::Display| LoadError::InvalidDicom(e.to_string());
     match layout {
+        Layout::Preamble | Layout::NoPreamble if inflated.is_some() => {
+            // The meta group as written (it keeps the deflated transfer syntax: the pixel data is
+            // native), then the inflated dataset in Explicit VR Little Endian.
+            let mut reader = data;
+            let meta = dicom_object::meta::FileMetaTable::from_reader(&mut reader)
+                .map_err(|e| invalid(&e))?;
+            let ts = TransferSyntaxRegistry
+                .get(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                .ok_or_else(|| {
+                    LoadError::Unsupported("explicit VR little endian is not registered".into())
+                })?;
+            let obj = InMemDicomObject::read_dataset_with_ts(inflated.unwrap_or_default(), ts)
+                .map_err(|e| invalid(&e))?;
+            Ok((obj.with_exact_meta(meta), true))
+        }
         Layout::Preamble | Layout::NoPreamble if implicit => {
             // The meta group as written, then the dataset in Implicit VR Little Endian.
             let mut reader = data;
@@ -298,9 +324,10 @@ fn load_checked(
     frame: u32,
     geometry: Geometry,
     implicit: bool,
+    inflated: Option<&[u8]>,
 ) -> Result<Decoded, LoadError> {
     // dicom-rs reads the "DICM" magic itself, then the meta group.
-    let (obj, has_file_meta) = parse(data, layout, implicit)?;
+    let (obj, has_file_meta) = parse(data, layout, implicit, inflated)?;
     let pixel_element = obj
         .element_opt(tags::PIXEL_DATA)
         .ok()
@@ -348,10 +375,28 @@ fn load_checked(
     // Native layouts dicom-pixeldata 0.10 does not convert (1 and 32 bits, planar configuration 1,
     // YBR_FULL[_422]) are rewritten here into one interleaved 8/16-bit frame first; 32-bit values
     // are converted here and only the attributes are read through dicom-pixeldata.
+    if let Some(kind) = super::codestream::Kind::of(&ts_uid)
+        && let Some(fragments) = pixel_element.value().fragments()
+    {
+        super::codestream::check(
+            kind,
+            fragments,
+            geometry.rows,
+            geometry.columns,
+            geometry.samples,
+            geometry.bits_allocated,
+        )
+        .map_err(|e| decode_error(&e))?;
+    }
     let native;
     let mut values_32 = None;
     let (source, source_frame) = if TURBO_JPEG.contains(&ts_uid.as_str()) {
         native = native::jpeg_as_native(&obj, frame, geometry).map_err(|e| decode_error(&e))?;
+        (&native, 0)
+    } else if ts_uid == native::RLE_LOSSLESS
+        && native::rle_is_simple(geometry, &photometric_in_file)
+    {
+        native = native::rle_as_native(&obj, frame, geometry).map_err(|e| decode_error(&e))?;
         (&native, 0)
     } else if is_native && native::needs_normalising(&obj, geometry, &photometric_in_file) {
         let (copy, values) =
@@ -361,19 +406,6 @@ fn load_checked(
         values_32 = values;
         (&native, 0)
     } else {
-        if let Some(kind) = super::codestream::Kind::of(&ts_uid)
-            && let Some(fragments) = pixel_element.value().fragments()
-        {
-            super::codestream::check(
-                kind,
-                fragments,
-                geometry.rows,
-                geometry.columns,
-                geometry.samples,
-                geometry.bits_allocated,
-            )
-            .map_err(|e| decode_error(&e))?;
-        }
         (&obj, frame)
     };
     let decoded = source
@@ -397,9 +429,12 @@ fn load_checked(
             }
             values
         }
-        None => decoded
-            .to_vec_with_options(&options)
-            .map_err(|e| decode_error(&e))?,
+        None => match super::modality::modality_values(&decoded) {
+            Some(values) => values,
+            None => decoded
+                .to_vec_with_options(&options)
+                .map_err(|e| decode_error(&e))?,
+        },
     };
     let pixels = rows as usize * columns as usize;
     let (values, color) = match samples {

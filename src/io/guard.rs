@@ -34,6 +34,18 @@ pub struct Summary {
     /// The transfer syntax says explicit VR but the dataset is written in implicit VR (found in
     /// the wild; pydicom reads such files too).
     pub implicit_despite_transfer_syntax: bool,
+    /// A deflated dataset, inflated (and checked) here, so it is inflated only once.
+    pub inflated: Option<Inflated>,
+}
+
+/// The inflated bytes of a deflated dataset (Debug shows their length only).
+#[derive(Clone, Default, PartialEq)]
+pub struct Inflated(pub std::sync::Arc<Vec<u8>>);
+
+impl std::fmt::Debug for Inflated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Inflated({} bytes)", self.0.len())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -352,7 +364,9 @@ pub fn check(data: &[u8], meta: bool, max_inflated: usize) -> Result<Summary, Lo
             summary: summary_meta,
         };
         inner.elements(inflated.len(), 0, true)?;
-        return Ok(inner.summary);
+        let mut summary = inner.summary;
+        summary.inflated = Some(Inflated(std::sync::Arc::new(inflated)));
+        return Ok(summary);
     }
     if meta && w.enc != Encoding::ImplicitLe && start + 6 <= data.len() {
         let vr = [data[start + 4], data[start + 5]];
@@ -367,7 +381,9 @@ pub fn check(data: &[u8], meta: bool, max_inflated: usize) -> Result<Summary, Lo
 }
 
 fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, LoadError> {
-    let mut out = Vec::new();
+    // Room for a typical ratio up front (radiographs deflate to 50–90 %), so the buffer is rarely
+    // grown and copied; never more than the cap.
+    let mut out = Vec::with_capacity(data.len().saturating_mul(2).min(max) + 1);
     flate2::read::DeflateDecoder::new(data)
         .take(max as u64 + 1)
         .read_to_end(&mut out)

@@ -7,6 +7,7 @@ pub mod dicom;
 pub mod error;
 pub mod guard;
 pub mod jpeg;
+mod modality;
 mod native;
 pub mod raster;
 pub mod study;

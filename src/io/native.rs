@@ -330,3 +330,134 @@ pub(super) fn jpeg_as_native(
     let photometric = (decoded.components == 3).then_some("RGB");
     native_copy(obj, bits_allocated, None, photometric, bytes)
 }
+
+/// RLE Lossless transfer syntax (PS3.5 Annex G).
+pub(super) const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
+/// True for RLE frames `rle_as_native` decodes: 8- or 16-bit samples, one or three of them,
+/// monochrome or RGB (others — 32-bit, YBR — go through dicom-pixeldata's RLE adapter).
+pub(super) fn rle_is_simple(geometry: Geometry, photometric: &str) -> bool {
+    matches!(geometry.bits_allocated, 8 | 16)
+        && match geometry.samples {
+            1 => photometric.starts_with("MONOCHROME"),
+            3 => photometric == "RGB",
+            _ => false,
+        }
+}
+
+/// Frame `frame` of an RLE Lossless file decoded here (its segments in parallel: PS3.5 G.2 stores
+/// each byte of each sample as its own PackBits segment, most significant byte first) into a
+/// native copy for dicom-pixeldata. One fragment per frame, as PS3.5 A.4.2 requires for RLE.
+/// `io::codestream::check` has already checked the header and that every segment is long enough.
+pub(super) fn rle_as_native(
+    obj: &DefaultDicomObject,
+    frame: u32,
+    geometry: Geometry,
+) -> Result<DefaultDicomObject, String> {
+    use rayon::prelude::*;
+    let fragments = obj
+        .element(tags::PIXEL_DATA)
+        .map_err(|e| e.to_string())?
+        .value()
+        .fragments()
+        .ok_or("the pixel data is not encapsulated")?;
+    if fragments.len() as u64 != geometry.frames {
+        return Err(format!(
+            "{} RLE fragments for {} frames (one fragment per frame is required)",
+            fragments.len(),
+            geometry.frames
+        ));
+    }
+    let fragment = &fragments[frame as usize];
+    let pixels = (geometry.rows * geometry.columns) as usize;
+    let bytes_per_sample = (geometry.bits_allocated / 8) as usize;
+    let samples = geometry.samples as usize;
+    let segments = samples * bytes_per_sample;
+    if fragment.len() < 64 {
+        return Err("the RLE header is cut short".into());
+    }
+    let le32 = |at: usize| {
+        u32::from_le_bytes([
+            fragment[at],
+            fragment[at + 1],
+            fragment[at + 2],
+            fragment[at + 3],
+        ]) as usize
+    };
+    if le32(0) != segments {
+        return Err(format!(
+            "the RLE header lists {} segments; the image needs {segments}",
+            le32(0)
+        ));
+    }
+    let mut offsets: Vec<usize> = (0..segments).map(|i| le32(4 + 4 * i)).collect();
+    offsets.push(fragment.len());
+    if offsets.windows(2).any(|p| p[0] < 64 || p[0] > p[1]) {
+        return Err("the RLE segment offsets are out of order or out of the fragment".into());
+    }
+    let planes: Vec<Vec<u8>> = offsets
+        .par_windows(2)
+        .map(|p| unpack_bits(&fragment[p[0]..p[1]], pixels))
+        .collect();
+    // Interleave into native little-endian samples: segment s·B + (B − 1 − k) holds byte k (LE).
+    let stride = samples * bytes_per_sample;
+    let mut bytes = vec![0u8; pixels * stride];
+    const CHUNK: usize = 1 << 15;
+    bytes
+        .par_chunks_mut(CHUNK * stride)
+        .enumerate()
+        .for_each(|(c, out)| {
+            let first = c * CHUNK;
+            for (i, px) in out.chunks_exact_mut(stride).enumerate() {
+                for s in 0..samples {
+                    for k in 0..bytes_per_sample {
+                        let segment = s * bytes_per_sample + (bytes_per_sample - 1 - k);
+                        px[s * bytes_per_sample + k] = planes[segment][first + i];
+                    }
+                }
+            }
+        });
+    native_copy(obj, geometry.bits_allocated as u16, None, None, bytes)
+}
+
+/// Decodes one PackBits segment (PS3.5 G.3.1) into exactly `n` bytes: runs beyond `n` are cut, a
+/// short segment is padded with zeros (the length check before refuses short ones).
+fn unpack_bits(segment: &[u8], n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    let mut at = 0;
+    while at < segment.len() && out.len() < n {
+        let header = segment[at] as i8;
+        at += 1;
+        if header >= 0 {
+            let end = (at + header as usize + 1).min(segment.len());
+            let take = (end - at).min(n - out.len());
+            out.extend_from_slice(&segment[at..at + take]);
+            at = end;
+        } else if header != -128 {
+            let Some(&value) = segment.get(at) else {
+                break;
+            };
+            let run = ((1 - header as isize) as usize).min(n - out.len());
+            out.resize(out.len() + run, value);
+            at += 1;
+        }
+    }
+    out.resize(n, 0);
+    out
+}
+
+#[cfg(test)]
+mod rle_tests {
+    use super::unpack_bits;
+
+    #[test]
+    fn packbits_by_hand() {
+        // PS3.5 G.3.1: 2 → three literal bytes; −2 (0xFE) → the next byte three times; −128 is a
+        // no-op.
+        let segment = [2, 10, 11, 12, 0xFE, 7, 0x80, 0, 9];
+        assert_eq!(unpack_bits(&segment, 7), vec![10, 11, 12, 7, 7, 7, 9]);
+        // Cut at n, padded when short.
+        assert_eq!(unpack_bits(&segment, 4), vec![10, 11, 12, 7]);
+        assert_eq!(unpack_bits(&[0xFF, 5], 4), vec![5, 5, 0, 0]);
+    }
+}
