@@ -135,7 +135,6 @@ impl ScalarImage {
                 p99: 1.0,
             };
         }
-        const BINS: usize = 4096;
         let span = (max - min).max(f32::MIN_POSITIVE);
         let scale = (BINS - 1) as f32 / span;
         let hist = self
@@ -149,24 +148,64 @@ impl ScalarImage {
                     a
                 },
             );
-        let count: u64 = hist.iter().sum();
-        let value_at = |fraction: f64| -> f32 {
-            let target = (fraction * count as f64).ceil().max(1.0) as u64;
-            let mut acc = 0u64;
-            for (i, &h) in hist.iter().enumerate() {
-                acc += h;
-                if acc >= target {
-                    return min + span * (i as f32 + 0.5) / (BINS - 1) as f32;
-                }
+        percentiles(min, max, &hist)
+    }
+}
+
+/// Bins of the statistics histogram.
+const BINS: usize = 4096;
+
+/// 1st and 99th percentiles (bin centres) of a `BINS`-bin histogram over `[min, max]`.
+fn percentiles(min: f32, max: f32, hist: &[u64]) -> ValueStats {
+    let span = (max - min).max(f32::MIN_POSITIVE);
+    let count: u64 = hist.iter().sum();
+    let value_at = |fraction: f64| -> f32 {
+        let target = (fraction * count as f64).ceil().max(1.0) as u64;
+        let mut acc = 0u64;
+        for (i, &h) in hist.iter().enumerate() {
+            acc += h;
+            if acc >= target {
+                return min + span * (i as f32 + 0.5) / (BINS - 1) as f32;
             }
-            max
-        };
-        ValueStats {
-            min,
-            max,
-            p01: value_at(0.01).clamp(min, max),
-            p99: value_at(0.99).clamp(min, max),
         }
+        max
+    };
+    ValueStats {
+        min,
+        max,
+        p01: value_at(0.01).clamp(min, max),
+        p99: value_at(0.99).clamp(min, max),
+    }
+}
+
+impl ValueStats {
+    /// The statistics `ScalarImage::stats` gives for an image holding each `value` `count` times:
+    /// for images whose values come from a lookup table, counted by table entry while converting.
+    pub fn from_counts(counts: &[(f32, u64)]) -> Self {
+        let present = || {
+            counts
+                .iter()
+                .filter(|(v, n)| *n > 0 && v.is_finite())
+                .copied()
+        };
+        let (min, max) = present().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (v, _)| {
+            (lo.min(v), hi.max(v))
+        });
+        if !min.is_finite() {
+            return ValueStats {
+                min: 0.0,
+                max: 1.0,
+                p01: 0.0,
+                p99: 1.0,
+            };
+        }
+        let span = (max - min).max(f32::MIN_POSITIVE);
+        let scale = (BINS - 1) as f32 / span;
+        let mut hist = vec![0u64; BINS];
+        for (v, n) in present() {
+            hist[(((v - min) * scale) as usize).min(BINS - 1)] += n;
+        }
+        percentiles(min, max, &hist)
     }
 }
 
@@ -234,6 +273,30 @@ mod tests {
         assert_eq!(rgb.get(2, 0), None);
         assert!(!rgb.is_grey());
         assert!(RgbImage::new(1, 1, vec![7.0; 3]).unwrap().is_grey());
+    }
+
+    #[test]
+    fn stats_from_counts_equal_stats_of_the_expanded_image() {
+        // A skewed 15-bit-like distribution with repeats, negatives and a long tail.
+        let counts: Vec<(f32, u64)> = (0..3000u64)
+            .map(|i| {
+                (
+                    i as f32 * 1.5 - 700.0,
+                    (i * 7919) % 13 + u64::from(i % 97 == 0) * 500,
+                )
+            })
+            .collect();
+        let expanded: Vec<f32> = counts
+            .iter()
+            .flat_map(|&(v, n)| std::iter::repeat_n(v, n as usize))
+            .collect();
+        let n = expanded.len() as u32;
+        let image = ScalarImage::new(n, 1, expanded).unwrap();
+        assert_eq!(ValueStats::from_counts(&counts), image.stats());
+        // Entries that never occur do not widen the range.
+        let mut with_unused = counts.clone();
+        with_unused.push((1e6, 0));
+        assert_eq!(ValueStats::from_counts(&with_unused).max, image.stats().max);
     }
 
     #[test]

@@ -375,8 +375,11 @@ fn load_checked(
     // Native layouts dicom-pixeldata 0.10 does not convert (1 and 32 bits, planar configuration 1,
     // YBR_FULL[_422]) are rewritten here into one interleaved 8/16-bit frame first; 32-bit values
     // are converted here and only the attributes are read through dicom-pixeldata.
+    let own_rle =
+        ts_uid == native::RLE_LOSSLESS && native::rle_is_simple(geometry, &photometric_in_file);
     if let Some(kind) = super::codestream::Kind::of(&ts_uid)
         && let Some(fragments) = pixel_element.value().fragments()
+        && !own_rle
     {
         super::codestream::check(
             kind,
@@ -393,9 +396,7 @@ fn load_checked(
     let (source, source_frame) = if TURBO_JPEG.contains(&ts_uid.as_str()) {
         native = native::jpeg_as_native(&obj, frame, geometry).map_err(|e| decode_error(&e))?;
         (&native, 0)
-    } else if ts_uid == native::RLE_LOSSLESS
-        && native::rle_is_simple(geometry, &photometric_in_file)
-    {
+    } else if own_rle {
         native = native::rle_as_native(&obj, frame, geometry).map_err(|e| decode_error(&e))?;
         (&native, 0)
     } else if is_native && native::needs_normalising(&obj, geometry, &photometric_in_file) {
@@ -420,6 +421,7 @@ fn load_checked(
     let options = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::Default)
         .with_voi_lut(VoiLutOption::Identity);
+    let mut counted_stats = None;
     let raw: Vec<f32> = match values_32 {
         Some(mut values) => {
             let r = decoded.rescale().ok().and_then(|r| r.first().copied());
@@ -430,7 +432,10 @@ fn load_checked(
             values
         }
         None => match super::modality::modality_values(&decoded) {
-            Some(values) => values,
+            Some((values, stats)) => {
+                counted_stats = Some(stats);
+                values
+            }
             None => decoded
                 .to_vec_with_options(&options)
                 .map_err(|e| decode_error(&e))?,
@@ -560,6 +565,7 @@ fn load_checked(
     let tags = tag_rows(&obj);
     Ok(Decoded {
         image,
+        stats: counted_stats,
         color,
         info,
         tags,

@@ -8,8 +8,6 @@
 //! Frames) are picked up on the way. Deflated datasets are inflated here with a cap on the inflated
 //! size. It is not a parser: values are not interpreted, dicom-rs does that afterwards.
 
-use std::io::Read;
-
 use dicom_core::dictionary::DataDictionary;
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
@@ -383,16 +381,35 @@ pub fn check(data: &[u8], meta: bool, max_inflated: usize) -> Result<Summary, Lo
 fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, LoadError> {
     // Room for a typical ratio up front (radiographs deflate to 50–90 %), so the buffer is rarely
     // grown and copied; never more than the cap.
+    // One raw-deflate stream decompressed straight into the vector (no reader adapters).
     let mut out = Vec::with_capacity(data.len().saturating_mul(2).min(max) + 1);
-    flate2::read::DeflateDecoder::new(data)
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| bad(format!("the deflated dataset does not inflate: {e}")))?;
-    if out.len() > max {
-        return Err(LoadError::TooLargeFile {
-            bytes: out.len() as u64,
-            limit: max as u64,
-        });
+    let mut z = flate2::Decompress::new(false);
+    loop {
+        let before = z.total_in();
+        let status = z
+            .decompress_vec(
+                &data[z.total_in() as usize..],
+                &mut out,
+                flate2::FlushDecompress::None,
+            )
+            .map_err(|e| bad(format!("the deflated dataset does not inflate: {e}")))?;
+        if out.len() > max {
+            return Err(LoadError::TooLargeFile {
+                bytes: out.len() as u64,
+                limit: max as u64,
+            });
+        }
+        match status {
+            flate2::Status::StreamEnd => break,
+            _ if z.total_in() as usize >= data.len() => break,
+            _ if out.len() == out.capacity() => {
+                out.reserve((out.len() / 2).max(1 << 16).min(max + 1 - out.len()));
+            }
+            _ if z.total_in() == before => {
+                return Err(bad("the deflated dataset does not inflate: no progress"));
+            }
+            _ => {}
+        }
     }
     Ok(out)
 }

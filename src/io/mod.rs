@@ -142,6 +142,8 @@ impl LoadedImage {
 /// What a decoder returns for one frame.
 pub struct Decoded {
     pub image: ScalarImage,
+    /// Statistics of `image` when the decoder counted them on the way (else computed from it).
+    pub stats: Option<ValueStats>,
     pub color: Option<RgbImage>,
     pub info: ImageInfo,
     pub tags: Vec<TagRow>,
@@ -226,7 +228,7 @@ pub fn load_image_bytes(bytes: &[u8], name: &str, frame: u32) -> Result<LoadedIm
             raster::load_bytes(bytes)?
         }
     };
-    let stats = decoded.image.stats();
+    let stats = decoded.stats.unwrap_or_else(|| decoded.image.stats());
     Ok(LoadedImage {
         display_name: name.to_string(),
         image: Arc::new(decoded.image),

@@ -3,17 +3,21 @@
 //! 16-bit samples, 256 for 8-bit ones; the sample masked to Bits Stored, sign-extended when Pixel
 //! Representation is 1, rescaled in f64) — but applied in parallel chunks of the raw bytes. Its
 //! per-sample parallel iterator spent 16–20 ms on a 1955 × 1841 radiograph; this takes 2–3 ms.
-//! Anything else (colour, other depths, one rescale per frame) returns `None` and goes through
-//! dicom-pixeldata.
+//! The same pass counts how often each table entry occurs, so the viewer's statistics come from the
+//! table (`ValueStats::from_counts`) instead of a second pass over the pixels. Anything else (colour,
+//! other depths, one rescale per frame) returns `None` and goes through dicom-pixeldata.
 
 use dicom_pixeldata::{DecodedPixelData, PixelRepresentation};
 use rayon::prelude::*;
 
+use crate::imaging::ValueStats;
+
 /// Values per parallel chunk.
 const CHUNK: usize = 1 << 16;
 
-/// The frame's modality values, or `None` when this fast path does not cover the frame.
-pub(super) fn modality_values(decoded: &DecodedPixelData<'_>) -> Option<Vec<f32>> {
+/// The frame's modality values and their statistics, or `None` when this fast path does not cover
+/// the frame.
+pub(super) fn modality_values(decoded: &DecodedPixelData<'_>) -> Option<(Vec<f32>, ValueStats)> {
     if decoded.samples_per_pixel() != 1
         || !decoded.photometric_interpretation().is_monochrome()
         || decoded.number_of_frames() != 1
@@ -42,21 +46,39 @@ pub(super) fn modality_values(decoded: &DecodedPixelData<'_>) -> Option<Vec<f32>
     let mask = table.len() - 1;
     let mut out = vec![0f32; pixels];
     let data = &data[..pixels * bytes_per_sample];
-    out.par_chunks_mut(CHUNK)
+    let counts = out
+        .par_chunks_mut(CHUNK)
         .zip(data.par_chunks(CHUNK * bytes_per_sample))
-        .for_each(|(out, raw)| {
-            if bytes_per_sample == 1 {
-                for (o, &b) in out.iter_mut().zip(raw) {
-                    *o = table[b as usize & mask];
+        .fold(
+            || vec![0u32; table.len()],
+            |mut counts, (out, raw)| {
+                if bytes_per_sample == 1 {
+                    for (o, &b) in out.iter_mut().zip(raw) {
+                        let i = b as usize & mask;
+                        counts[i] += 1;
+                        *o = table[i];
+                    }
+                } else {
+                    for (o, b) in out.iter_mut().zip(raw.chunks_exact(2)) {
+                        // dicom-pixeldata reads the decoded buffer in native byte order.
+                        let i = u16::from_ne_bytes([b[0], b[1]]) as usize & mask;
+                        counts[i] += 1;
+                        *o = table[i];
+                    }
                 }
-            } else {
-                for (o, b) in out.iter_mut().zip(raw.chunks_exact(2)) {
-                    // dicom-pixeldata reads the decoded buffer in native byte order.
-                    *o = table[u16::from_ne_bytes([b[0], b[1]]) as usize & mask];
-                }
-            }
-        });
-    Some(out)
+                counts
+            },
+        )
+        .map(|c| c.into_iter().map(u64::from).collect::<Vec<u64>>())
+        .reduce(
+            || vec![0u64; table.len()],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    let pairs: Vec<(f32, u64)> = table.iter().copied().zip(counts).collect();
+    Some((out, ValueStats::from_counts(&pairs)))
 }
 
 /// `f` over every stored value of `bits` bits (two's complement when `signed`), as f32.
@@ -158,7 +180,9 @@ mod tests {
                     let obj = object(allocated, stored, signed, slope, intercept);
                     let decoded = obj.decode_pixel_data_frame(0).unwrap();
                     let want: Vec<f32> = decoded.to_vec_with_options(&options).unwrap();
-                    let got = modality_values(&decoded).expect("covered by the fast path");
+                    let (got, stats) = modality_values(&decoded).expect("covered by the fast path");
+                    let image = crate::imaging::ScalarImage::new(7, 5, want.clone()).unwrap();
+                    assert_eq!(stats, image.stats(), "statistics from the table's counts");
                     assert_eq!(
                         got, want,
                         "{allocated}/{stored} bits, signed {signed}, ×{slope} + {intercept}"

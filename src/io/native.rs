@@ -348,7 +348,8 @@ pub(super) fn rle_is_simple(geometry: Geometry, photometric: &str) -> bool {
 /// Frame `frame` of an RLE Lossless file decoded here (its segments in parallel: PS3.5 G.2 stores
 /// each byte of each sample as its own PackBits segment, most significant byte first) into a
 /// native copy for dicom-pixeldata. One fragment per frame, as PS3.5 A.4.2 requires for RLE.
-/// `io::codestream::check` has already checked the header and that every segment is long enough.
+/// Short segments are an error (the check `io::codestream` does for dicom-rs's adapter, done here
+/// while decoding instead of in a second pass).
 pub(super) fn rle_as_native(
     obj: &DefaultDicomObject,
     frame: u32,
@@ -398,7 +399,7 @@ pub(super) fn rle_as_native(
     let planes: Vec<Vec<u8>> = offsets
         .par_windows(2)
         .map(|p| unpack_bits(&fragment[p[0]..p[1]], pixels))
-        .collect();
+        .collect::<Result<_, _>>()?;
     // Interleave into native little-endian samples: segment s·B + (B − 1 − k) holds byte k (LE).
     let stride = samples * bytes_per_sample;
     let mut bytes = vec![0u8; pixels * stride];
@@ -420,9 +421,9 @@ pub(super) fn rle_as_native(
     native_copy(obj, geometry.bits_allocated as u16, None, None, bytes)
 }
 
-/// Decodes one PackBits segment (PS3.5 G.3.1) into exactly `n` bytes: runs beyond `n` are cut, a
-/// short segment is padded with zeros (the length check before refuses short ones).
-fn unpack_bits(segment: &[u8], n: usize) -> Vec<u8> {
+/// Decodes one PackBits segment (PS3.5 G.3.1) into exactly `n` bytes: runs beyond `n` are cut; a
+/// segment that decodes to fewer bytes is an error.
+fn unpack_bits(segment: &[u8], n: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(n);
     let mut at = 0;
     while at < segment.len() && out.len() < n {
@@ -442,8 +443,13 @@ fn unpack_bits(segment: &[u8], n: usize) -> Vec<u8> {
             at += 1;
         }
     }
-    out.resize(n, 0);
-    out
+    if out.len() < n {
+        return Err(format!(
+            "an RLE segment decodes to {} bytes, the image needs {n}",
+            out.len()
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -455,9 +461,13 @@ mod rle_tests {
         // PS3.5 G.3.1: 2 → three literal bytes; −2 (0xFE) → the next byte three times; −128 is a
         // no-op.
         let segment = [2, 10, 11, 12, 0xFE, 7, 0x80, 0, 9];
-        assert_eq!(unpack_bits(&segment, 7), vec![10, 11, 12, 7, 7, 7, 9]);
-        // Cut at n, padded when short.
-        assert_eq!(unpack_bits(&segment, 4), vec![10, 11, 12, 7]);
-        assert_eq!(unpack_bits(&[0xFF, 5], 4), vec![5, 5, 0, 0]);
+        assert_eq!(
+            unpack_bits(&segment, 7).unwrap(),
+            vec![10, 11, 12, 7, 7, 7, 9]
+        );
+        // Cut at n; short segments (a run without its byte, too few bytes) are errors.
+        assert_eq!(unpack_bits(&segment, 4).unwrap(), vec![10, 11, 12, 7]);
+        assert!(unpack_bits(&[0xFF, 5], 4).is_err());
+        assert!(unpack_bits(&[0xFE], 1).is_err());
     }
 }

@@ -63,6 +63,7 @@ pub fn load_bytes(bytes: &[u8]) -> Result<Decoded, LoadError> {
     };
     Ok(Decoded {
         image,
+        stats: None,
         color,
         info,
         tags: Vec::new(),
