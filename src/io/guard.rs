@@ -34,6 +34,9 @@ pub struct Summary {
     pub implicit_despite_transfer_syntax: bool,
     /// A deflated dataset, inflated (and checked) here, so it is inflated only once.
     pub inflated: Option<Inflated>,
+    /// Where the top-level Pixel Data element's header starts (offset in the checked bytes; in the
+    /// inflated bytes for a deflated dataset).
+    pub pixel_data_at: Option<usize>,
 }
 
 /// The inflated bytes of a deflated dataset (Debug shows their length only).
@@ -59,6 +62,16 @@ const SEQ_END: Tag = Tag(0xFFFE, 0xE0DD);
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
 
+/// Size of one value of a binary VR (None for text, bytes and sequences).
+fn binary_size(vr: VR) -> Option<usize> {
+    match vr {
+        VR::US | VR::SS | VR::OW => Some(2),
+        VR::UL | VR::SL | VR::FL | VR::AT | VR::OF | VR::OL => Some(4),
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => Some(8),
+        _ => None,
+    }
+}
+
 fn bad(detail: impl Into<String>) -> LoadError {
     LoadError::InvalidDicom(detail.into())
 }
@@ -68,6 +81,8 @@ struct Walker<'a> {
     pos: usize,
     enc: Encoding,
     summary: Summary,
+    /// Header mode: the walk ends at the top-level Pixel Data element (its value is not checked).
+    stop_at_pixel_data: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -150,6 +165,7 @@ impl<'a> Walker<'a> {
             )));
         }
         while self.pos < end {
+            let element_at = self.pos;
             let (tag, vr, len) = self.header(end)?;
             if (tag == ITEM_END || tag == SEQ_END) && depth == 0 {
                 // Found by fuzzing: dicom-rs does not stop at a stray top-level delimiter, so the
@@ -165,6 +181,14 @@ impl<'a> Walker<'a> {
                 return Err(bad("an item outside a sequence"));
             }
             let is_pixel_data = tag == Tag(0x7FE0, 0x0010) && depth == 0;
+            if is_pixel_data {
+                self.summary.pixel_data_at = Some(element_at);
+                if self.stop_at_pixel_data {
+                    self.summary.has_pixel_data = true;
+                    self.pos = self.data.len();
+                    return Ok(());
+                }
+            }
             if len == UNDEFINED {
                 if is_pixel_data {
                     self.summary.has_pixel_data = true;
@@ -202,6 +226,19 @@ impl<'a> Walker<'a> {
                     return Err(bad("a sequence's items do not fill its length"));
                 }
             } else {
+                // dicom-rs reads len / size values of a binary VR but counts len bytes: a length
+                // that is not a multiple would leave it misaligned, reading later lengths out of
+                // values (found by fuzzing: a UL of 2 bytes, then a 2.4 GB "length" from pixels).
+                if let Some(size) = vr.and_then(binary_size)
+                    && len % size != 0
+                    && !is_pixel_data
+                {
+                    return Err(bad(format!(
+                        "element ({:04X},{:04X}) has {len} bytes, not a multiple of its {size}-byte \
+                         values",
+                        tag.0, tag.1
+                    )));
+                }
                 if top {
                     self.pick(tag, self.pos, len);
                 }
@@ -307,6 +344,27 @@ impl<'a> Walker<'a> {
 /// Checks `data` (the bytes after the preamble and "DICM" when `meta` is true, or a bare Implicit VR
 /// Little Endian dataset) and returns what it found. `max_inflated` caps a deflated dataset.
 pub fn check(data: &[u8], meta: bool, max_inflated: usize) -> Result<Summary, LoadError> {
+    walk(data, meta, max_inflated, false)
+}
+
+/// `check` of the header only: the walk ends at the top-level Pixel Data element, so `data` may be
+/// a prefix of the file that reaches it (folder scans read no pixels). A deflated dataset is not
+/// inflated here: its summary holds the meta group only (`transfer_syntax` says it is deflated).
+pub fn check_header(data: &[u8], meta: bool) -> Result<Summary, LoadError> {
+    walk(data, meta, 0, true)
+}
+
+/// Whether `transfer_syntax` is Deflated Explicit VR Little Endian.
+pub fn is_deflated(transfer_syntax: &str) -> bool {
+    transfer_syntax.trim_end_matches('\0') == DEFLATED
+}
+
+fn walk(
+    data: &[u8],
+    meta: bool,
+    max_inflated: usize,
+    stop_at_pixel_data: bool,
+) -> Result<Summary, LoadError> {
     let mut w = Walker {
         data,
         pos: 0,
@@ -316,6 +374,7 @@ pub fn check(data: &[u8], meta: bool, max_inflated: usize) -> Result<Summary, Lo
             Encoding::ImplicitLe
         },
         summary: Summary::default(),
+        stop_at_pixel_data,
     };
     if meta {
         // File meta group, explicit VR little endian, read as dicom-rs reads it: (0002,0000) first,
@@ -353,13 +412,17 @@ pub fn check(data: &[u8], meta: bool, max_inflated: usize) -> Result<Summary, Lo
         _ if !meta => w.enc = Encoding::ImplicitLe,
         _ => w.enc = Encoding::ExplicitLe,
     }
-    if ts == DEFLATED || ts == "1.2.840.10008.1.2.1.99\0" {
+    if is_deflated(&ts) && stop_at_pixel_data {
+        return Ok(summary_meta);
+    }
+    if is_deflated(&ts) {
         let inflated = inflate(&data[start..], max_inflated)?;
         let mut inner = Walker {
             data: &inflated,
             pos: 0,
             enc: Encoding::ExplicitLe,
             summary: summary_meta,
+            stop_at_pixel_data,
         };
         inner.elements(inflated.len(), 0, true)?;
         let mut summary = inner.summary;
