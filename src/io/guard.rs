@@ -230,7 +230,7 @@ impl<'a> Walker<'a> {
                 // that is not a multiple would leave it misaligned, reading later lengths out of
                 // values (found by fuzzing: a UL of 2 bytes, then a 2.4 GB "length" from pixels).
                 if let Some(size) = vr.and_then(binary_size)
-                    && len % size != 0
+                    && !len.is_multiple_of(size)
                     && !is_pixel_data
                 {
                     return Err(bad(format!(
