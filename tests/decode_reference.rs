@@ -61,6 +61,30 @@ fn compare(name: &str, which: &str, frame: u32, reference: &Value) -> Vec<String
             loaded.info.number_of_frames
         ));
     }
+    // Every window the file stores with a usable width is a preset, in the file's order.
+    let want: Vec<(f64, f64)> = reference["windows"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .map(|w| (w[0].as_f64().unwrap(), w[1].as_f64().unwrap()))
+                .filter(|(_, w)| *w > 0.0)
+                .collect()
+        })
+        .unwrap_or_default();
+    let got: Vec<(f64, f64)> = loaded
+        .info
+        .windows
+        .iter()
+        .map(|(w, _)| (w.center as f64, w.width as f64))
+        .collect();
+    if got.len() != want.len()
+        || got
+            .iter()
+            .zip(&want)
+            .any(|(g, w)| (g.0 - w.0).abs() > 1e-3 || (g.1 - w.1).abs() > 1e-3)
+    {
+        problems.push(format!("{name}: windows {got:?} vs pydicom {want:?}"));
+    }
     let values = &loaded.image.values;
     let n = values.len() as f64;
     let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;

@@ -207,6 +207,29 @@ fn broken_bundles_are_errors_not_panics() {
         .err()
         .expect("a mismatched architecture must not load");
     assert!(!err.to_string().is_empty());
+    // A card that names more classes than the network's head computes.
+    std::fs::copy(
+        original.dir.join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("weights.bpk"), &bytes).unwrap();
+    assert!(
+        load_bundle(&info, &cpu()).is_ok(),
+        "the restored copy loads"
+    );
+    let mut card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("card.json")).unwrap()).unwrap();
+    card["class_names"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!("extra"));
+    std::fs::write(dir.path().join("card.json"), card.to_string()).unwrap();
+    let inconsistent = BundleInfo::open(dir.path(), false).unwrap();
+    let err = load_bundle(&inconsistent, &cpu())
+        .err()
+        .expect("card and network disagree on the classes");
+    assert!(err.to_string().contains("classes"), "{err}");
     // Not JSON.
     std::fs::write(dir.path().join("config.json"), "not json").unwrap();
     assert!(load_bundle(&info, &cpu()).is_err());

@@ -71,6 +71,17 @@ def summary(frame, ds):
     return out
 
 
+def windows(ds):
+    """The file's windows as [centre, width] pairs (several values are alternative windows)."""
+    def values(keyword):
+        v = ds.get(keyword)
+        if v is None:
+            return []
+        return [float(x) for x in (v if isinstance(v, (list, pydicom.multival.MultiValue)) else [v])]
+
+    return [[c, w] for c, w in zip(values("WindowCenter"), values("WindowWidth"))]
+
+
 def reference(path):
     entry = {}
     with warnings.catch_warnings():
@@ -98,6 +109,7 @@ def reference(path):
     entry["frames"] = frames
     entry["samples_per_pixel"] = samples
     entry["photometric"] = str(ds.get("PhotometricInterpretation", ""))
+    entry["windows"] = windows(ds)
     entry["first"] = summary(first, ds)
     if last is not None:
         entry["last"] = summary(last, ds)

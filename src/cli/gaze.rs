@@ -37,10 +37,11 @@ pub enum GazeCommand {
     Compare(CompareArgs),
     /// Time building the heatmap of a synthetic reading on a size×size image (both recipes).
     Bench {
-        #[arg(long, default_value_t = 3000)]
+        /// Image side in pixels (16–10000).
+        #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(16..=10_000))]
         size: u32,
-        #[arg(long, default_value_t = 5)]
-        repeat: usize,
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        repeat: u64,
     },
 }
 
@@ -104,7 +105,7 @@ pub fn run(command: &GazeCommand, backend: Option<&str>) -> Result<String, Strin
                 out.display()
             ))
         }
-        GazeCommand::Bench { size, repeat } => bench(*size, *repeat),
+        GazeCommand::Bench { size, repeat } => bench(*size, *repeat as usize),
     }
 }
 
@@ -133,6 +134,7 @@ fn compare(args: &CompareArgs, backend: Option<&str>) -> Result<String, String> 
         },
         (f, None) => Recipe::published(f),
     };
+    recipe.check().map_err(|e| format!("--sigma: {e}"))?;
     let t = Instant::now();
     let gaze_map = heatmap(rec, w, h, recipe);
     let gaze_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -275,4 +277,21 @@ fn bench(size: u32, repeat: usize) -> Result<String, String> {
         times[times.len() / 2]
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::Cli;
+
+    #[test]
+    fn bench_sizes_outside_their_range_are_refused_by_the_parser() {
+        for size in ["0", "15", "10001"] {
+            let parsed = Cli::try_parse_from(["cxrlens", "gaze", "bench", "--size", size]);
+            assert!(parsed.is_err(), "--size {size}");
+        }
+        assert!(Cli::try_parse_from(["cxrlens", "gaze", "bench", "--size", "64"]).is_ok());
+        assert!(Cli::try_parse_from(["cxrlens", "gaze", "bench", "--repeat", "0"]).is_err());
+    }
 }

@@ -157,6 +157,9 @@ pub fn inspect(file: &std::path::Path, repeat: usize, frame: u32) -> Result<Stri
     }
     out += &format!("VOI LUTs:      {}\n", info.voi_luts.len());
     out += &format!("calibration:   {}\n", info.calibration.source_label());
+    for line in &info.unusable_attributes {
+        out += &format!("ignored:       {line}\n");
+    }
     let presets = loaded.presets();
     if let Some(VoiMode::Window(w)) = presets.first().map(|p| p.voi) {
         out += &format!("default VOI:   C {} W {}\n", w.center, w.width);

@@ -32,6 +32,11 @@ pub enum Recipe {
     },
 }
 
+/// Blur widths accepted in pixels: a kernel of 4σ each side stays a few thousand taps at most.
+pub const SIGMA_PX_RANGE: std::ops::RangeInclusive<f32> = 0.5..=2000.0;
+/// Blur widths accepted in degrees of visual angle (REFLACX uses 1°).
+pub const SIGMA_DEGREES_RANGE: std::ops::RangeInclusive<f32> = 0.05..=10.0;
+
 impl Recipe {
     /// The dataset's published parameters.
     pub fn published(format: GazeFormat) -> Self {
@@ -41,6 +46,30 @@ impl Recipe {
                 sigma_degrees: 1.0,
                 fallback_sigma_px: 50.0,
             },
+        }
+    }
+
+    /// Refuses a blur the heatmap cannot be built with: σ must be finite and within
+    /// `SIGMA_PX_RANGE` pixels (EGD-CXR, REFLACX's fallback) or `SIGMA_DEGREES_RANGE` degrees.
+    pub fn check(&self) -> Result<(), String> {
+        let within = |v: f32, r: &std::ops::RangeInclusive<f32>, unit: &str| {
+            if v.is_finite() && r.contains(&v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "σ = {v} {unit} is outside {}–{} {unit}",
+                    r.start(),
+                    r.end()
+                ))
+            }
+        };
+        match *self {
+            Recipe::EgdCxr { sigma_px } => within(sigma_px, &SIGMA_PX_RANGE, "px"),
+            Recipe::Reflacx {
+                sigma_degrees,
+                fallback_sigma_px,
+            } => within(sigma_degrees, &SIGMA_DEGREES_RANGE, "°")
+                .and_then(|_| within(fallback_sigma_px, &SIGMA_PX_RANGE, "px")),
         }
     }
 
@@ -71,9 +100,20 @@ impl Span {
     }
 }
 
+/// σ in pixels clamped to `SIGMA_PX_RANGE` (NaN to its lower end).
+fn bounded_sigma(sigma: f32) -> f32 {
+    if sigma.is_nan() {
+        *SIGMA_PX_RANGE.start()
+    } else {
+        sigma.clamp(*SIGMA_PX_RANGE.start(), *SIGMA_PX_RANGE.end())
+    }
+}
+
 /// scipy's Gaussian kernel: exp(−k²/2σ²) for |k| ≤ ⌊4σ + 0.5⌋, normalised to sum 1.
+/// σ is held to `SIGMA_PX_RANGE` here too (callers check it with `Recipe::check` first), so no
+/// value can ask for a kernel of unbounded length.
 fn scipy_kernel(sigma: f32) -> Vec<f64> {
-    let sigma = sigma.max(1e-3) as f64;
+    let sigma = bounded_sigma(sigma) as f64;
     let radius = (4.0 * sigma + 0.5).floor() as i64;
     let mut k: Vec<f64> = (-radius..=radius)
         .map(|i| (-0.5 * (i * i) as f64 / (sigma * sigma)).exp())
@@ -128,7 +168,7 @@ fn trim(values: Vec<f64>) -> Span {
 
 /// exp(−(i − c)²/2σ²) for i in [lo, hi] ∩ [c − 5σ, c + 5σ], zero elsewhere.
 fn gaussian_span(center: f32, sigma: f32, lo: f32, hi: f32, n: usize) -> Span {
-    let sigma = sigma.max(1e-3);
+    let sigma = bounded_sigma(sigma);
     let a = (center - 5.0 * sigma).max(lo).max(0.0).ceil() as i64;
     let b = (center + 5.0 * sigma).min(hi).min(n as f32 - 1.0).floor() as i64;
     if b < a {
@@ -253,6 +293,28 @@ pub fn normalised_for_display(mut map: ScalarImage) -> ScalarImage {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unusable_blurs_are_refused_and_never_reach_the_kernel() {
+        use super::*;
+        for bad in [f32::INFINITY, f32::NAN, 1e9, 0.0, -3.0] {
+            assert!(Recipe::EgdCxr { sigma_px: bad }.check().is_err(), "{bad}");
+            assert!(
+                Recipe::Reflacx {
+                    sigma_degrees: bad,
+                    fallback_sigma_px: 50.0
+                }
+                .check()
+                .is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Recipe::published(GazeFormat::EgdCxr).check().is_ok());
+        assert!(Recipe::published(GazeFormat::Reflacx).check().is_ok());
+        // Even unchecked, an infinite σ gives a bounded kernel (it used to overflow capacity).
+        assert!(scipy_kernel(f32::INFINITY).len() <= 2 * 8001 + 1);
+        assert!(!scipy_kernel(f32::NAN).is_empty());
+    }
+
     use super::*;
 
     /// Direct 1-D `gaussian_filter1d(mode="reflect")` of an impulse, for comparison.

@@ -105,7 +105,7 @@ fn zones(width: u32, height: u32, lung_mask: Option<&ScalarImage>) -> Vec<(f32, 
     ]
 }
 
-/// A simulated reading of a `width`×`height` image.
+/// A simulated reading of a `width`×`height` image (an empty image is treated as 1 × 1).
 pub fn generate(
     width: u32,
     height: u32,
@@ -113,6 +113,7 @@ pub fn generate(
     image_id: &str,
     options: &SyntheticOptions,
 ) -> GazeRecording {
+    let (width, height) = (width.max(1), height.max(1));
     let mut rng = SplitMix64::new(options.seed);
     let zones = zones(width, height, lung_mask);
     let mut order: Vec<usize> = (0..zones.len()).collect();
@@ -379,4 +380,23 @@ pub fn simulate_dataset(data: &Path, out: &Path, seed: u64) -> Result<usize, Str
         recordings.iter().map(|(r, w, h)| (r, *w, *h)).collect();
     write_egd(out, &refs).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(recordings.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_image_gives_a_reading_not_a_panic() {
+        // `clamp(0, w − 1)` with w = 0 used to panic (min > max).
+        for (w, h) in [(0, 0), (0, 10), (1, 1)] {
+            let rec = generate(w, h, None, "empty", &SyntheticOptions::default());
+            assert!(!rec.fixations.is_empty());
+            assert!(
+                rec.fixations
+                    .iter()
+                    .all(|f| f.x.is_finite() && f.y.is_finite())
+            );
+        }
+    }
 }

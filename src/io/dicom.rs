@@ -537,23 +537,36 @@ fn load_checked(
     let explanations: Vec<String> = string(&obj, tags::WINDOW_CENTER_WIDTH_EXPLANATION)
         .map(|s| s.split('\\').map(|p| p.trim().to_string()).collect())
         .unwrap_or_default();
-    let windows = decoded
-        .window()
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-        .iter()
+    // Several Window Center / Width values are alternative windows (PS3.3 C.11.2.1.2), each a
+    // preset; dicom-pixeldata reads them as one per frame and keeps only the first for a
+    // single-frame image, so the top-level values are read here (functional groups through it).
+    let stored_windows: Vec<(f64, f64)> = match (
+        floats(&obj, tags::WINDOW_CENTER),
+        floats(&obj, tags::WINDOW_WIDTH),
+    ) {
+        (Some(c), Some(w)) => c.into_iter().zip(w).collect(),
+        _ => decoded
+            .window()
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .iter()
+            .map(|w| (w.center, w.width))
+            .collect(),
+    };
+    let windows: Vec<(Window, Option<String>)> = stored_windows
+        .into_iter()
         .enumerate()
-        .filter(|(_, w)| w.width > 0.0 && w.width.is_finite() && w.center.is_finite())
-        .map(|(i, w)| {
+        .filter(|(_, (c, w))| *w > 0.0 && w.is_finite() && c.is_finite())
+        .map(|(i, (center, width))| {
             let function = functions
                 .get(i)
                 .or(functions.first())
                 .copied()
                 .unwrap_or_default();
             let window = Window {
-                center: w.center as f32,
-                width: w.width as f32,
+                center: center as f32,
+                width: width as f32,
                 function,
             };
             (
@@ -562,7 +575,7 @@ fn load_checked(
             )
         })
         .collect();
-    let voi_luts = decoded
+    let voi_luts: Vec<VoiLut> = decoded
         .voi_lut_sequence()
         .ok()
         .flatten()
@@ -577,6 +590,8 @@ fn load_checked(
             )
         })
         .collect();
+    let unusable_attributes =
+        super::ignored::unusable_display_attributes(&obj, windows.len(), voi_luts.len());
     let calibration = Calibration::choose(
         floats(&obj, tags::PIXEL_SPACING).as_deref(),
         floats(&obj, tags::IMAGER_PIXEL_SPACING).as_deref(),
@@ -609,6 +624,7 @@ fn load_checked(
         view_position: string(&obj, tags::VIEW_POSITION),
         number_of_frames: geometry.frames as u32,
         is_color: color.is_some(),
+        unusable_attributes,
     };
     let tags = tag_rows(&obj);
     Ok(Decoded {

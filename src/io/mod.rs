@@ -6,6 +6,7 @@ pub mod codestream;
 pub mod dicom;
 pub mod error;
 pub mod guard;
+mod ignored;
 pub mod jpeg;
 mod modality;
 mod native;
@@ -92,6 +93,9 @@ pub struct ImageInfo {
     /// A colour image: shown in colour (`LoadedImage::color`); the models and measurements use its
     /// Rec. 601 luminance (`LoadedImage::image`).
     pub is_color: bool,
+    /// Display attributes the file holds but that could not be used, each with what was done
+    /// instead (shown in the viewer and by `inspect`).
+    pub unusable_attributes: Vec<String>,
 }
 
 /// A decoded image ready for display.

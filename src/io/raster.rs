@@ -60,6 +60,7 @@ pub fn load_bytes(bytes: &[u8]) -> Result<Decoded, LoadError> {
         view_position: None,
         number_of_frames: 1,
         is_color: color.is_some(),
+        unusable_attributes: Vec::new(),
     };
     Ok(Decoded {
         image,

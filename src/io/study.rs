@@ -10,7 +10,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
 use super::dicom::{int, open_header, string};
-use super::{FileKind, sniff};
+use super::{FileKind, LoadError, sniff};
 
 /// Stop scanning a folder after this many files (a mistaken click on `/` must not run for hours).
 pub const MAX_FILES: usize = 50_000;
@@ -151,11 +151,34 @@ fn scan_files(root: &Path, cancel: &Arc<AtomicBool>) -> StudyTree {
     let mut stack = vec![root.to_path_buf()];
     let mut seen = 0usize;
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            tree.problems.push("a sub-folder could not be read".into());
-            continue;
+        let shown = |p: &Path| {
+            p.strip_prefix(root)
+                .ok()
+                .filter(|r| !r.as_os_str().is_empty())
+                .unwrap_or(p)
+                .display()
+                .to_string()
         };
-        let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tree.problems.push(format!(
+                    "{}: the folder could not be read: {e}",
+                    shown(&dir)
+                ));
+                continue;
+            }
+        };
+        let mut listed = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(e) => listed.push(e.path()),
+                Err(e) => tree
+                    .problems
+                    .push(format!("{}: an entry could not be read: {e}", shown(&dir))),
+            }
+        }
+        let mut entries = listed;
         entries.sort();
         for path in entries {
             if cancel.load(Ordering::Relaxed) {
@@ -190,7 +213,11 @@ fn scan_files(root: &Path, cancel: &Arc<AtomicBool>) -> StudyTree {
                     tree.other_images.push(InstanceEntry::new(path, None))
                 }
                 // Not an image: text files, reports, etc. are simply not listed.
-                Err(_) => {}
+                Err(LoadError::NotRecognised | LoadError::Empty) => {}
+                // Unreadable (permissions, a dangling link, an I/O error): said, not hidden.
+                Err(e) => tree
+                    .problems
+                    .push(format!("{}: could not be read: {e}", shown(&path))),
             }
         }
     }
@@ -290,6 +317,19 @@ pub fn read_dicomdir(path: &Path) -> Result<StudyTree, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreadable_files_are_reported_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
+        // A dangling link: it cannot be opened (as a file without read permission cannot, for a
+        // user other than root).
+        std::os::unix::fs::symlink(dir.path().join("gone.dcm"), dir.path().join("link.dcm"))
+            .unwrap();
+        let tree = scan_folder(dir.path(), &Arc::new(AtomicBool::new(false)));
+        assert_eq!(tree.problems.len(), 1, "{:?}", tree.problems);
+        assert!(tree.problems[0].starts_with("link.dcm: could not be read"));
+    }
 
     #[test]
     fn referenced_file_ids_stay_inside_the_folder() {

@@ -9,12 +9,16 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
-/// Writes `bytes` to `path` atomically (temp file + fsync + rename).
+/// Writes `bytes` to `path` atomically (temp file + fsync + rename + fsync of the folder).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_with(path, |f| f.write_all(bytes))
 }
 
-/// Runs `write` against a temporary file beside `path`, then renames it over `path`.
+/// Runs `write` against a temporary file beside `path`, then renames it over `path`. The temporary
+/// file has an unpredictable name and is created exclusively (`tempfile`: O_EXCL, never through an
+/// existing file or link, mode 0600), so a link planted in a shared folder such as /tmp cannot
+/// redirect the write; the folder is synced after the rename so the new name survives a crash. A
+/// failed write removes the temporary file and leaves `path` as it was.
 pub fn write_with(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
@@ -27,17 +31,17 @@ pub fn write_with(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        write(&mut f)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    write(tmp.as_file_mut())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    // The rename is durable once the folder's entry is on disk (not possible on every platform).
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// Attributes of a greyscale image to write.
@@ -214,6 +218,22 @@ mod tests {
         write_atomically(&p, b"second").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_link_planted_at_a_guessable_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "the user's").unwrap();
+        let p = dir.path().join("export.png");
+        // The name the earlier scheme used (".{name}.{pid}.tmp").
+        let guessed = dir
+            .path()
+            .join(format!(".export.png.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &guessed).unwrap();
+        write_atomically(&p, b"new export").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"the user's");
+        assert_eq!(std::fs::read(&p).unwrap(), b"new export");
     }
 
     #[test]

@@ -366,19 +366,40 @@ pub fn load_bundle(info: &BundleInfo, device: &Device) -> Result<LoadedModel, Ml
         ModelKind::Lung => {
             let config: LungNetConfig = read_json(&config_path)?;
             validate_sizes(config.input_size, config.downsamplings())?;
+            validate_classes(&info.card.class_names, &config.class_names, false)?;
             LoadedModel::Lung(load_into(config.init(device), &weights)?, config)
         }
         ModelKind::Classifier => {
             let config: ClassifierConfig = read_json(&config_path)?;
             validate_sizes(config.input_size(), config.downsamplings())?;
+            validate_classes(&info.card.class_names, config.class_names(), true)?;
             LoadedModel::Classifier(config.init(device).load(&weights)?, config)
         }
         ModelKind::Saliency => {
             let config: SaliencyNetConfig = read_json(&config_path)?;
             validate_sizes(config.input_size, config.depth)?;
+            validate_classes(&info.card.class_names, &config.class_names, false)?;
             LoadedModel::Saliency(load_into(config.init(device), &weights)?, config)
         }
     })
+}
+
+/// The card's classes (what the UI labels the outputs with) must be the network's (what its head
+/// computes): a bundle whose two disagree would index past the outputs in evaluation.
+fn validate_classes(card: &[String], config: &[String], required: bool) -> Result<(), MlError> {
+    if card != config {
+        return Err(MlError::Config(format!(
+            "the card lists {} classes ({}), the network has {} ({})",
+            card.len(),
+            card.join(", "),
+            config.len(),
+            config.join(", ")
+        )));
+    }
+    if required && config.is_empty() {
+        return Err(MlError::Config("the classifier has no classes".into()));
+    }
+    Ok(())
 }
 
 fn validate_sizes(input_size: usize, downsamplings: usize) -> Result<(), MlError> {

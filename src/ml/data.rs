@@ -194,28 +194,35 @@ pub fn mask_on_grid(
     image_size: (u32, u32),
     size: usize,
 ) -> Result<MaskOnGrid, MlError> {
-    let mask = image::open(path)
-        .map_err(|e| MlError::Dataset(format!("cannot read mask: {e} ({})", path.display())))?
-        .to_luma8();
-    if mask.dimensions() != image_size {
+    // Through the app's image reader: the header's size is checked before any pixel is decoded.
+    let mask = crate::io::load_image(path)
+        .map_err(|e| MlError::Dataset(format!("cannot read mask: {e} ({})", path.display())))?;
+    let (mw, mh) = (mask.image.width, mask.image.height);
+    if (mw, mh) != image_size {
         return Err(MlError::Dataset(format!(
-            "mask is {}×{} but the image is {}×{} ({})",
-            mask.width(),
-            mask.height(),
+            "mask is {mw}×{mh} but the image is {}×{} ({})",
             image_size.0,
             image_size.1,
             path.display()
         )));
     }
-    let (w, h) = (mask.width() as usize, mask.height() as usize);
+    // Mask levels on the 8-bit scale whatever the file's depth (16-bit PNGs: 65535 is 255).
+    let bits = mask.info.bits_stored.clamp(1, 16) as i32;
+    let to_8_bit = 255.0 / (2f32.powi(bits) - 1.0);
+    let (w, h) = (mw as usize, mh as usize);
+    let level = |v: f32| (v * to_8_bit).round();
     let lung: Vec<f32> = mask
-        .pixels()
-        .map(|p| if p.0[0] >= 192 { 1.0 } else { 0.0 })
+        .image
+        .values
+        .iter()
+        .map(|&v| if level(v) >= 192.0 { 1.0 } else { 0.0 })
         .collect();
     let ignore: Vec<f32> = mask
-        .pixels()
-        .map(|p| {
-            if (64..192).contains(&p.0[0]) {
+        .image
+        .values
+        .iter()
+        .map(|&v| {
+            if (64.0..192.0).contains(&level(v)) {
                 1.0
             } else {
                 0.0
@@ -367,7 +374,23 @@ pub fn scan_dataset(
     if gaze.is_dir() {
         let mut stack = vec![gaze];
         while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    scan.problems
+                        .push(format!("{}: cannot be listed: {e}", dir.display()));
+                    continue;
+                }
+            };
+            for e in entries {
+                let e = match e {
+                    Ok(e) => e,
+                    Err(e) => {
+                        scan.problems
+                            .push(format!("{}: an entry cannot be read: {e}", dir.display()));
+                        continue;
+                    }
+                };
                 let p = e.path();
                 if p.is_dir() {
                     stack.push(p);
@@ -378,4 +401,51 @@ pub fn scan_dataset(
         }
     }
     Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PNG chunk: length, type, data, CRC-32 (IEEE) over type + data, computed bit by bit.
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in &body {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&(!crc).to_be_bytes());
+        out
+    }
+
+    /// A PNG declaring `side × side` 8-bit grey with an empty IDAT: a header, no pixels.
+    fn png_header(side: u32) -> Vec<u8> {
+        let mut ihdr = side.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&side.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+        let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+        out.extend(chunk(b"IHDR", &ihdr));
+        out.extend(chunk(b"IDAT", &[]));
+        out.extend(chunk(b"IEND", &[]));
+        out
+    }
+
+    #[test]
+    fn a_mask_whose_header_is_too_large_is_refused_from_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mask.png");
+        std::fs::write(&path, png_header(200_000)).unwrap();
+        let err = mask_on_grid(&path, (200_000, 200_000), 64).err().unwrap();
+        assert!(err.to_string().contains("too large"), "{err}");
+    }
 }

@@ -10,6 +10,7 @@ pub mod backend_check;
 pub mod blocks;
 pub mod bundle;
 pub mod calibration;
+pub mod checkpoint;
 pub mod classifier;
 pub mod data;
 pub mod device;

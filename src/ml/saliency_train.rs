@@ -24,6 +24,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 
 use super::bundle::{BundleInfo, LoadedModel, ModelCard, ModelKind, load_bundle, save_module};
+use super::checkpoint;
 use super::data::{prepare, read_labels, split_by_patient};
 use super::device::ComputeDevice;
 use super::error::MlError;
@@ -67,22 +68,41 @@ pub fn grid_target(rec: &GazeRecording, width: u32, height: u32, size: usize) ->
 /// REFLACX cases under `main_data/`: each case's `fixations.csv`, tied to an image by the
 /// `metadata_phase_*.csv` beside the case folders (dicom_id = labels.csv id or file name).
 fn import_reflacx(root: &Path, keys: &[ImageKey], out: &mut crate::gaze::GazeImport) {
-    let mut metadata: Vec<std::path::PathBuf> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
+    // One listing; a folder or entry that cannot be read is a problem the user sees.
+    let mut listed = Vec::new();
+    let problem = |message: String| crate::gaze::GazeProblem {
+        file: root.to_path_buf(),
+        line: None,
+        column: None,
+        message,
+    };
+    match std::fs::read_dir(root) {
+        Ok(entries) => {
+            for e in entries {
+                match e {
+                    Ok(e) => listed.push(e.path()),
+                    Err(e) => out
+                        .problems
+                        .push(problem(format!("an entry cannot be read: {e}"))),
+                }
+            }
+        }
+        Err(e) => out
+            .problems
+            .push(problem(format!("the folder cannot be listed: {e}"))),
+    }
+    let mut metadata: Vec<std::path::PathBuf> = listed
+        .iter()
         .filter(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("metadata_phase_"))
         })
+        .cloned()
         .collect();
     metadata.sort();
-    let mut cases: Vec<std::path::PathBuf> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("fixations.csv"))
+    let mut cases: Vec<std::path::PathBuf> = listed
+        .iter()
+        .map(|p| p.join("fixations.csv"))
         .filter(|p| p.is_file())
         .collect();
     cases.sort();
@@ -170,6 +190,12 @@ pub fn train_saliency(
     }
     let size = cinfo.card.input_size;
     let class_names = cinfo.card.class_names.clone();
+    if class_names.is_empty() {
+        return Err(MlError::Config(format!(
+            "{} has no classes to train the fusion head on",
+            cinfo.title()
+        )));
+    }
 
     // Gaze recordings for the dataset's images.
     let (records, row_problems) = read_labels(data_root)?;
@@ -742,17 +768,16 @@ pub fn train_saliency(
             report.epochs_run, report.seconds
         ),
     );
-    if let Ok(Some(c)) = read_checkpoint(out_dir) {
-        remove_checkpoint_files(out_dir, &c);
-        let _ = std::fs::remove_file(out_dir.join(CHECKPOINT));
+    if let Err(e) = checkpoint::remove::<Checkpoint>(out_dir) {
+        super::train::log_line(
+            out_dir,
+            &format!("the checkpoint could not be removed: {e}"),
+        );
     }
     Ok(report)
 }
 
-const CHECKPOINT: &str = "checkpoint.json";
-
-/// The saliency recipe's commit record (same scheme as `ml::train`: files under new names, then
-/// this JSON, then the previous files removed).
+/// The saliency recipe's commit record (`ml::checkpoint`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Checkpoint {
     fingerprint: serde_json::Value,
@@ -766,38 +791,29 @@ struct Checkpoint {
     seconds: f64,
 }
 
-fn read_checkpoint(out_dir: &Path) -> Result<Option<Checkpoint>, MlError> {
-    let path = out_dir.join(CHECKPOINT);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| MlError::ModelFile {
-                message: format!("unreadable checkpoint: {e}"),
-                path,
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
+impl checkpoint::Record for Checkpoint {
+    fn files(&self) -> Vec<&str> {
+        [
+            Some(&self.weights),
+            self.classifier_weights.as_ref(),
+            Some(&self.optimizer),
+            self.classifier_optimizer.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect()
     }
+}
+
+fn read_checkpoint(out_dir: &Path) -> Result<Option<Checkpoint>, MlError> {
+    checkpoint::read(out_dir)
 }
 
 fn read_optimizer(path: &Path) -> Result<burn::optim::OptimizerRecord, MlError> {
     let bytes = std::fs::read(path)?;
     burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| MlError::Weights(format!("optimizer state: {e:?}")))
-}
-
-fn remove_checkpoint_files(out_dir: &Path, c: &Checkpoint) {
-    for f in [
-        Some(&c.weights),
-        c.classifier_weights.as_ref(),
-        Some(&c.optimizer),
-        c.classifier_optimizer.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let _ = std::fs::remove_file(out_dir.join(f));
-    }
 }
 
 fn write_checkpoint(
@@ -808,7 +824,7 @@ fn write_checkpoint(
     classifier_optimizer: Option<&burn::optim::ModuleOptimizer>,
     mut state: Checkpoint,
 ) -> Result<(), MlError> {
-    let previous = read_checkpoint(out_dir).ok().flatten();
+    let previous = read_checkpoint(out_dir);
     let n = state.epochs_done;
     let optim = |o: &burn::optim::ModuleOptimizer, name: String| -> Result<String, MlError> {
         let bytes = o
@@ -818,24 +834,17 @@ fn write_checkpoint(
         write_atomically(&out_dir.join(&name), &bytes)?;
         Ok(name)
     };
-    state.weights = format!("checkpoint-{n:03}.bpk");
+    state.weights = checkpoint::file_name(n, "bpk");
     save_module(net.clone(), &out_dir.join(&state.weights))?;
-    state.optimizer = optim(optimizer, format!("checkpoint-{n:03}.optim.bpk"))?;
+    state.optimizer = optim(optimizer, checkpoint::file_name(n, "optim.bpk"))?;
     if let (Some(c), Some(o)) = (classifier, classifier_optimizer) {
-        let w = format!("checkpoint-{n:03}.classifier.bpk");
+        let w = checkpoint::file_name(n, "classifier.bpk");
         c.save(&out_dir.join(&w))?;
         state.classifier_weights = Some(w);
         state.classifier_optimizer =
-            Some(optim(o, format!("checkpoint-{n:03}.classifier.optim.bpk"))?);
+            Some(optim(o, checkpoint::file_name(n, "classifier.optim.bpk"))?);
     }
-    let json = serde_json::to_vec_pretty(&state).map_err(|e| MlError::Config(e.to_string()))?;
-    write_atomically(&out_dir.join(CHECKPOINT), &json)?;
-    if let Some(p) = previous
-        && p.epochs_done != n
-    {
-        remove_checkpoint_files(out_dir, &p);
-    }
-    Ok(())
+    checkpoint::commit(out_dir, previous, &state)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::{AugmentConfig, augment};
 use super::bundle::{ModelCard, ModelKind, save_module};
+use super::checkpoint;
 use super::classifier::{Architecture, ClassifierConfig};
 use super::data::{PreparedSample, prepare, read_labels, split_by_patient3};
 use super::device::ComputeDevice;
@@ -846,7 +847,12 @@ pub fn train(
             report.epochs_run, report.seconds
         ),
     );
-    remove_checkpoint(out_dir);
+    if let Err(e) = remove_checkpoint(out_dir) {
+        log_line(
+            out_dir,
+            &format!("the checkpoint could not be removed: {e}"),
+        );
+    }
     let _ = std::fs::remove_file(out_dir.join(BEST));
     Ok(report)
 }
@@ -894,23 +900,27 @@ struct CheckpointState {
     seconds: f64,
 }
 
-const CHECKPOINT: &str = "checkpoint.json";
 /// The best epoch's weights so far (with `keep_best`).
 const BEST: &str = "best.bpk";
 
-/// Writes this epoch's weights and optimizer state under new names, then `checkpoint.json`
-/// (the commit point), then removes the previous epoch's files. Each write is atomic, so a kill at
-/// any moment leaves a complete checkpoint behind.
+impl checkpoint::Record for CheckpointState {
+    fn files(&self) -> Vec<&str> {
+        vec![&self.weights, &self.optimizer]
+    }
+}
+
+/// Writes this epoch's weights and optimizer state under new names, then commits them
+/// (`ml::checkpoint`).
 fn write_checkpoint(
     out_dir: &Path,
     net: &Net,
     optimizer: &burn::optim::ModuleOptimizer,
     state: &CheckpointState,
 ) -> Result<(), MlError> {
-    let previous = read_checkpoint(out_dir).ok().flatten();
+    let previous = read_checkpoint(out_dir);
     let mut state = state.clone();
-    state.weights = format!("checkpoint-{:03}.bpk", state.epochs_done);
-    state.optimizer = format!("checkpoint-{:03}.optim.bpk", state.epochs_done);
+    state.weights = checkpoint::file_name(state.epochs_done, "bpk");
+    state.optimizer = checkpoint::file_name(state.epochs_done, "optim.bpk");
     match net {
         Net::Lung(m) => save_module(m.clone(), &out_dir.join(&state.weights))?,
         Net::Classifier(m) => m.save(&out_dir.join(&state.weights))?,
@@ -920,39 +930,16 @@ fn write_checkpoint(
         .into_bytes()
         .map_err(|e| MlError::Weights(format!("optimizer state: {e:?}")))?;
     write_atomically(&out_dir.join(&state.optimizer), &bytes)?;
-    let json = serde_json::to_vec_pretty(&state).map_err(|e| MlError::Config(e.to_string()))?;
-    write_atomically(&out_dir.join(CHECKPOINT), &json)?;
-    if let Some(p) = previous {
-        for f in [p.weights, p.optimizer] {
-            if f != state.weights && f != state.optimizer {
-                let _ = std::fs::remove_file(out_dir.join(f));
-            }
-        }
-    }
-    Ok(())
+    checkpoint::commit(out_dir, previous, &state)
 }
 
 fn read_checkpoint(out_dir: &Path) -> Result<Option<CheckpointState>, MlError> {
-    let path = out_dir.join(CHECKPOINT);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| MlError::ModelFile {
-                message: format!("unreadable checkpoint: {e}"),
-                path,
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    checkpoint::read(out_dir)
 }
 
 /// After a finished run: the checkpoint files are no longer needed.
-fn remove_checkpoint(out_dir: &Path) {
-    if let Ok(Some(state)) = read_checkpoint(out_dir) {
-        let _ = std::fs::remove_file(out_dir.join(CHECKPOINT));
-        let _ = std::fs::remove_file(out_dir.join(state.weights));
-        let _ = std::fs::remove_file(out_dir.join(state.optimizer));
-    }
+fn remove_checkpoint(out_dir: &Path) -> Result<(), MlError> {
+    checkpoint::remove::<CheckpointState>(out_dir)
 }
 
 /// The network to start from: the bundle named by `init_from` (kind and classes must match the

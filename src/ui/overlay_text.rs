@@ -54,6 +54,9 @@ pub fn paint(painter: &egui::Painter, rect: Rect, state: &ViewerState) {
     if info.is_color {
         top_left.push("colour (models see luminance)".into());
     }
+    for line in &info.unusable_attributes {
+        top_left.push(format!("file value ignored: {line}"));
+    }
     paint_lines(
         painter,
         rect.left_top() + Vec2::splat(margin),
