@@ -273,14 +273,18 @@ fn every_method_returns_a_normalised_map_at_input_resolution() {
         .init(&device)
         .freeze();
     let x = random_input(32, 3, &device);
-    let mask_logits = lung.valid().forward(x.clone().inner()).mask_logits;
+    // Two "lungs": boxes over most of the image (an untrained network's own mask is noise that
+    // may miss all of its CAM's heat).
     let lungs = cxrlens::ml::explain::ModelMap {
         width: 32,
         height: 32,
-        values: tensor_to_vec(mask_logits)
-            .unwrap()
-            .iter()
-            .map(|z| if *z > 0.0 { 1.0 } else { 0.0 })
+        values: (0..32 * 32)
+            .map(|i| {
+                let (x, y) = (i % 32, i / 32);
+                let inside =
+                    (3..29).contains(&y) && ((3..15).contains(&x) || (17..29).contains(&x));
+                if inside { 1.0 } else { 0.0 }
+            })
             .collect(),
     };
     for method in Method::ALL {
@@ -302,7 +306,29 @@ fn every_method_returns_a_normalised_map_at_input_resolution() {
                 );
             }
         }
+        // Not an empty answer: finite, some heat, and another class gives another map (an all-zero
+        // or class-blind map would pass the range check above).
+        let other = explain(&lung, x.clone(), 1, method, Some(&lungs)).unwrap();
+        for m in [&map, &other] {
+            assert!(m.values.iter().all(|v| v.is_finite()), "{method:?}");
+        }
+        let peak =
+            |m: &cxrlens::ml::explain::ModelMap| m.values.iter().copied().fold(0.0, f32::max);
+        assert!(
+            peak(&map) > 0.5 || peak(&other) > 0.5,
+            "{method:?}: no heat for either class"
+        );
+        let differs = map
+            .values
+            .iter()
+            .zip(&other.values)
+            .any(|(a, b)| (a - b).abs() > 1e-3);
+        assert!(differs, "{method:?}: the same map for both classes");
     }
+    assert!(
+        lungs.values.iter().any(|v| *v > 0.5),
+        "the mask is not empty"
+    );
     // Without autodiff there is no explanation, and the error says so.
     let err = explain(&lung, x.inner(), 0, Method::GradCam, None).unwrap_err();
     assert!(err.to_string().contains("autodiff"), "{err}");

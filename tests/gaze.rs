@@ -232,10 +232,20 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
-const EGD_HEADER: &str =
-    include_str!("../../shared/data/gaze-formats/egd-cxr_headers/fixations.csv.header");
-const MASTER_HEADER: &str =
-    include_str!("../../shared/data/gaze-formats/egd-cxr_headers/master_sheet.csv.header");
+/// A header file of `../shared/data/gaze-formats`, read at run time (the test crate compiles
+/// without the shared data; only running it needs them).
+fn header(rel: &str) -> String {
+    let path = common::shared_data().join("gaze-formats").join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn egd_header() -> String {
+    header("egd-cxr_headers/fixations.csv.header")
+}
+
+fn master_header() -> String {
+    header("egd-cxr_headers/master_sheet.csv.header")
+}
 
 /// An EGD-CXR row: only the columns the importer reads are filled.
 fn egd_row(
@@ -247,7 +257,8 @@ fn egd_row(
     xo: &str,
     yo: &str,
 ) -> String {
-    let header: Vec<&str> = EGD_HEADER.trim().split(',').collect();
+    let text = egd_header();
+    let header: Vec<&str> = text.trim().split(',').collect();
     let mut cols = vec!["0".to_string(); header.len()];
     let set = |cols: &mut Vec<String>, name: &str, v: &str| {
         let i = header.iter().position(|h| *h == name).unwrap();
@@ -264,8 +275,8 @@ fn egd_row(
 }
 
 fn master(ids: &[(&str, [u32; 4])]) -> String {
-    let n = MASTER_HEADER.trim().split(',').count();
-    let mut out = MASTER_HEADER.trim().to_string() + "\n";
+    let n = master_header().trim().split(',').count();
+    let mut out = master_header().trim().to_string() + "\n";
     for (id, pads) in ids {
         let mut cols = vec![String::new(); n];
         cols[0] = id.to_string();
@@ -292,7 +303,7 @@ fn egd_import_uses_original_coordinates_skips_calibration_and_locates_errors() {
     let fix = write(
         dir.path(),
         "fixations.csv",
-        &format!("{}\n{}\n", EGD_HEADER.trim(), rows.join("\n")),
+        &format!("{}\n{}\n", egd_header().trim(), rows.join("\n")),
     );
     let sheet = write(
         dir.path(),
@@ -328,7 +339,8 @@ fn egd_import_uses_original_coordinates_skips_calibration_and_locates_errors() {
 fn egd_screen_coordinates_are_mapped_with_the_master_sheet_pads() {
     let dir = tempfile::tempdir().unwrap();
     // A file without X_ORIGINAL/Y_ORIGINAL: FPOG fractions of the 1920×1080 screen.
-    let header: Vec<&str> = EGD_HEADER
+    let text = egd_header();
+    let header: Vec<&str> = text
         .trim()
         .split(',')
         .filter(|h| !h.ends_with("_ORIGINAL"))
@@ -388,9 +400,9 @@ fn egd_missing_column_is_reported_on_the_header_line() {
     );
 }
 
-const REFLACX_HEADER: &str = include_str!(
-    "../../shared/data/gaze-formats/reflacx_headers/main_data_ID_fixations.csv.header"
-);
+fn reflacx_header() -> String {
+    header("reflacx_headers/main_data_ID_fixations.csv.header")
+}
 
 #[test]
 fn reflacx_import_reads_times_resolution_and_shown_area_and_reports_bad_rows() {
@@ -405,7 +417,7 @@ fn reflacx_import_reads_times_resolution_and_shown_area_and_reports_bad_rows() {
     let fix = write(
         dir.path(),
         "main_data/P102R108387/fixations.csv",
-        &format!("{}\n{}\n", REFLACX_HEADER.trim(), rows.join("\n")),
+        &format!("{}\n{}\n", reflacx_header().trim(), rows.join("\n")),
     );
     let image = ImageKey::for_file(Path::new("dicom-xyz.dcm"), &[], 500, 400);
     let import = reflacx::import(&fix, &image, None);

@@ -23,8 +23,13 @@ fn cpu() -> Device {
 }
 
 fn shipped() -> Vec<BundleInfo> {
+    common::isolate_user_dirs();
     let (bundles, problems) = discover();
     assert!(problems.is_empty(), "{problems:?}");
+    assert!(
+        bundles.iter().all(|b| b.shipped),
+        "a user's own models leaked into the test"
+    );
     bundles.into_iter().filter(|b| b.shipped).collect()
 }
 

@@ -23,8 +23,13 @@ fn cpu() -> Device {
 }
 
 fn shipped(kind: ModelKind) -> BundleInfo {
+    common::isolate_user_dirs();
     let (bundles, problems) = discover();
     assert!(problems.is_empty(), "{problems:?}");
+    assert!(
+        bundles.iter().all(|b| b.shipped),
+        "a user's own models leaked into the test"
+    );
     bundles
         .into_iter()
         .find(|b| b.shipped && b.card.kind == kind)

@@ -91,6 +91,7 @@ fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
     let out = dir.path().join("model");
     let epochs = 40;
     let run = |resume: bool| {
+        common::isolate_user_dirs();
         let mut c = Command::new(env!("CARGO_BIN_EXE_cxrlens"));
         c.args(["--backend", "flex", "train", "--model", "lung", "--data"])
             .arg(&data)

@@ -1,7 +1,7 @@
 //! The Trainer tab, driven as a user would in an egui UI test: scan a tiny slice of the shared
 //! data, start a run, stop it, resume it, and see the held-out evaluation, the curves, the files
 //! and the new model offered beside the shipped ones.
-//! Runs in its own process because it points XDG_DATA_HOME at a temporary folder.
+//! Runs in its own process (its own XDG_DATA_HOME / XDG_CONFIG_HOME, `common::isolate_user_dirs`).
 
 mod common;
 
@@ -31,10 +31,9 @@ fn step_until(h: &mut Harness<'_, CxrApp>, what: &str, done: impl Fn(&CxrApp) ->
 
 #[test]
 fn trainer_tab_scans_trains_stops_resumes_and_offers_the_model() {
-    let home = tempfile::tempdir().unwrap();
-    // SAFETY: set before the app (and any thread of this test process) starts.
-    unsafe { std::env::set_var("XDG_DATA_HOME", home.path()) };
-    let data = common::tiny_dataset(home.path());
+    // XDG_DATA_HOME and XDG_CONFIG_HOME point into this process's own folder.
+    let home = common::isolate_user_dirs().join("data");
+    let data = common::tiny_dataset(&home);
 
     let mut h = Harness::builder()
         .with_size([1400.0, 900.0])
@@ -112,7 +111,7 @@ fn trainer_tab_scans_trains_stops_resumes_and_offers_the_model() {
         a.trainer().run.as_ref().is_some_and(|r| !r.running)
     });
     let out_dir = h.state().trainer().out_dir();
-    assert!(out_dir.starts_with(home.path()));
+    assert!(out_dir.starts_with(&home));
     assert!(
         out_dir.join("checkpoint.json").is_file(),
         "the checkpoint survives Stop"

@@ -16,6 +16,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
 fn harness(open: Option<std::path::PathBuf>) -> Harness<'static, CxrApp> {
+    common::isolate_user_dirs();
     Harness::builder()
         .with_size([1200.0, 800.0])
         .build_eframe(move |cc| {
@@ -428,8 +429,10 @@ fn compare_view_with_simulated_gaze_shows_panes_metrics_and_exports_csv() {
 #[test]
 fn a_gaze_file_for_another_image_is_reported_not_loaded() {
     let dir = tempfile::tempdir().unwrap();
-    let header =
-        include_str!("../../shared/data/gaze-formats/egd-cxr_headers/fixations.csv.header");
+    let header = std::fs::read_to_string(
+        common::shared_data().join("gaze-formats/egd-cxr_headers/fixations.csv.header"),
+    )
+    .unwrap();
     let n = header.trim().split(',').count();
     let mut row = vec!["0".to_string(); n];
     row[2] = "some-other-dicom".into();
@@ -463,6 +466,7 @@ fn a_gaze_file_for_another_image_is_reported_not_loaded() {
 
 #[test]
 fn compute_backend_menu_saves_the_setting_and_start_up_problems_are_shown() {
+    common::isolate_user_dirs();
     let dir = std::env::temp_dir().join(format!("cxrlens-ui-settings-{}", std::process::id()));
     let path = dir.join("cxrlens/settings.json");
     let app_path = path.clone();

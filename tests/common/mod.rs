@@ -70,3 +70,23 @@ pub fn tiny_dataset(dir: &std::path::Path) -> PathBuf {
     std::fs::write(out.join("labels.csv"), csv).unwrap();
     out
 }
+
+/// Points XDG_DATA_HOME and XDG_CONFIG_HOME at a folder of this test process (once per process),
+/// so no test reads the user's own models (`~/.local/share/cxrlens/models`) or writes their
+/// settings. Every test that builds the app, discovers models or runs the binary calls it first;
+/// child processes inherit it. Returns the folder.
+pub fn isolate_user_dirs() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("cxrlens-test-home-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::create_dir_all(dir.join("config")).unwrap();
+        // SAFETY: done once, before this test reads anything from the environment; the other
+        // tests of the process block on the OnceLock until it is done.
+        unsafe {
+            std::env::set_var("XDG_DATA_HOME", dir.join("data"));
+            std::env::set_var("XDG_CONFIG_HOME", dir.join("config"));
+        }
+        dir
+    })
+}
