@@ -57,9 +57,23 @@ fn zones(width: u32, height: u32, lung_mask: Option<&ScalarImage>) -> Vec<(f32, 
     // Prior: patient's right lung on the image's left.
     let mut right = (0.30_f32, 0.18_f32, 0.70_f32); // x, top, bottom
     let mut left = (0.70_f32, 0.18_f32, 0.70_f32);
+    let mut centre = (0.5_f32, 0.45_f32);
     if let Some(mask) = lung_mask.filter(|m| m.width == width && m.height == height) {
         let (w, h) = (width as usize, height as usize);
-        let half = w / 2;
+        // The two lungs are the mask's two halves either side of its own centre (not the image's:
+        // a patient off-centre, or a collimated image, puts both lungs on one side of it).
+        let (mut sum_x, mut count) = (0.0_f64, 0.0_f64);
+        for (i, v) in mask.values.iter().enumerate() {
+            if *v >= 0.5 {
+                sum_x += (i % w) as f64;
+                count += 1.0;
+            }
+        }
+        let half = if count > 0.0 {
+            ((sum_x / count).round() as usize).clamp(1, w.saturating_sub(1).max(1))
+        } else {
+            w / 2
+        };
         let stats = |x0: usize, x1: usize| {
             let (mut sx, mut n, mut top, mut bottom) = (0.0_f64, 0.0_f64, h, 0);
             for y in 0..h {
@@ -83,6 +97,7 @@ fn zones(width: u32, height: u32, lung_mask: Option<&ScalarImage>) -> Vec<(f32, 
         if let (Some(r), Some(l)) = (stats(0, half), stats(half, w)) {
             right = r;
             left = l;
+            centre = ((r.0 + l.0) / 2.0, (r.1.min(l.1) + r.2.max(l.2)) / 2.0);
         }
     }
     let zone = |(x, top, bottom): (f32, f32, f32), k: f32| (x, top + (bottom - top) * k);
@@ -91,7 +106,7 @@ fn zones(width: u32, height: u32, lung_mask: Option<&ScalarImage>) -> Vec<(f32, 
         right.1 + (right.2 - right.1) * 0.75,
     );
     vec![
-        (0.5, 0.45),
+        centre,
         zone(right, 0.15),
         zone(right, 0.5),
         zone(right, 0.85),

@@ -137,11 +137,19 @@ mod tests {
             ..Default::default()
         };
         let mask = MaskOnGrid {
-            target,
+            target: target.clone(),
             weight: vec![1.0; size * size],
         };
         let (out, m) = augment(&values, Some(&mask), size, &cfg, &mut SplitMix64::new(11));
         let m = m.unwrap();
+        // The transform did something (an identity would trivially keep them aligned).
+        let moved = m
+            .target
+            .iter()
+            .zip(&target)
+            .filter(|(a, b)| (**a > 0.5) != (**b > 0.5))
+            .count();
+        assert!(moved >= 8, "the mask moved by only {moved} pixels");
         let agree = out
             .iter()
             .zip(&m.target)

@@ -82,6 +82,8 @@ pub struct Evaluated {
     pub input_gradient: Vec<f32>,
     /// Parameter gradients in visiting order, with their module paths.
     pub parameter_gradients: Vec<(String, Vec<f32>)>,
+    /// Trainable parameters the main loss gave no gradient (module paths).
+    pub parameters_without_gradient: Vec<String>,
     pub explanation: Option<Vec<f32>>,
     /// Further named quantities compared as they are (e.g. gradients under one head's loss only).
     pub extra: Vec<(String, Vec<f32>)>,
@@ -128,6 +130,8 @@ struct GradientCollector<'a> {
     error: Option<MlError>,
     /// Record zeros for a parameter without a gradient (so partial losses line up).
     fill_missing: bool,
+    /// Trainable parameters the loss gave no gradient (when not filled with zeros).
+    missing: Vec<String>,
 }
 
 impl ModuleVisitor for GradientCollector<'_> {
@@ -149,6 +153,7 @@ impl ModuleVisitor for GradientCollector<'_> {
                 let n = param.val().dims().iter().product::<usize>();
                 self.out.push((self.path.join("."), vec![0.0; n]));
             }
+            None if param.is_require_grad() => self.missing.push(self.path.join(".")),
             None => {}
         }
     }
@@ -159,17 +164,29 @@ fn collect_gradients<M: Module>(
     grads: &Gradients,
     fill_missing: bool,
 ) -> Result<Vec<(String, Vec<f32>)>, MlError> {
+    collect_gradients_and_missing(model, grads, fill_missing).map(|(g, _)| g)
+}
+
+/// Parameter gradients, and the trainable parameters that got none.
+type CollectedGradients = (Vec<(String, Vec<f32>)>, Vec<String>);
+
+fn collect_gradients_and_missing<M: Module>(
+    model: &M,
+    grads: &Gradients,
+    fill_missing: bool,
+) -> Result<CollectedGradients, MlError> {
     let mut collector = GradientCollector {
         grads,
         path: Vec::new(),
         out: Vec::new(),
         error: None,
         fill_missing,
+        missing: Vec::new(),
     };
     model.visit(&mut collector);
     match collector.error {
         Some(e) => Err(e),
-        None => Ok(collector.out),
+        None => Ok((collector.out, collector.missing)),
     }
 }
 
@@ -245,7 +262,10 @@ fn evaluate(
                 + (out.class_logits * class_w.clone()).sum();
             let grads = loss.backward();
             evaluated.input_gradient = input_gradient(&x, &grads)?;
-            evaluated.parameter_gradients = collect_gradients(&model, &grads, false)?;
+            (
+                evaluated.parameter_gradients,
+                evaluated.parameters_without_gradient,
+            ) = collect_gradients_and_missing(&model, &grads, false)?;
             // Each head's loss alone, to tell a wrong branch from a wrong sum of branches.
             for head in ["mask", "class"] {
                 let xh = Tensor::<1>::from_floats(input.as_slice(), device)
@@ -298,7 +318,10 @@ fn evaluate(
                 .push(("fixation map".into(), tensor_to_vec(map.clone().detach())?));
             let grads = (map * w).sum().backward();
             evaluated.input_gradient = input_gradient(&x, &grads)?;
-            evaluated.parameter_gradients = collect_gradients(&model, &grads, false)?;
+            (
+                evaluated.parameter_gradients,
+                evaluated.parameters_without_gradient,
+            ) = collect_gradients_and_missing(&model, &grads, false)?;
             evaluated.extra.push((
                 "gradient into the classifier features".into(),
                 input_gradient(&f, &grads)?,
@@ -337,9 +360,12 @@ fn evaluate(
             ));
             let grads = (logits * w).sum().backward();
             evaluated.input_gradient = input_gradient(&x, &grads)?;
-            evaluated.parameter_gradients = match &model {
-                Classifier::ResNet(m) => collect_gradients(m, &grads, false)?,
-                Classifier::EfficientNet(m) => collect_gradients(m, &grads, false)?,
+            (
+                evaluated.parameter_gradients,
+                evaluated.parameters_without_gradient,
+            ) = match &model {
+                Classifier::ResNet(m) => collect_gradients_and_missing(m, &grads, false)?,
+                Classifier::EfficientNet(m) => collect_gradients_and_missing(m, &grads, false)?,
             };
             // Grad-CAM of class 0 on the first image, as the viewer computes it (frozen weights).
             let explaining = config.init(device).load(weights)?.freeze();
@@ -360,6 +386,8 @@ pub struct CheckReport {
     /// gradients of all parameters together).
     pub repeatability: Agreement,
     pub parameters_compared: usize,
+    /// Trainable parameters the reference's main loss gave no gradient (so none was compared).
+    pub parameters_without_gradient: Vec<String>,
 }
 
 impl CheckReport {
@@ -378,6 +406,12 @@ impl CheckReport {
             "{} at {}², batch {}: {} parameter gradients compared\n",
             self.network, self.size, self.batch, self.parameters_compared
         );
+        if !self.parameters_without_gradient.is_empty() {
+            s += &format!(
+                "  no gradient from the main loss: {}\n",
+                self.parameters_without_gradient.join(", ")
+            );
+        }
         let grads: Vec<&Agreement> = self
             .rows
             .iter()
@@ -510,6 +544,7 @@ pub fn compare(
         size: network.input_size(),
         batch,
         parameters_compared: a.parameter_gradients.len(),
+        parameters_without_gradient: a.parameters_without_gradient.clone(),
         rows,
         repeatability: Agreement::of("repeat", &flatten(&b), &flatten(&b2)),
     })

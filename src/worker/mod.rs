@@ -200,8 +200,10 @@ impl Workers {
 
     /// Runs `job` on a named thread. A panic inside it is caught and reported as
     /// `WorkerEvent::Panicked` for `slot`/`generation`, so the slot never stays busy.
+    /// Starts `job` on a named thread. If the thread cannot start, the job's slot is released (or
+    /// the dialog marked closed), so nothing waits forever for a job that never ran.
     fn spawn(
-        &self,
+        &mut self,
         name: &str,
         slot: Slot,
         generation: u64,
@@ -229,7 +231,13 @@ impl Workers {
                 }
             })
             .map(|_| ())
-            .map_err(|e| format!("cannot start worker thread {name}: {e}"))
+            .map_err(|e| {
+                match self.slot_mut(slot) {
+                    Some(s) => s.cancel(),
+                    None => self.dialog_open = false,
+                }
+                format!("cannot start worker thread {name}: {e}")
+            })
     }
 
     /// Decodes frame `frame` (0-based) of `path`.
