@@ -4,11 +4,13 @@
 //! and the command line (`cli`) are thin layers over them. See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod dataset;
 pub mod gaze;
 pub mod imaging;
 pub mod io;
 pub mod ml;
 pub mod render;
+pub mod rng;
 pub mod ui;
 pub mod worker;
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use super::{Fixation, GazeFormat, GazeRecording, PixelRect};
 use crate::imaging::ScalarImage;
 use crate::io::write::write_atomically;
-use crate::ml::metrics::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// The marker file written beside simulated recordings.
 pub const MARKER: &str = "SIMULATED.txt";
@@ -362,20 +362,28 @@ pub fn write_reflacx(
 /// EGD-CXR session into `out` with DICOM_ID = the labels.csv id; a lung mask PNG, where the row has
 /// one, guides the zones. Returns how many images got a reading.
 pub fn simulate_dataset(data: &Path, out: &Path, seed: u64) -> Result<usize, String> {
-    let (records, _) = crate::ml::data::read_labels(data).map_err(|e| e.to_string())?;
+    let (records, _) = crate::dataset::read_labels(data)?;
     let mut recordings = Vec::new();
     for (k, r) in records.iter().enumerate() {
         let Ok((w, h)) = crate::io::image_dimensions(&r.image) else {
             continue;
         };
+        // Through the app's size-checked reader; an unreadable mask leaves the default zones.
         let mask = r.mask.as_ref().and_then(|m| {
-            let img = image::open(m).ok()?.to_luma8();
-            (img.dimensions() == (w, h)).then(|| ScalarImage {
+            let mask = crate::dataset::read_mask(m).ok()?;
+            ((mask.width, mask.height) == (w, h)).then(|| ScalarImage {
                 width: w,
                 height: h,
-                values: img
-                    .pixels()
-                    .map(|p| if p.0[0] >= 192 { 1.0 } else { 0.0 })
+                values: mask
+                    .levels
+                    .iter()
+                    .map(|&l| {
+                        if crate::dataset::MaskLevels::is_lung(l) {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
                     .collect(),
             })
         });

@@ -12,108 +12,11 @@ use super::metrics::SplitMix64;
 use super::preprocess::{ModelInput, model_input};
 use crate::imaging::resample::resize_area;
 
-/// One row of `labels.csv`.
-#[derive(Clone, Debug)]
-pub struct Record {
-    pub id: String,
-    pub image: PathBuf,
-    pub mask: Option<PathBuf>,
-    pub label: String,
-    pub patient_id: String,
-}
+pub use crate::dataset::{Record, RowProblem};
 
-/// A problem with one row, reported without stopping the scan.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RowProblem {
-    /// 1-based line in `labels.csv` (the header is line 1).
-    pub line: usize,
-    pub message: String,
-}
-
-/// Read `labels.csv` under `root`. Rows missing required columns are reported, not fatal.
+/// Read `labels.csv` under `root` (`crate::dataset::read_labels`).
 pub fn read_labels(root: &Path) -> Result<(Vec<Record>, Vec<RowProblem>), MlError> {
-    let path = root.join("labels.csv");
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| {
-        MlError::Dataset(format!("cannot open labels.csv: {e} ({})", path.display()))
-    })?;
-    let headers = reader
-        .headers()
-        .map_err(|e| MlError::Dataset(format!("labels.csv header: {e}")))?
-        .clone();
-    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let (Some(c_id), Some(c_image), Some(c_label)) =
-        (column("id"), column("image"), column("label"))
-    else {
-        return Err(MlError::Dataset(
-            "labels.csv needs the columns id, image and label".into(),
-        ));
-    };
-    let (c_mask, c_patient) = (column("mask"), column("patient_id"));
-    let mut records = Vec::new();
-    let mut problems = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (index, row) in reader.records().enumerate() {
-        let line = index + 2;
-        let row = match row {
-            Ok(r) => r,
-            Err(e) => {
-                problems.push(RowProblem {
-                    line,
-                    message: format!("unreadable row: {e}"),
-                });
-                continue;
-            }
-        };
-        let field = |c: usize| row.get(c).map(str::trim).unwrap_or("");
-        let id = field(c_id).to_string();
-        if id.is_empty() || field(c_image).is_empty() || field(c_label).is_empty() {
-            problems.push(RowProblem {
-                line,
-                message: "empty id, image or label".into(),
-            });
-            continue;
-        }
-        if !seen.insert(id.clone()) {
-            problems.push(RowProblem {
-                line,
-                message: format!("duplicate id {id}"),
-            });
-            continue;
-        }
-        let image = root.join(field(c_image));
-        if !image.is_file() {
-            problems.push(RowProblem {
-                line,
-                message: format!("missing image file ({})", image.display()),
-            });
-            continue;
-        }
-        let mask = c_mask
-            .map(field)
-            .filter(|m| !m.is_empty())
-            .map(|m| root.join(m));
-        if let Some(m) = &mask
-            && !m.is_file()
-        {
-            problems.push(RowProblem {
-                line,
-                message: format!("missing mask file ({})", m.display()),
-            });
-        }
-        let patient_id = c_patient
-            .map(field)
-            .filter(|p| !p.is_empty())
-            .unwrap_or(&id)
-            .to_string();
-        records.push(Record {
-            id,
-            image,
-            mask: mask.filter(|m| m.is_file()),
-            label: field(c_label).to_string(),
-            patient_id,
-        });
-    }
-    Ok((records, problems))
+    crate::dataset::read_labels(root).map_err(MlError::Dataset)
 }
 
 /// Patient-wise split: patients are shuffled with `seed` and about `validation_fraction` of them
@@ -195,9 +98,9 @@ pub fn mask_on_grid(
     size: usize,
 ) -> Result<MaskOnGrid, MlError> {
     // Through the app's image reader: the header's size is checked before any pixel is decoded.
-    let mask = crate::io::load_image(path)
+    let mask = crate::dataset::read_mask(path)
         .map_err(|e| MlError::Dataset(format!("cannot read mask: {e} ({})", path.display())))?;
-    let (mw, mh) = (mask.image.width, mask.image.height);
+    let (mw, mh) = (mask.width, mask.height);
     if (mw, mh) != image_size {
         return Err(MlError::Dataset(format!(
             "mask is {mw}×{mh} but the image is {}×{} ({})",
@@ -206,29 +109,15 @@ pub fn mask_on_grid(
             path.display()
         )));
     }
-    // Mask levels on the 8-bit scale whatever the file's depth (16-bit PNGs: 65535 is 255).
-    let bits = mask.info.bits_stored.clamp(1, 16) as i32;
-    let to_8_bit = 255.0 / (2f32.powi(bits) - 1.0);
     let (w, h) = (mw as usize, mh as usize);
-    let level = |v: f32| (v * to_8_bit).round();
-    let lung: Vec<f32> = mask
-        .image
-        .values
-        .iter()
-        .map(|&v| if level(v) >= 192.0 { 1.0 } else { 0.0 })
-        .collect();
-    let ignore: Vec<f32> = mask
-        .image
-        .values
-        .iter()
-        .map(|&v| {
-            if (64.0..192.0).contains(&level(v)) {
-                1.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let indicator = |f: fn(u8) -> bool| -> Vec<f32> {
+        mask.levels
+            .iter()
+            .map(|&l| if f(l) { 1.0 } else { 0.0 })
+            .collect()
+    };
+    let lung = indicator(crate::dataset::MaskLevels::is_lung);
+    let ignore = indicator(crate::dataset::MaskLevels::is_ignored);
     let lung = resize_area(&lung, w, h, size, size);
     let ignore = resize_area(&ignore, w, h, size, size);
     Ok(MaskOnGrid {

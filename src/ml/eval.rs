@@ -73,25 +73,24 @@ pub fn evaluate_lung(
             super::preprocess::clean_lung_map(&mut map);
         }
         let prob = to_image_space(&map, img.width, img.height);
-        let mask = image::open(mask_path)
-            .map_err(|e| MlError::Dataset(format!("{}: {e}", r.id)))?
-            .to_luma8();
-        if mask.dimensions() != (img.width, img.height) {
+        let mask = crate::dataset::read_mask(mask_path)
+            .map_err(|e| MlError::Dataset(format!("{}: {e}", r.id)))?;
+        if (mask.width, mask.height) != (img.width, img.height) {
             return Err(MlError::Dataset(format!(
                 "{}: mask and image sizes differ",
                 r.id
             )));
         }
-        let target: Vec<bool> = mask.pixels().map(|q| q.0[0] >= 192).collect();
+        use crate::dataset::MaskLevels;
+        let target: Vec<bool> = mask
+            .levels
+            .iter()
+            .map(|&l| MaskLevels::is_lung(l))
+            .collect();
         let weight: Vec<f32> = mask
-            .pixels()
-            .map(|q| {
-                if (64..192).contains(&q.0[0]) {
-                    0.0
-                } else {
-                    1.0
-                }
-            })
+            .levels
+            .iter()
+            .map(|&l| if MaskLevels::is_ignored(l) { 0.0 } else { 1.0 })
             .collect();
         let pred: Vec<bool> = prob.values.iter().map(|v| *v >= 0.5).collect();
         dices.push(dice(&pred, &target, &weight));
