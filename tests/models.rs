@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -132,15 +131,7 @@ fn a_shared_dicom_is_analysed_end_to_end() {
         (Method::GradCam, ExplainTarget::Classifier),
         (Method::LungCroppedCam, ExplainTarget::LungHead),
     ] {
-        let request = AnalysisRequest {
-            image: Arc::clone(&loaded.image),
-            photometric_inverted: loaded.info.photometric_inverted,
-            low: loaded.stats.p01,
-            high: loaded.stats.p99,
-            method,
-            target,
-            class: None,
-        };
+        let request = AnalysisRequest::of(&loaded, method, target);
         let mut steps = Vec::new();
         let result = analyze(&models, &request, &mut |f, s| {
             steps.push((f, s.to_string()));

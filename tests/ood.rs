@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
 
 use burn::prelude::*;
 use common::{RSNA, dicom, shared_data};
@@ -55,15 +54,7 @@ fn analyse(
     models: &Models,
     loaded: &cxrlens::io::LoadedImage,
 ) -> cxrlens::ml::analysis::AnalysisResult {
-    let request = AnalysisRequest {
-        image: Arc::clone(&loaded.image),
-        photometric_inverted: loaded.info.photometric_inverted,
-        low: loaded.stats.p01,
-        high: loaded.stats.p99,
-        method: Method::GradCam,
-        target: ExplainTarget::Classifier,
-        class: None,
-    };
+    let request = AnalysisRequest::of(loaded, Method::GradCam, ExplainTarget::Classifier);
     analyze(models, &request, &mut |_, _| true).unwrap()
 }
 

@@ -393,7 +393,9 @@ fn staged_saliency_recipe_learns_simulated_gaze_and_says_so() {
         .unwrap()
     };
     let untrained = saliency(0, 0, "s0").final_evaluation.saliency.unwrap();
-    let report = saliency(16, 2, "s1");
+    // 8 epochs: on 12 images the decoder starts to overfit after that (validation KL rises again
+    // from about epoch 10 with this seed), and the recipe has no keep-best.
+    let report = saliency(8, 2, "s1");
     let trained = report.final_evaluation.saliency.unwrap();
     for h in &report.history {
         eprintln!(
@@ -413,7 +415,7 @@ fn staged_saliency_recipe_learns_simulated_gaze_and_says_so() {
         untrained.kl,
         trained.kl
     );
-    assert_eq!(report.epochs_run, 18);
+    assert_eq!(report.epochs_run, 8 + 2);
     // The card and the bundle say the gaze was simulated.
     let out = dir.path().join("s1");
     let info = BundleInfo::open(&out, false).unwrap();
@@ -442,15 +444,11 @@ fn staged_saliency_recipe_learns_simulated_gaze_and_says_so() {
     let loaded = cxrlens::io::load_image(&common::dicom(common::RSNA)).unwrap();
     let result = cxrlens::ml::analysis::analyze(
         &models,
-        &cxrlens::ml::analysis::AnalysisRequest {
-            image: loaded.image.clone(),
-            photometric_inverted: loaded.info.photometric_inverted,
-            low: loaded.stats.p01,
-            high: loaded.stats.p99,
-            method: cxrlens::ml::explain::Method::GradCam,
-            target: cxrlens::ml::analysis::ExplainTarget::Classifier,
-            class: None,
-        },
+        &cxrlens::ml::analysis::AnalysisRequest::of(
+            &loaded,
+            cxrlens::ml::explain::Method::GradCam,
+            cxrlens::ml::analysis::ExplainTarget::Classifier,
+        ),
         &mut |_, _| true,
     )
     .unwrap();

@@ -1,7 +1,6 @@
 //! `cxrlens gaze …`: simulated recordings, the compare table headless, and the heatmap benchmark.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
@@ -147,15 +146,11 @@ fn compare(args: &CompareArgs, backend: Option<&str>) -> Result<String, String> 
     }
     let result = analyze(
         &models,
-        &AnalysisRequest {
-            image: Arc::clone(&loaded.image),
-            photometric_inverted: loaded.info.photometric_inverted,
-            low: loaded.stats.p01,
-            high: loaded.stats.p99,
+        &AnalysisRequest::of(
+            &loaded,
             method,
-            target: crate::ml::analysis::ExplainTarget::Classifier,
-            class: None,
-        },
+            crate::ml::analysis::ExplainTarget::Classifier,
+        ),
         &mut |_, _| true,
     )
     .map_err(|e| e.to_string())?;

@@ -374,15 +374,7 @@ pub fn run_analyze(args: &AnalyzeArgs, backend: Option<&str>) -> Result<AnalyzeO
     if models.lung.is_none() && models.classifier.is_none() {
         return Err(format!("no model could be loaded: {}", problems.join("; ")));
     }
-    let request = AnalysisRequest {
-        image: Arc::clone(&loaded.image),
-        photometric_inverted: loaded.info.photometric_inverted,
-        low: loaded.stats.p01,
-        high: loaded.stats.p99,
-        method,
-        target,
-        class: None,
-    };
+    let request = AnalysisRequest::of(&loaded, method, target);
     let result = analyze(&models, &request, &mut |_, _| true).map_err(|e| e.to_string())?;
     let ood = &result.ood;
     let mut out = format!(
@@ -989,15 +981,13 @@ pub fn run_bench_analysis(
                 .join("; ")
         ));
     }
-    let request = AnalysisRequest {
+    let request = AnalysisRequest::new(
         image,
-        photometric_inverted: loaded.info.photometric_inverted,
-        low: stats.p01,
-        high: stats.p99,
+        stats,
+        loaded.info.photometric_inverted,
         method,
-        target: ExplainTarget::Classifier,
-        class: None,
-    };
+        ExplainTarget::Classifier,
+    );
     analyze(&models, &request, &mut |_, _| true).map_err(|e| e.to_string())?;
     let mut runs = Vec::new();
     for _ in 0..args.repeat.max(1) {

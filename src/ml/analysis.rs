@@ -125,6 +125,39 @@ pub struct AnalysisRequest {
     pub class: Option<usize>,
 }
 
+impl AnalysisRequest {
+    /// The request for `image` (modality values; its statistics give the robust range), explaining
+    /// the predicted class.
+    pub fn new(
+        image: Arc<ScalarImage>,
+        stats: crate::imaging::ValueStats,
+        photometric_inverted: bool,
+        method: Method,
+        target: ExplainTarget,
+    ) -> Self {
+        Self {
+            image,
+            photometric_inverted,
+            low: stats.p01,
+            high: stats.p99,
+            method,
+            target,
+            class: None,
+        }
+    }
+
+    /// The request for a decoded image (its luminance, polarity and statistics).
+    pub fn of(loaded: &crate::io::LoadedImage, method: Method, target: ExplainTarget) -> Self {
+        Self::new(
+            Arc::clone(&loaded.image),
+            loaded.stats,
+            loaded.info.photometric_inverted,
+            method,
+            target,
+        )
+    }
+}
+
 /// Class probabilities from one model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prediction {

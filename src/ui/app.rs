@@ -738,15 +738,7 @@ impl CxrApp {
         let (Some(v), Some(worker)) = (&self.viewer, &mut self.workers.inference) else {
             return;
         };
-        let request = AnalysisRequest {
-            image: v.handle.image.clone(),
-            photometric_inverted: v.loaded.info.photometric_inverted,
-            low: v.loaded.stats.p01,
-            high: v.loaded.stats.p99,
-            method: self.analysis.method,
-            target: self.analysis.target,
-            class: None,
-        };
+        let request = AnalysisRequest::of(&v.loaded, self.analysis.method, self.analysis.target);
         match worker.analyze(request) {
             Ok(generation) => {
                 self.analysis.running = Some((generation, 0.0, "queued".into()));
@@ -1148,6 +1140,9 @@ impl CxrApp {
                 };
                 if slot == crate::worker::Slot::Decode && current {
                     self.loading = None;
+                    if let Err(e) = self.workers.start_pending_decode() {
+                        self.notices.error(e);
+                    }
                 }
                 if current {
                     self.notices.error(format!(
@@ -1162,6 +1157,12 @@ impl CxrApp {
             } => {
                 if !self.workers.decode.finish(generation) {
                     return;
+                }
+                match self.workers.start_pending_decode() {
+                    // A newer request was waiting: this result is out of date.
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    Err(e) => self.notices.error(e),
                 }
                 self.loading = None;
                 let frame_request = self.frame_request.take();
@@ -1339,9 +1340,11 @@ impl CxrApp {
     }
 
     /// Keeps the CPU textures in step with the display settings: one render in flight at a time,
-    /// for the first pane whose texture is stale.
+    /// for the first pane whose texture is stale. While one runs nothing new starts (a W/L drag
+    /// changes the settings every frame); when it lands, the next call renders the settings of
+    /// that moment — the newest wins.
     fn schedule_cpu_render(&mut self) {
-        if self.draw_path() != DrawPath::Cpu {
+        if self.draw_path() != DrawPath::Cpu || self.workers.render.is_busy() {
             return;
         }
         let Some(v) = &mut self.viewer else { return };

@@ -158,6 +158,8 @@ pub struct Workers {
     pub dataset_scan: JobSlot,
     pub training: JobSlot,
     dialog_open: bool,
+    /// The newest decode asked for while one was running (started when that one ends).
+    pending_decode: Option<(PathBuf, u32)>,
     pub inference: Option<inference::InferenceWorker>,
 }
 
@@ -177,6 +179,7 @@ impl Workers {
             dataset_scan: JobSlot::default(),
             training: JobSlot::default(),
             dialog_open: false,
+            pending_decode: None,
             inference: None,
         }
     }
@@ -241,7 +244,14 @@ impl Workers {
     }
 
     /// Decodes frame `frame` (0-based) of `path`.
+    /// Decodes frame `frame` of `path`. At most one decode runs (a radiograph can take 400 MB):
+    /// a request made while one runs waits, replacing any request already waiting (the newest
+    /// wins), and starts when the running one ends (`start_pending_decode`).
     pub fn decode(&mut self, path: PathBuf, frame: u32) -> Result<(), String> {
+        if self.decode.is_busy() {
+            self.pending_decode = Some((path, frame));
+            return Ok(());
+        }
         let (generation, cancel) = self.decode.start();
         self.spawn("cxrlens-decode", Slot::Decode, generation, move || {
             let result = crate::io::load_image_frame(&path, frame);
@@ -251,6 +261,15 @@ impl Workers {
                 result: Box::new(result),
             })
         })
+    }
+
+    /// Called when a decode ended (its slot finished): starts the request that waited, if any.
+    /// Returns true when one was started — the result that just arrived is then out of date.
+    pub fn start_pending_decode(&mut self) -> Result<bool, String> {
+        match self.pending_decode.take() {
+            Some((path, frame)) => self.decode(path, frame).map(|_| true),
+            None => Ok(false),
+        }
     }
 
     pub fn scan(&mut self, root: PathBuf) -> Result<(), String> {
@@ -471,5 +490,53 @@ mod tests {
             }
             _ => panic!("expected WorkerEvent::Panicked"),
         }
+    }
+
+    fn next_event(workers: &Workers) -> WorkerEvent {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(e) = workers.drain().into_iter().next() {
+                return e;
+            }
+            assert!(start.elapsed().as_secs() < 10, "no event from the thread");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn decodes_asked_for_while_one_runs_wait_and_the_newest_wins() {
+        let mut workers = Workers::new(Arc::new(|| {}));
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        workers.decode(a.clone(), 0).unwrap();
+        workers.decode(b, 0).unwrap();
+        workers.decode(c.clone(), 0).unwrap();
+        // One thread ran: the first request's.
+        let WorkerEvent::Decoded {
+            generation, path, ..
+        } = next_event(&workers)
+        else {
+            panic!("expected a decode result")
+        };
+        assert_eq!(path, a);
+        assert!(workers.decode.finish(generation));
+        assert!(
+            workers.start_pending_decode().unwrap(),
+            "the newest request starts"
+        );
+        let WorkerEvent::Decoded {
+            path, generation, ..
+        } = next_event(&workers)
+        else {
+            panic!("expected a decode result")
+        };
+        assert_eq!(path, c, "the request in between was replaced, never run");
+        assert!(workers.decode.finish(generation));
+        assert!(!workers.start_pending_decode().unwrap());
+        assert!(workers.drain().is_empty());
     }
 }
