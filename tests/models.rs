@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use burn::module::Module;
 use burn::prelude::*;
 use common::{RSNA, dicom, shared_data};

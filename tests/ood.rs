@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use burn::prelude::*;
 use common::{RSNA, dicom, shared_data};
 use cxrlens::ml::analysis::{AnalysisRequest, ExplainTarget, Models, analyze};
