@@ -1,0 +1,168 @@
+//! `cxrlens check-backends`: flex against the other backends, gradients included.
+
+use super::*;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Input sides to check, comma-separated (lavapipe gave wrong weight gradients at 256).
+    #[arg(long, value_delimiter = ',', default_value = "128,256")]
+    pub sizes: Vec<usize>,
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Seeded random weights instead of the shipped bundles' weights.
+    #[arg(long)]
+    pub random_weights: bool,
+    /// Also check when the only adapter is a CPU one (lavapipe: minutes of kernel compilation).
+    #[arg(long)]
+    pub include_cpu_adapter: bool,
+    /// Only the elementary operations, not the networks.
+    #[arg(long)]
+    pub ops_only: bool,
+}
+
+/// `check-backends`: wgpu against flex on the shipped networks, and the viewer shader on burn's device.
+pub fn run_check(args: &CheckArgs) -> Result<String, String> {
+    use crate::ml::backend_check::{Network, compare};
+    use crate::ml::classifier::ClassifierConfig;
+
+    for &size in &args.sizes {
+        check_size_and_batch(size, args.batch)?;
+    }
+    let adapter = probe_adapter().ok_or("no wgpu adapter: nothing to check against flex")?;
+    if adapter.is_cpu && !args.include_cpu_adapter {
+        return Err(format!(
+            "the only adapter is a CPU one ({}); pass --include-cpu-adapter to check it anyway",
+            adapter.name
+        ));
+    }
+    let (candidate, setup) =
+        select(BackendChoice::Wgpu, Some(&adapter)).map_err(|e| e.to_string())?;
+    let setup = setup.ok_or("burn created no wgpu device")?;
+    let reference = Device::flex().autodiff();
+    let mut out = format!(
+        "reference: flex (CPU); candidate: {}\n\nviewer shader on the device burn created (the one eframe reuses):\n",
+        candidate.description
+    );
+    let mut ok = true;
+    for (case, worst) in crate::render::gpu::compare_with_cpu_twin(&setup.device, &setup.queue)? {
+        ok &= worst <= 1;
+        out += &format!(
+            "  {case:<34} max difference {worst} level(s) {}\n",
+            if worst <= 1 { "ok" } else { "DISAGREES" }
+        );
+    }
+    for &size in &args.sizes {
+        out += &format!("\nelementary operations at {size}², batch 2:\n");
+        for row in crate::ml::backend_check::compare_ops(&reference, &candidate.device, size)
+            .map_err(|e| e.to_string())?
+        {
+            ok &= row.agrees();
+            out += &format!(
+                "  {:<58} rel L2 {:>9.2e} {}\n",
+                row.what,
+                row.relative_l2,
+                if row.agrees() { "ok" } else { "DISAGREES" }
+            );
+        }
+    }
+    if args.ops_only {
+        return if ok {
+            Ok(out)
+        } else {
+            Err(format!("{out}\nthe backends DISAGREE (see above)"))
+        };
+    }
+    let (bundles, _) = discover();
+    let shipped = |kind: ModelKind| {
+        bundles
+            .iter()
+            .find(|b| b.shipped && b.card.kind == kind)
+            .filter(|_| !args.random_weights)
+    };
+    let read = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("config.json")).map_err(|e| e.to_string())
+    };
+    for &size in &args.sizes {
+        let mut networks = Vec::new();
+        match shipped(ModelKind::Lung) {
+            Some(b) => {
+                let c: LungNetConfig =
+                    serde_json::from_str(&read(&b.dir)?).map_err(|e| e.to_string())?;
+                networks.push((
+                    Network::Lung(c.with_input_size(size)),
+                    Some(b.dir.join("weights.bpk")),
+                    b.title(),
+                ));
+            }
+            None => networks.push((
+                Network::Lung(
+                    LungNetConfig::new(vec!["a".into(), "b".into(), "c".into()])
+                        .with_input_size(size),
+                ),
+                None,
+                "lung network, random weights".into(),
+            )),
+        }
+        match shipped(ModelKind::Classifier) {
+            Some(b) => {
+                let c: ClassifierConfig =
+                    serde_json::from_str(&read(&b.dir)?).map_err(|e| e.to_string())?;
+                networks.push((
+                    Network::Classifier(c.with_input_size(size)),
+                    Some(b.dir.join("weights.bpk")),
+                    b.title(),
+                ));
+            }
+            None => networks.push((
+                Network::Classifier(ClassifierConfig::ResNet(
+                    crate::ml::resnet::ResNetConfig::new(vec!["a".into(), "b".into()])
+                        .with_input_size(size),
+                )),
+                None,
+                "classifier, random weights".into(),
+            )),
+        }
+        // No saliency weights are shipped (there is no real gaze data here): random weights,
+        // fed the shipped classifier's feature width.
+        let classifier_channels = match networks.last() {
+            Some((Network::Classifier(c), _, _)) => c.feature_channels(),
+            _ => 64,
+        };
+        networks.push((
+            Network::Saliency(
+                crate::ml::saliency::SaliencyNetConfig::new(classifier_channels)
+                    .with_input_size(size)
+                    .with_class_names(vec!["a".into(), "b".into()]),
+            ),
+            None,
+            "saliency network, random weights".into(),
+        ));
+        for (network, weights, title) in networks {
+            let t = Instant::now();
+            let report = compare(
+                &network,
+                weights.as_deref(),
+                &reference,
+                &candidate.device,
+                args.batch,
+                17,
+            )
+            .map_err(|e| e.to_string())?;
+            ok &= report.agrees();
+            out += &format!(
+                "\n{title} — {:.1} s\n{}",
+                t.elapsed().as_secs_f64(),
+                report.text()
+            );
+        }
+    }
+    if ok {
+        out += &format!(
+            "\nwgpu agrees with flex (relative L2 ≤ {:.0e}) and the shader with its CPU twin\n",
+            crate::ml::backend_check::TOLERANCE
+        );
+        Ok(out)
+    } else {
+        Err(format!("{out}\nthe backends DISAGREE (see above)"))
+    }
+}
