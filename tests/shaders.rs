@@ -1,7 +1,7 @@
 //! Every WGSL file parses and validates with naga, and the viewer shader produces the same bytes as
 //! its CPU twin (`render::cpu`) on a real wgpu adapter (lavapipe in CI).
 
-use cxrlens::render::gpu::compare_with_cpu_twin;
+use cxrlens::render::twin_check::compare_with_cpu_twin;
 use egui_wgpu::wgpu;
 
 #[test]

@@ -6,6 +6,7 @@
 pub mod cpu;
 pub mod gpu;
 pub mod probe;
+pub mod twin_check;
 
 use std::sync::Arc;
 

@@ -44,7 +44,9 @@ pub fn run_check(args: &CheckArgs) -> Result<String, String> {
         candidate.description
     );
     let mut ok = true;
-    for (case, worst) in crate::render::gpu::compare_with_cpu_twin(&setup.device, &setup.queue)? {
+    for (case, worst) in
+        crate::render::twin_check::compare_with_cpu_twin(&setup.device, &setup.queue)?
+    {
         ok &= worst <= 1;
         out += &format!(
             "  {case:<34} max difference {worst} level(s) {}\n",
