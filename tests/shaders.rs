@@ -35,11 +35,21 @@ fn device() -> Option<(wgpu::Device, wgpu::Queue)> {
     pollster::block_on(adapter.request_device(&Default::default())).ok()
 }
 
+/// Says on the terminal — not in the captured output, which a passing test hides — that a test
+/// checked nothing.
+fn skipped(test: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: no wgpu adapter (CXRLENS_ALLOW_NO_GPU is set); nothing was compared"
+    );
+}
+
 #[test]
 fn shader_matches_cpu_twin() {
     let Some((device, queue)) = device() else {
         if std::env::var_os("CXRLENS_ALLOW_NO_GPU").is_some() {
-            eprintln!("no wgpu adapter; skipped because CXRLENS_ALLOW_NO_GPU is set");
+            skipped("shader_matches_cpu_twin");
             return;
         }
         panic!("no wgpu adapter (install mesa-vulkan-drivers, or set CXRLENS_ALLOW_NO_GPU=1)");
@@ -54,4 +64,53 @@ fn shader_matches_cpu_twin() {
             "{name}: GPU and CPU differ by up to {worst} levels"
         );
     }
+}
+
+#[test]
+fn textures_of_panes_no_longer_drawn_leave_the_gpu() {
+    use std::sync::Arc;
+
+    use cxrlens::imaging::voi::{DisplayParams, VoiMode};
+    use cxrlens::imaging::{ScalarImage, Window};
+    use cxrlens::render::gpu::{ViewerCallback, ViewerResources};
+    use cxrlens::render::{ImageHandle, RenderSettings};
+
+    let Some((device, queue)) = device() else {
+        if std::env::var_os("CXRLENS_ALLOW_NO_GPU").is_some() {
+            skipped("textures_of_panes_no_longer_drawn_leave_the_gpu");
+            return;
+        }
+        panic!("no wgpu adapter (install mesa-vulkan-drivers, or set CXRLENS_ALLOW_NO_GPU=1)");
+    };
+    let pane = |id: u64, value: f32| ViewerCallback {
+        pane_id: id,
+        image: ImageHandle::new(Arc::new(ScalarImage::new(8, 8, vec![value; 64]).unwrap())),
+        settings: RenderSettings {
+            display: DisplayParams {
+                voi: VoiMode::Window(Window::from_range(0.0, 100.0)),
+                photometric_inverted: false,
+                user_inverted: false,
+            },
+            luts: Arc::new(vec![]),
+            overlays: [None, None],
+            bilinear: false,
+        },
+        image_origin_points: [0.0, 0.0],
+        zoom: 1.0,
+        background: [0.0; 3],
+    };
+    let mut resources = ViewerResources::new(&device, wgpu::TextureFormat::Rgba8Unorm);
+    let (main, compare) = (pane(0, 10.0), pane(1, 20.0));
+    resources.prepare(&device, &queue, &main, 1.0);
+    resources.prepare(&device, &queue, &compare, 1.0);
+    resources.end_frame();
+    let with_both = resources.texture_count();
+    // The compare pane is closed: the next frame draws the main pane only.
+    resources.prepare(&device, &queue, &main, 1.0);
+    resources.end_frame();
+    assert_eq!(
+        resources.texture_count(),
+        with_both - 1,
+        "the closed pane's image texture is released"
+    );
 }

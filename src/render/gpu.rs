@@ -196,6 +196,8 @@ pub struct ViewerResources {
     textures: HashMap<TextureKey, wgpu::TextureView>,
     panes: HashMap<u64, PaneGpu>,
     max_texture_dimension: u32,
+    /// Panes prepared in the frame being built (`end_frame` forgets the others).
+    prepared: std::collections::HashSet<u64>,
 }
 
 impl ViewerResources {
@@ -205,6 +207,7 @@ impl ViewerResources {
             textures: HashMap::new(),
             panes: HashMap::new(),
             max_texture_dimension: device.limits().max_texture_dimension_2d,
+            prepared: Default::default(),
         };
         let dummy = create_texture(
             device,
@@ -228,12 +231,12 @@ impl ViewerResources {
         resources
     }
 
-    fn ensure_texture(
+    fn ensure_texture<'a>(
         &mut self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         key: TextureKey,
-        upload: impl FnOnce() -> Upload,
+        upload: impl FnOnce() -> Upload<'a>,
     ) {
         if self.textures.contains_key(&key) {
             return;
@@ -271,6 +274,7 @@ impl ViewerResources {
         callback: &ViewerCallback,
         ppp: f32,
     ) {
+        self.prepared.insert(callback.pane_id);
         let image = &callback.image;
         if image.image.width > self.max_texture_dimension
             || image.image.height > self.max_texture_dimension
@@ -409,6 +413,39 @@ impl ViewerResources {
         }
     }
 
+    /// Uploads what `callback` needs and binds it (what each pane's paint callback does in a frame).
+    pub fn prepare(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        callback: &ViewerCallback,
+        pixels_per_point: f32,
+    ) {
+        self.prepare_pane(device, queue, callback, pixels_per_point);
+    }
+
+    /// Ends a frame: panes not drawn in it (a closed compare pane, a replaced image) are forgotten
+    /// and the textures no remaining pane uses leave the GPU. Idempotent within a frame.
+    pub fn end_frame(&mut self) {
+        if self.prepared.is_empty() {
+            return;
+        }
+        let prepared = std::mem::take(&mut self.prepared);
+        self.panes.retain(|id, _| prepared.contains(id));
+        let used: Vec<TextureKey> = self.panes.values().flat_map(|p| p.bound).collect();
+        self.textures.retain(|k, _| {
+            matches!(
+                k,
+                TextureKey::Dummy | TextureKey::DummyColor | TextureKey::Colormaps(..)
+            ) || used.contains(k)
+        });
+    }
+
+    /// Textures held on the GPU (images, LUTs, colormaps, the two placeholders).
+    pub fn texture_count(&self) -> usize {
+        self.textures.len()
+    }
+
     fn draw_pane(&self, pane_id: u64, render_pass: &mut wgpu::RenderPass<'_>) {
         let Some(bind_group) = self.panes.get(&pane_id).and_then(|p| p.bind_group.as_ref()) else {
             return;
@@ -419,20 +456,22 @@ impl ViewerResources {
     }
 }
 
-struct Upload {
+/// What to upload. Scalar images are handed to wgpu straight from the image's own buffer (no copy
+/// of a 400 MB radiograph); LUTs, colour and colormaps are built for the upload.
+struct Upload<'a> {
     size: [u32; 2],
     format: wgpu::TextureFormat,
     bytes_per_texel: u32,
-    bytes: Vec<u8>,
+    bytes: std::borrow::Cow<'a, [u8]>,
 }
 
-impl Upload {
-    fn scalar(values: &[f32], size: [u32; 2]) -> Self {
+impl<'a> Upload<'a> {
+    fn scalar(values: &'a [f32], size: [u32; 2]) -> Self {
         Self {
             size,
             format: wgpu::TextureFormat::R32Float,
             bytes_per_texel: 4,
-            bytes: bytemuck::cast_slice(values).to_vec(),
+            bytes: std::borrow::Cow::Borrowed(bytemuck::cast_slice(values)),
         }
     }
 
@@ -447,18 +486,23 @@ impl Upload {
             size: [rgb.width, rgb.height],
             format: wgpu::TextureFormat::Rgba32Float,
             bytes_per_texel: 16,
-            bytes: bytemuck::cast_slice(&values).to_vec(),
+            bytes: std::borrow::Cow::Owned(bytemuck::cast_slice(&values).to_vec()),
         }
     }
 
-    fn lut(lut: &VoiLut) -> Self {
+    fn lut(lut: &VoiLut) -> Upload<'static> {
         let rows = (lut.outputs.len() as u32).div_ceil(LUT_ROW).max(1);
         let mut values = lut.outputs.clone();
         values.resize(
             (rows * LUT_ROW) as usize,
             *lut.outputs.last().unwrap_or(&0.0),
         );
-        Self::scalar(&values, [LUT_ROW, rows])
+        Upload {
+            size: [LUT_ROW, rows],
+            format: wgpu::TextureFormat::R32Float,
+            bytes_per_texel: 4,
+            bytes: std::borrow::Cow::Owned(bytemuck::cast_slice(&values).to_vec()),
+        }
     }
 
     fn colormaps(first: Colormap, second: Colormap) -> Self {
@@ -472,7 +516,7 @@ impl Upload {
             size: [256, 2],
             format: wgpu::TextureFormat::Rgba8Unorm,
             bytes_per_texel: 4,
-            bytes,
+            bytes: std::borrow::Cow::Owned(bytes),
         }
     }
 }
@@ -535,6 +579,19 @@ impl CallbackTrait for ViewerCallback {
     ) -> Vec<wgpu::CommandBuffer> {
         if let Some(resources) = callback_resources.get_mut::<ViewerResources>() {
             resources.prepare_pane(device, queue, self, screen_descriptor.pixels_per_point);
+        }
+        Vec::new()
+    }
+
+    fn finish_prepare(
+        &self,
+        _device: &wgpu::Device,
+        _queue: &wgpu::Queue,
+        _egui_encoder: &mut wgpu::CommandEncoder,
+        callback_resources: &mut CallbackResources,
+    ) -> Vec<wgpu::CommandBuffer> {
+        if let Some(resources) = callback_resources.get_mut::<ViewerResources>() {
+            resources.end_frame();
         }
         Vec::new()
     }
