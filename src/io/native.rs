@@ -289,6 +289,15 @@ fn native_copy(
     native.with_meta(meta).map_err(|e| e.to_string())
 }
 
+/// The fragments of encapsulated pixel data.
+fn fragments_of(obj: &DefaultDicomObject) -> Result<&[Vec<u8>], String> {
+    obj.element(tags::PIXEL_DATA)
+        .map_err(|e| e.to_string())?
+        .value()
+        .fragments()
+        .ok_or_else(|| "the pixel data is not encapsulated".to_string())
+}
+
 /// Decodes frame `frame` of a JPEG-encapsulated object with libjpeg-turbo and returns a copy of the
 /// object holding that frame alone as native (Explicit VR Little Endian) pixel data. Colour comes out
 /// of libjpeg-turbo as RGB, so the copy says RGB.
@@ -297,12 +306,7 @@ pub(super) fn jpeg_as_native(
     frame: u32,
     geometry: Geometry,
 ) -> Result<DefaultDicomObject, String> {
-    let fragments = obj
-        .element(tags::PIXEL_DATA)
-        .map_err(|e| e.to_string())?
-        .value()
-        .fragments()
-        .ok_or("the pixel data is not encapsulated")?;
+    let fragments = fragments_of(obj)?;
     let frames = super::jpeg::frames_of(fragments, geometry.frames as usize);
     let parts = frames
         .get(frame as usize)
@@ -356,12 +360,7 @@ pub(super) fn rle_as_native(
     geometry: Geometry,
 ) -> Result<DefaultDicomObject, String> {
     use rayon::prelude::*;
-    let fragments = obj
-        .element(tags::PIXEL_DATA)
-        .map_err(|e| e.to_string())?
-        .value()
-        .fragments()
-        .ok_or("the pixel data is not encapsulated")?;
+    let fragments = fragments_of(obj)?;
     if fragments.len() as u64 != geometry.frames {
         return Err(format!(
             "{} RLE fragments for {} frames (one fragment per frame is required)",

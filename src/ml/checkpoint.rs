@@ -62,6 +62,26 @@ pub fn read<T: Record>(out_dir: &Path) -> Result<Option<T>, MlError> {
     Ok(Some(record))
 }
 
+/// The record to resume from with `resume` set: `None` without one; an error when it was made with
+/// other options or data (`matches` says), so a run never continues someone else's.
+pub fn read_resumable<T: Record>(
+    out_dir: &Path,
+    resume: bool,
+    matches: impl FnOnce(&T) -> bool,
+) -> Result<Option<T>, MlError> {
+    if !resume {
+        return Ok(None);
+    }
+    match read::<T>(out_dir)? {
+        Some(record) if !matches(&record) => Err(MlError::Config(format!(
+            "the checkpoint in {} was made with different options or data; \
+             use the same options, or remove checkpoint.json to start over",
+            out_dir.display()
+        ))),
+        other => Ok(other),
+    }
+}
+
 /// A file of a record read by `read` (its names are already checked).
 pub fn path(out_dir: &Path, name: &str) -> PathBuf {
     out_dir.join(name)

@@ -43,7 +43,7 @@ mod resume;
 
 pub use data::grid_target;
 use data::{GazeData, Sample, load_gaze_data};
-use resume::{Checkpoint, read_checkpoint, read_optimizer, write_checkpoint};
+use resume::{Checkpoint, read_optimizer, write_checkpoint};
 
 pub fn train_saliency(
     data_root: &Path,
@@ -217,16 +217,9 @@ pub fn train_saliency(
     });
     let mut resumed: Option<Checkpoint> = None;
     let mut seconds_before = 0.0;
-    if options.resume
-        && let Some(c) = read_checkpoint(out_dir)?
-    {
-        if c.fingerprint != fingerprint {
-            return Err(MlError::Config(format!(
-                "the checkpoint in {} was made with different options or data; \
-                 use the same options, or remove checkpoint.json to start over",
-                out_dir.display()
-            )));
-        }
+    if let Some(c) = checkpoint::read_resumable::<Checkpoint>(out_dir, options.resume, |c| {
+        c.fingerprint == fingerprint
+    })? {
         net = super::bundle::load_into(net, &out_dir.join(&c.weights))?;
         if let Some(w) = &c.classifier_weights {
             classifier = classifier.load(&out_dir.join(w))?;

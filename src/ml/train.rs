@@ -181,16 +181,11 @@ pub fn train(
             serde_json::to_string(&comparable(options)).unwrap_or_default()
         ),
     );
-    if options.resume
-        && let Some(state) = read_checkpoint(out_dir)?
+    if let Some(state) =
+        checkpoint::read_resumable::<CheckpointState>(out_dir, options.resume, |s| {
+            s.fingerprint == fingerprint
+        })?
     {
-        if state.fingerprint != fingerprint {
-            return Err(MlError::Config(format!(
-                "the checkpoint in {} was made with different options or data; \
-                 use the same options, or remove checkpoint.json to start over",
-                out_dir.display()
-            )));
-        }
         let weights = out_dir.join(&state.weights);
         net = match net {
             Net::Lung(m) => Net::Lung(super::bundle::load_into(m, &weights)?),
