@@ -128,12 +128,7 @@ impl ScalarImage {
                 |a, b| (a.0.min(b.0), a.1.max(b.1)),
             );
         if !min.is_finite() {
-            return ValueStats {
-                min: 0.0,
-                max: 1.0,
-                p01: 0.0,
-                p99: 1.0,
-            };
+            return ValueStats::NO_VALUES;
         }
         let span = (max - min).max(f32::MIN_POSITIVE);
         let scale = (BINS - 1) as f32 / span;
@@ -179,6 +174,14 @@ fn percentiles(min: f32, max: f32, hist: &[u64]) -> ValueStats {
 }
 
 impl ValueStats {
+    /// The statistics of an image without a finite value: a unit range, so windows stay valid.
+    pub const NO_VALUES: ValueStats = ValueStats {
+        min: 0.0,
+        max: 1.0,
+        p01: 0.0,
+        p99: 1.0,
+    };
+
     /// The statistics `ScalarImage::stats` gives for an image holding each `value` `count` times:
     /// for images whose values come from a lookup table, counted by table entry while converting.
     pub fn from_counts(counts: &[(f32, u64)]) -> Self {
@@ -192,12 +195,7 @@ impl ValueStats {
             (lo.min(v), hi.max(v))
         });
         if !min.is_finite() {
-            return ValueStats {
-                min: 0.0,
-                max: 1.0,
-                p01: 0.0,
-                p99: 1.0,
-            };
+            return ValueStats::NO_VALUES;
         }
         let span = (max - min).max(f32::MIN_POSITIVE);
         let scale = (BINS - 1) as f32 / span;

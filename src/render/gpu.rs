@@ -366,40 +366,24 @@ impl ViewerResources {
             });
         queue.write_buffer(&pane.uniform, 0, bytemuck::bytes_of(&uniforms));
         if pane.bind_group.is_none() || pane.bound != bound {
-            let view = |k: &TextureKey| &self.textures[k];
+            // Binding 0: the uniforms; 1 … 6: the textures in `bound`'s order.
+            let entries: Vec<wgpu::BindGroupEntry<'_>> =
+                std::iter::once(pane.uniform.as_entire_binding())
+                    .chain(
+                        bound
+                            .iter()
+                            .map(|k| wgpu::BindingResource::TextureView(&self.textures[k])),
+                    )
+                    .enumerate()
+                    .map(|(i, resource)| wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource,
+                    })
+                    .collect();
             pane.bind_group = Some(device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("cxrlens viewer bind group"),
                 layout: &self.pipeline.layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: pane.uniform.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: wgpu::BindingResource::TextureView(view(&bound[0])),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: wgpu::BindingResource::TextureView(view(&bound[1])),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: wgpu::BindingResource::TextureView(view(&bound[2])),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 4,
-                        resource: wgpu::BindingResource::TextureView(view(&bound[3])),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 5,
-                        resource: wgpu::BindingResource::TextureView(view(&bound[4])),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 6,
-                        resource: wgpu::BindingResource::TextureView(view(&bound[5])),
-                    },
-                ],
+                entries: &entries,
             }));
             pane.bound = bound;
             // Drop textures no pane uses any more (a closed image's pixels leave the GPU).
