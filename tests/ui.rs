@@ -417,7 +417,10 @@ fn compare_view_with_simulated_gaze_shows_panes_metrics_and_exports_csv() {
     let out = dir.path().join("metrics.csv");
     h.state_mut()
         .push_command(Command::ExportMetrics(out.clone()));
-    h.run_steps(2);
+    // Written on the write worker; the panel remembers the file once it is on disk.
+    step_until(&mut h, "the metrics export", |app| {
+        app.gaze_panel().last_export.as_deref() == Some(out.as_path())
+    });
     let text = std::fs::read_to_string(&out).expect("the CSV was written");
     assert!(
         text.starts_with("map,reference,metric,value,note\n"),
@@ -500,10 +503,22 @@ fn compute_backend_menu_saves_the_setting_and_start_up_problems_are_shown() {
     h.step();
     h.step();
     h.get_by_label("flex (CPU)").click();
+    // The setting is written on the write worker: step until it is on disk.
+    let start = Instant::now();
+    let saved = loop {
+        h.step();
+        if let Some(s) = cxrlens::ml::device::load_settings(&path).unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the setting was not saved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(saved.backend, BackendChoice::Flex);
     h.step();
     h.step();
-    let saved = cxrlens::ml::device::load_settings(&path).unwrap();
-    assert_eq!(saved.map(|s| s.backend), Some(BackendChoice::Flex));
     assert!(
         h.query_by_label_contains("takes effect when cxrlens next starts")
             .is_some()

@@ -27,7 +27,7 @@ use crate::ml::device::{BackendChoice, ComputeDevice};
 use crate::ml::train::TrainProgress;
 use crate::render::ImageHandle;
 use crate::worker::training::TrainerEvent;
-use crate::worker::{WorkerEvent, Workers};
+use crate::worker::{WorkerEvent, Workers, WriteKind};
 
 /// The sample study shipped in `assets/` (public NEMA WG-04 data, no identifiers; see assets/README.md).
 pub const SAMPLE_DICOM: &[u8] = include_bytes!("../../assets/sample_chest.dcm");
@@ -340,13 +340,44 @@ impl CxrApp {
         self.recent.truncate(MAX_RECENT);
     }
 
+    /// Unpacks the bundled sample (on the write worker) and opens it when it is written.
     fn open_sample(&mut self) {
         let target = std::env::temp_dir().join("cxrlens-sample_chest.dcm");
-        match crate::io::write::write_atomically(&target, SAMPLE_DICOM) {
-            Ok(()) => self.open(target, false),
-            Err(e) => self
+        let path = target.clone();
+        let job = move || {
+            crate::io::write::write_atomically(&path, SAMPLE_DICOM).map_err(|e| e.to_string())
+        };
+        if let Err(e) = self.workers.write(WriteKind::Sample(target), job) {
+            self.notices.error(e);
+        }
+    }
+
+    /// A file write ended: finish what it was for, or say why it failed.
+    fn written(&mut self, kind: WriteKind, result: Result<(), String>) {
+        match (kind, result) {
+            (WriteKind::Sample(path), Ok(())) => self.open(path, false),
+            (WriteKind::Sample(_), Err(e)) => self
                 .notices
                 .error(format!("cannot unpack the sample study: {e}")),
+            (WriteKind::Metrics(path), Ok(())) => {
+                self.notices
+                    .info(format!("metrics written to {}", path.display()));
+                self.gaze_panel.last_export = Some(path);
+            }
+            (WriteKind::Metrics(path), Err(e)) => self
+                .notices
+                .error(format!("cannot write {}: {e}", path.display())),
+            (WriteKind::Settings(choice), Ok(())) => {
+                self.saved_backend = Some(choice);
+                self.notices.info(format!(
+                    "Compute backend set to {}; it takes effect when cxrlens next starts \
+                     (--backend and CXRLENS_BACKEND still override it).",
+                    choice.label()
+                ));
+            }
+            (WriteKind::Settings(_), Err(e)) => self
+                .notices
+                .error(format!("Could not save the setting: {e}")),
         }
     }
 

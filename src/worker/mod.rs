@@ -27,6 +27,19 @@ pub enum Slot {
     GazeCompare,
     DatasetScan,
     Dialog,
+    /// File writes (no job slot: each is independent and short).
+    Write,
+}
+
+/// What a file write was for; the UI finishes the action when the write is done.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteKind {
+    /// The bundled sample unpacked here, to be opened.
+    Sample(PathBuf),
+    /// The gaze metrics table exported as CSV.
+    Metrics(PathBuf),
+    /// The compute backend setting saved.
+    Settings(crate::ml::device::BackendChoice),
 }
 
 /// Something a worker finished.
@@ -51,6 +64,11 @@ pub enum WorkerEvent {
     DialogClosed {
         picked: Option<PathBuf>,
         detail: Option<String>,
+    },
+    /// A file write ended (`Workers::write`).
+    Written {
+        kind: WriteKind,
+        result: Result<(), String>,
     },
     CpuRendered {
         generation: u64,
@@ -237,7 +255,8 @@ impl Workers {
             .map_err(|e| {
                 match self.slot_mut(slot) {
                     Some(s) => s.cancel(),
-                    None => self.dialog_open = false,
+                    None if slot == Slot::Dialog => self.dialog_open = false,
+                    None => {}
                 }
                 format!("cannot start worker thread {name}: {e}")
             })
@@ -259,6 +278,21 @@ impl Workers {
                 generation,
                 path,
                 result: Box::new(result),
+            })
+        })
+    }
+
+    /// Writes a file off the UI thread (`job` does the writing, atomically); `WorkerEvent::Written`
+    /// reports the outcome with `kind`, so the UI can finish what the write was for.
+    pub fn write(
+        &mut self,
+        kind: WriteKind,
+        job: impl FnOnce() -> Result<(), String> + Send + 'static,
+    ) -> Result<(), String> {
+        self.spawn("cxrlens-write", Slot::Write, 0, move || {
+            Some(WorkerEvent::Written {
+                kind,
+                result: job(),
             })
         })
     }
@@ -431,7 +465,7 @@ impl Workers {
             Slot::GazeImport => Some(&mut self.gaze_import),
             Slot::GazeCompare => Some(&mut self.gaze_compare),
             Slot::DatasetScan => Some(&mut self.dataset_scan),
-            Slot::Dialog => None,
+            Slot::Dialog | Slot::Write => None,
         }
     }
 

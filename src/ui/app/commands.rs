@@ -175,15 +175,12 @@ impl CxrApp {
                 if rows.is_empty() {
                     self.notices.error("no metrics to export yet");
                 } else {
-                    match crate::gaze::table::write_csv(&rows, &path) {
-                        Ok(()) => {
-                            self.notices
-                                .info(format!("metrics written to {}", path.display()));
-                            self.gaze_panel.last_export = Some(path);
-                        }
-                        Err(e) => self
-                            .notices
-                            .error(format!("cannot write {}: {e}", path.display())),
+                    let target = path.clone();
+                    let job = move || {
+                        crate::gaze::table::write_csv(&rows, &target).map_err(|e| e.to_string())
+                    };
+                    if let Err(e) = self.workers.write(WriteKind::Metrics(path), job) {
+                        self.notices.error(e);
                     }
                 }
             }

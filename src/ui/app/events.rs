@@ -85,7 +85,9 @@ impl CxrApp {
                 let current = match self.workers.slot_mut(slot) {
                     Some(job) => job.finish(generation),
                     None => {
-                        self.workers.dialog_closed();
+                        if slot == crate::worker::Slot::Dialog {
+                            self.workers.dialog_closed();
+                        }
                         true
                     }
                 };
@@ -101,6 +103,7 @@ impl CxrApp {
                     ));
                 }
             }
+            WorkerEvent::Written { kind, result } => self.written(kind, result),
             WorkerEvent::Decoded {
                 generation,
                 path,

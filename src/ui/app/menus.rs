@@ -19,18 +19,10 @@ impl CxrApp {
             return;
         };
         let settings = crate::ml::device::DeviceSettings { backend: choice };
-        match crate::ml::device::save_settings(&path, &settings) {
-            Ok(()) => {
-                self.saved_backend = Some(choice);
-                self.notices.info(format!(
-                    "Compute backend set to {}; it takes effect when cxrlens next starts \
-                     (--backend and CXRLENS_BACKEND still override it).",
-                    choice.label()
-                ));
-            }
-            Err(e) => self
-                .notices
-                .error(format!("Could not save the setting: {e}")),
+        let job =
+            move || crate::ml::device::save_settings(&path, &settings).map_err(|e| e.to_string());
+        if let Err(e) = self.workers.write(WriteKind::Settings(choice), job) {
+            self.notices.error(e);
         }
     }
 
