@@ -25,11 +25,12 @@ pub enum TrainerEvent {
 }
 
 impl Workers {
-    /// Scan a dataset folder (headers only). `known_labels`: the starting model's classes.
+    /// Scan a dataset folder (headers only). `start_from`: the bundle training will start from, whose
+    /// classes the labels are checked against (read on the worker; an unreadable bundle is an error).
     pub fn scan_dataset(
         &mut self,
         root: PathBuf,
-        known_labels: Option<Vec<String>>,
+        start_from: Option<PathBuf>,
     ) -> Result<(), String> {
         let (generation, cancel) = self.dataset_scan.start();
         self.spawn(
@@ -37,8 +38,15 @@ impl Workers {
             super::Slot::DatasetScan,
             generation,
             move || {
-                let result = scan_dataset(&root, known_labels.as_deref(), &cancel)
-                    .map_err(|e| e.to_string());
+                // The starting model's classes (its card is read here, not on the UI thread); a
+                // bundle that cannot be read is the scan's error.
+                let known = start_from
+                    .map(|d| crate::ml::bundle::BundleInfo::open(&d, false))
+                    .transpose()
+                    .map(|b| b.map(|b| b.card.class_names));
+                let result = known.map_err(|e| e.to_string()).and_then(|known| {
+                    scan_dataset(&root, known.as_deref(), &cancel).map_err(|e| e.to_string())
+                });
                 (!cancel.load(Ordering::Relaxed)).then_some(WorkerEvent::Trainer {
                     generation,
                     event: TrainerEvent::Scanned(result),

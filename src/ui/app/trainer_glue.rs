@@ -7,12 +7,8 @@ impl CxrApp {
         match command {
             TrainerCommand::Scan => {
                 let root = PathBuf::from(self.trainer.data_text.trim());
-                let known = self.trainer.start_from.as_ref().and_then(|d| {
-                    crate::ml::bundle::BundleInfo::open(d, false)
-                        .ok()
-                        .map(|b| b.card.class_names)
-                });
-                match self.workers.scan_dataset(root, known) {
+                let start_from = self.trainer.start_from.clone();
+                match self.workers.scan_dataset(root, start_from) {
                     Ok(()) => {
                         self.trainer.scanning = true;
                         self.trainer.scan = None;
