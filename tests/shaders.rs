@@ -55,7 +55,8 @@ fn shader_matches_cpu_twin() {
         panic!("no wgpu adapter (install mesa-vulkan-drivers, or set CXRLENS_ALLOW_NO_GPU=1)");
     };
     let cases = compare_with_cpu_twin(&device, &queue).unwrap();
-    assert_eq!(cases.len(), 7);
+    assert_eq!(cases.len(), 12);
+    assert!(cases.iter().any(|(name, _)| name.contains("zoom 0.4")));
     assert!(cases.iter().any(|(name, _)| name.starts_with("colour")));
     for (name, worst) in cases {
         eprintln!("{name}: up to {worst} levels apart");

@@ -1,5 +1,6 @@
-//! CPU rendering of the windowed image (and overlay) into RGBA8 at image resolution: the reference
-//! the shader is tested against, and the display path when no wgpu renderer is available.
+//! CPU rendering of the windowed image (and overlays) into RGBA8 — at image resolution
+//! (`render_rgba`, the display path when no wgpu renderer is available) or as a zoomed, panned view
+//! (`render_view`) — by the shader's own rules: the reference the shader is tested against.
 
 use rayon::prelude::*;
 
@@ -7,9 +8,38 @@ use super::{ImageHandle, RenderSettings};
 use crate::imaging::ScalarImage;
 use crate::imaging::composite::{blend_layer, contour_step, on_contour, to_byte};
 
-/// Renders every image pixel (sampled at its centre, so no interpolation is involved). A colour
-/// image (`image.color`) has each channel mapped through the same VOI transform.
+/// Renders every image pixel (sampled at its centre, so no interpolation is involved): `render_view`
+/// at zoom 1 with the image at the origin. A colour image (`image.color`) has each channel mapped
+/// through the same VOI transform.
 pub fn render_rgba(handle: &ImageHandle, settings: &RenderSettings) -> Vec<u8> {
+    let view = View {
+        size: [handle.image.width, handle.image.height],
+        origin: [0.0, 0.0],
+        zoom: 1.0,
+        background: [0.0; 3],
+    };
+    render_view(handle, settings, &view)
+}
+
+/// A screen-sized view of an image: what the shader draws into a viewport.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct View {
+    /// Output size in pixels.
+    pub size: [u32; 2],
+    /// Output position of image point (0, 0), in output pixels.
+    pub origin: [f32; 2],
+    /// Output pixels per image pixel.
+    pub zoom: f32,
+    /// Outside the image (display values).
+    pub background: [f32; 3],
+}
+
+/// The shader's rule per output pixel (the CPU twin of `shaders/viewer.wgsl` at any zoom and pan):
+/// the pixel's centre maps to image point p = (centre − origin) / zoom; outside the image it is the
+/// background; inside, the image (and each overlay) is sampled at p — nearest, or bilinear with
+/// clamped edges — windowed, then the heatmap and the mask are blended over it; contours are tested
+/// at `contour_step(zoom)`.
+pub fn render_view(handle: &ImageHandle, settings: &RenderSettings, view: &View) -> Vec<u8> {
     let image: &ScalarImage = &handle.image;
     let color = handle.color.as_deref();
     let layers: Vec<_> = settings
@@ -23,41 +53,88 @@ pub fn render_rgba(handle: &ImageHandle, settings: &RenderSettings) -> Vec<u8> {
         })
         .map(|o| (o, o.colormap.table()))
         .collect();
-    // Rendered at image resolution: one screen pixel per image pixel.
-    let step = contour_step(1.0);
-    let mut out = vec![0u8; image.values.len() * 4];
-    out.par_chunks_mut(4 * image.width as usize)
+    let step = contour_step(view.zoom);
+    // At zoom 1 with the image on the pixel grid every sample falls on a pixel centre: bilinear and
+    // nearest agree, and nearest is cheaper (the CPU display path of very large images).
+    let on_grid =
+        view.zoom == 1.0 && view.origin[0].fract() == 0.0 && view.origin[1].fract() == 0.0;
+    let bilinear = settings.bilinear && !on_grid;
+    let (w, h) = (image.width as f32, image.height as f32);
+    let mut out = vec![0u8; view.size[0] as usize * view.size[1] as usize * 4];
+    out.par_chunks_mut(4 * view.size[0] as usize)
         .enumerate()
-        .for_each(|(y, row)| {
-            let start = y * image.width as usize;
-            for (x, px) in row.chunks_exact_mut(4).enumerate() {
-                let mut rgb = match color {
-                    Some(c) => {
-                        let i = 3 * (start + x);
-                        let d = |v: f32| settings.display.display_value(v, &settings.luts);
-                        [d(c.values[i]), d(c.values[i + 1]), d(c.values[i + 2])]
-                    }
-                    None => {
-                        [settings
-                            .display
-                            .display_value(image.values[start + x], &settings.luts);
-                            3]
-                    }
-                };
-                // Heatmap first, mask on top (as the shader).
-                for (o, table) in layers.iter().rev() {
-                    let heat = if o.params.contour {
-                        on_contour(&o.heat.image, x as i64, y as i64, o.params.threshold, step)
-                            .then_some(1.0)
-                    } else {
-                        Some(o.heat.image.values[start + x])
+        .for_each(|(sy, row)| {
+            for (sx, px) in row.chunks_exact_mut(4).enumerate() {
+                let p = [
+                    (sx as f32 + 0.5 - view.origin[0]) / view.zoom,
+                    (sy as f32 + 0.5 - view.origin[1]) / view.zoom,
+                ];
+                let rgb = if p[0] < 0.0 || p[1] < 0.0 || p[0] >= w || p[1] >= h {
+                    view.background
+                } else {
+                    let display = |v: f32| settings.display.display_value(v, &settings.luts);
+                    let mut rgb = match color {
+                        Some(c) => {
+                            let channel = |k: usize| {
+                                sample(p, bilinear, c.width, c.height, |i| c.values[3 * i + k])
+                            };
+                            [
+                                display(channel(0)),
+                                display(channel(1)),
+                                display(channel(2)),
+                            ]
+                        }
+                        None => {
+                            let v =
+                                sample(p, bilinear, image.width, image.height, |i| image.values[i]);
+                            [display(v); 3]
+                        }
                     };
-                    rgb = blend_layer(rgb, heat, o.params, table);
-                }
+                    // Heatmap first, mask on top (as the shader).
+                    for (o, table) in layers.iter().rev() {
+                        let heat_image = &o.heat.image;
+                        let heat = if o.params.contour {
+                            let (ix, iy) = (p[0].floor() as i64, p[1].floor() as i64);
+                            on_contour(heat_image, ix, iy, o.params.threshold, step).then_some(1.0)
+                        } else {
+                            Some(sample(
+                                p,
+                                bilinear,
+                                heat_image.width,
+                                heat_image.height,
+                                |i| heat_image.values[i],
+                            ))
+                        };
+                        rgb = blend_layer(rgb, heat, o.params, table);
+                    }
+                    rgb
+                };
                 px.copy_from_slice(&[to_byte(rgb[0]), to_byte(rgb[1]), to_byte(rgb[2]), 255]);
             }
         });
     out
+}
+
+/// The shader's `sample`: the value at continuous image point `p` (pixel i covers [i, i + 1)) of a
+/// `width` × `height` grid read by `at(index)`; bilinear between the four nearest centres with
+/// edge pixels repeated, or the pixel containing p.
+fn sample(p: [f32; 2], bilinear: bool, width: u32, height: u32, at: impl Fn(usize) -> f32) -> f32 {
+    let load = |x: i64, y: i64| {
+        let x = x.clamp(0, width as i64 - 1) as usize;
+        let y = y.clamp(0, height as i64 - 1) as usize;
+        at(y * width as usize + x)
+    };
+    if !bilinear {
+        return load(p[0].floor() as i64, p[1].floor() as i64);
+    }
+    let q = [p[0] - 0.5, p[1] - 0.5];
+    let base = [q[0].floor(), q[1].floor()];
+    let f = [q[0] - base[0], q[1] - base[1]];
+    let (ix, iy) = (base[0] as i64, base[1] as i64);
+    let mix = |a: f32, b: f32, t: f32| a * (1.0 - t) + b * t;
+    let top = mix(load(ix, iy), load(ix + 1, iy), f[0]);
+    let bottom = mix(load(ix, iy + 1), load(ix + 1, iy + 1), f[0]);
+    mix(top, bottom, f[1])
 }
 
 #[cfg(test)]

@@ -11,9 +11,11 @@ use crate::imaging::VoiLut;
 use crate::imaging::colormap::Colormap;
 use crate::imaging::voi::VoiMode;
 
-/// The shader against its CPU twin on `device`: seven cases (LINEAR, a colour image with the user's
-/// inversion, LINEAR_EXACT with the file's inversion, SIGMOID with both inversions, a VOI LUT, a 35 %-opacity fill over the heatmap, an
-/// 80 % contour) on an odd-sized 15-bit image. Returns `(case, largest difference in levels)`.
+/// The shader against its CPU twin on `device`: twelve cases on an odd-sized 15-bit image — at
+/// image resolution LINEAR, a colour image with the user's inversion, LINEAR_EXACT with the file's
+/// inversion, SIGMOID with both inversions, a VOI LUT, a 35 %-opacity fill over the heatmap, an 80 %
+/// contour; then zoomed and panned views (bilinear and nearest, fill at 1.7×, contour at 0.4×,
+/// colour at 3×) with the background showing. Returns `(case, largest difference in levels)`.
 /// Used by `tests/shaders.rs` and by `cxrlens check-backends` on the device burn created.
 pub fn compare_with_cpu_twin(
     device: &wgpu::Device,
@@ -85,14 +87,24 @@ pub fn compare_with_cpu_twin(
             contour,
         })
     };
+    // (zoom, origin, bilinear, output size); `at_1`: the image on the output's pixel grid.
+    let at_1 = (1.0f32, [0.0f32, 0.0], true, [w, h]);
     let cases = [
-        ("LINEAR", window(VoiFunction::Linear), false, false, None),
+        (
+            "LINEAR",
+            window(VoiFunction::Linear),
+            false,
+            false,
+            None,
+            at_1,
+        ),
         (
             "colour, user inversion",
             window(VoiFunction::LinearExact),
             false,
             true,
             None,
+            at_1,
         ),
         (
             "LINEAR_EXACT, MONOCHROME1",
@@ -100,6 +112,7 @@ pub fn compare_with_cpu_twin(
             true,
             false,
             None,
+            at_1,
         ),
         (
             "SIGMOID, both inversions",
@@ -107,14 +120,16 @@ pub fn compare_with_cpu_twin(
             true,
             true,
             None,
+            at_1,
         ),
-        ("VOI LUT", VoiMode::Lut(0), false, false, None),
+        ("VOI LUT", VoiMode::Lut(0), false, false, None, at_1),
         (
             "mask fill 35 % over heatmap",
             window(VoiFunction::Linear),
             true,
             false,
             overlay(0.35, 0.2, false),
+            at_1,
         ),
         (
             "mask contour 80 % over heatmap",
@@ -122,10 +137,54 @@ pub fn compare_with_cpu_twin(
             false,
             false,
             overlay(0.8, 0.5, true),
+            at_1,
+        ),
+        // Zoomed and panned, part of the output outside the image (background).
+        (
+            "zoom 2.5, panned, bilinear",
+            window(VoiFunction::Linear),
+            false,
+            false,
+            None,
+            (2.5, [-13.0, 6.5], true, [61, 47]),
+        ),
+        (
+            "zoom 2.5, panned, nearest",
+            window(VoiFunction::Linear),
+            false,
+            false,
+            None,
+            (2.5, [-13.0, 6.5], false, [61, 47]),
+        ),
+        (
+            "zoom 1.7, heatmap and mask fill, bilinear",
+            window(VoiFunction::LinearExact),
+            false,
+            false,
+            overlay(0.35, 0.2, false),
+            (1.7, [3.3, -2.2], true, [57, 41]),
+        ),
+        (
+            "zoom 0.4, mask contour",
+            window(VoiFunction::Linear),
+            false,
+            false,
+            overlay(0.8, 0.5, true),
+            (0.4, [2.0, 1.0], true, [19, 13]),
+        ),
+        (
+            "colour, zoom 3, bilinear",
+            window(VoiFunction::LinearExact),
+            false,
+            false,
+            None,
+            (3.0, [-20.0, -10.0], true, [53, 37]),
         ),
     ];
     let mut out = Vec::with_capacity(cases.len());
-    for (name, voi, photometric_inverted, user_inverted, overlay) in cases {
+    for (name, voi, photometric_inverted, user_inverted, overlay, (zoom, origin, bilinear, size)) in
+        cases
+    {
         let settings = RenderSettings {
             display: DisplayParams {
                 voi,
@@ -149,20 +208,31 @@ pub fn compare_with_cpu_twin(
                     colormap: Colormap::Inferno,
                 }),
             ],
-            bilinear: true,
+            bilinear,
         };
         let color = name.starts_with("colour").then(|| Arc::new(rgb.clone()));
         let handle = ImageHandle::with_color(Arc::new(image.clone()), color);
-        let expected = cpu::render_rgba(&handle, &settings);
+        let view = cpu::View {
+            size,
+            origin,
+            zoom,
+            background: [0.1, 0.2, 0.3],
+        };
+        let expected = if (zoom, origin) == (1.0, [0.0, 0.0]) && size == [w, h] {
+            // The image-resolution path the CPU display uses.
+            cpu::render_rgba(&handle, &settings)
+        } else {
+            cpu::render_view(&handle, &settings, &view)
+        };
         let callback = ViewerCallback {
             pane_id: 0,
             image: handle,
             settings,
-            image_origin_points: [0.0, 0.0],
-            zoom: 1.0,
-            background: [0.0, 0.0, 0.0],
+            image_origin_points: origin,
+            zoom,
+            background: view.background,
         };
-        let got = render_offscreen(device, queue, &callback, [w, h])?;
+        let got = render_offscreen(device, queue, &callback, size)?;
         if got.len() != expected.len() {
             return Err(format!(
                 "{name}: GPU gave {} bytes, CPU {}",
