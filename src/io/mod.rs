@@ -6,6 +6,7 @@ pub mod codestream;
 pub mod dicom;
 pub mod error;
 pub mod guard;
+pub mod header;
 mod ignored;
 pub mod jpeg;
 mod modality;
