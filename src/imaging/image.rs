@@ -207,6 +207,20 @@ impl ValueStats {
     }
 }
 
+/// The 4-neighbours (left, right, up, down) of pixel index `i` in a `w` × `h` row-major grid that lie
+/// inside it: the step of every flood fill over masks.
+pub fn neighbours4(i: usize, w: usize, h: usize) -> impl Iterator<Item = usize> {
+    let (x, y) = (i % w, i / w);
+    [
+        (x > 0).then(|| i - 1),
+        (x + 1 < w).then(|| i + 1),
+        (y > 0).then(|| i - w),
+        (y + 1 < h).then(|| i + w),
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// Smallest and largest value of `c`, NaN skipped (`f32::min`/`max` return the other operand), in
 /// 16 independent lanes so the loop vectorises.
 fn min_max_ignoring_nan(c: &[f32]) -> (f32, f32) {
@@ -295,6 +309,13 @@ mod tests {
         let mut with_unused = counts.clone();
         with_unused.push((1e6, 0));
         assert_eq!(ValueStats::from_counts(&with_unused).max, image.stats().max);
+    }
+
+    #[test]
+    fn neighbours_stay_inside_the_grid() {
+        // 3 × 2: index 0 is a corner, 4 is on the bottom edge.
+        assert_eq!(neighbours4(0, 3, 2).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(neighbours4(4, 3, 2).collect::<Vec<_>>(), vec![3, 5, 1]);
     }
 
     #[test]

@@ -513,23 +513,11 @@ fn components(inside: &[bool], w: usize, h: usize) -> Vec<Region> {
             r.cy += y as f64;
             r.y_min = r.y_min.min(y);
             r.y_max = r.y_max.max(y);
-            let mut visit = |j: usize| {
+            for j in crate::imaging::image::neighbours4(i, w, h) {
                 if !seen[j] && inside[j] {
                     seen[j] = true;
                     stack.push(j);
                 }
-            };
-            if x > 0 {
-                visit(i - 1);
-            }
-            if x + 1 < w {
-                visit(i + 1);
-            }
-            if y > 0 {
-                visit(i - w);
-            }
-            if y + 1 < h {
-                visit(i + w);
             }
         }
         r.cx /= r.pixels as f64;

@@ -107,23 +107,11 @@ pub fn clean_lung_map(map: &mut ModelMap) {
                 size += 1;
                 let (x, y) = (i % w, i / w);
                 border |= x == 0 || y == 0 || x == w - 1 || y == h - 1;
-                let mut visit = |j: usize| {
+                for j in crate::imaging::image::neighbours4(i, w, h) {
                     if ids[j] == usize::MAX && inside(j) {
                         ids[j] = id;
                         stack.push(j);
                     }
-                };
-                if x > 0 {
-                    visit(i - 1);
-                }
-                if x + 1 < w {
-                    visit(i + 1);
-                }
-                if y > 0 {
-                    visit(i - w);
-                }
-                if y + 1 < h {
-                    visit(i + w);
                 }
             }
             comps.push((size, border));

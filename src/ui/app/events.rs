@@ -203,7 +203,12 @@ impl CxrApp {
                 if v.handle.id != image_id {
                     return;
                 }
-                let image = egui::ColorImage::from_rgba_unmultiplied(size, &rgba);
+                // Opaque pixels: unmultiplied and premultiplied RGBA are the same bytes, so the
+                // worker's buffer becomes the texture's pixels as it is (no pass over a large
+                // image on the UI thread).
+                let pixels: Vec<egui::Color32> = bytemuck::allocation::try_cast_vec(rgba)
+                    .unwrap_or_else(|(_, rgba)| bytemuck::cast_slice(&rgba).to_vec());
+                let image = egui::ColorImage::new(size, pixels);
                 let key = v.cpu_requested.take();
                 let slot = if pane == 0 {
                     &mut v.cpu_texture
