@@ -40,10 +40,12 @@ use crate::io::write::write_atomically;
 
 mod data;
 mod resume;
+mod validation;
 
 pub use data::grid_target;
-use data::{GazeData, Sample, load_gaze_data};
+use data::{GazeData, Sample, batch, load_gaze_data};
 use resume::{Checkpoint, read_optimizer, write_checkpoint};
+use validation::{Validation, validate};
 
 pub fn train_saliency(
     data_root: &Path,
@@ -132,15 +134,8 @@ pub fn train_saliency(
         ),
     );
 
-    let batch_of = |set: &[Sample], chunk: &[usize], device: &Device| {
-        let n = chunk.len();
-        let x: Vec<f32> = chunk.iter().flat_map(|&i| set[i].input.clone()).collect();
-        let q: Vec<f32> = chunk.iter().flat_map(|&i| set[i].target.clone()).collect();
-        (
-            Tensor::<1>::from_floats(x.as_slice(), device).reshape([n, 1, size, size]),
-            Tensor::<1>::from_floats(q.as_slice(), device).reshape([n, size * size]),
-        )
-    };
+    let batch_of =
+        |set: &[Sample], chunk: &[usize], device: &Device| batch(set, chunk, size, device);
     let features_channels = {
         let (x, _) = batch_of(&train_set, &[0], device);
         classifier.features(x).dims()[1]
@@ -152,60 +147,19 @@ pub fn train_saliency(
         .with_classifier_title(cinfo.title());
     let mut net: SaliencyNet = config.init(device).train();
 
-    let evaluate = |net: &SaliencyNet,
-                    classifier: &super::classifier::Classifier|
-     -> Result<Evaluation, MlError> {
-        let inner = device.clone().inner();
-        let valid = net.valid();
-        let cvalid = classifier.valid();
-        let (mut kl, mut cc, mut hs) = (0.0, 0.0, 0.0);
-        let mut generator_kl = 0.0;
-        let mut probs = Vec::new();
-        let mut actual = Vec::new();
-        for chunk in (0..val_set.len()).collect::<Vec<_>>().chunks(8) {
-            let (x, _) = batch_of(&val_set, chunk, &inner);
-            let f = cvalid.features(x.clone());
-            if generator {
-                // KL of the gaze map from the classifier's guided-backprop map (|map| summed to 1).
-                let frozen = classifier.clone().freeze();
-                let x_ad = batch_of(&val_set, chunk, device).0;
-                let classes: Vec<usize> = chunk
-                    .iter()
-                    .map(|&i| val_set[i].class.unwrap_or(0))
-                    .collect();
-                let gb = tensor_to_vec(frozen.guided_backprop_map(x_ad, &classes)?.abs().detach())?;
-                for (j, &i) in chunk.iter().enumerate() {
-                    let m = &gb[j * size * size..(j + 1) * size * size];
-                    generator_kl +=
-                        crate::gaze::metrics::kl(m, &val_set[i].target).unwrap_or(f64::NAN);
-                }
-            }
-            let pred = tensor_to_vec(valid.forward(x.clone(), f.clone()))?;
-            let cls = tensor_to_vec(softmax(valid.classify(x, f), 1))?;
-            let k = class_names.len();
-            for (j, &i) in chunk.iter().enumerate() {
-                let p = &pred[j * size * size..(j + 1) * size * size];
-                let q = &val_set[i].target;
-                let m = |r: Result<f64, crate::gaze::metrics::MetricError>| r.unwrap_or(f64::NAN);
-                kl += m(crate::gaze::metrics::kl(p, q));
-                cc += m(crate::gaze::metrics::cc(p, q));
-                hs += m(crate::gaze::metrics::hs(p, q));
-                if let Some(c) = val_set[i].class {
-                    probs.push(cls[j * k..(j + 1) * k].to_vec());
-                    actual.push(c);
-                }
-            }
-        }
-        let n = val_set.len() as f64;
-        let mut e = classification_evaluation(&probs, &actual, &class_names, options.seed, None);
-        e.saliency = Some(SaliencyScores {
-            kl: kl / n,
-            cc: cc / n,
-            hs: hs / n,
-            images: val_set.len(),
-            generator_kl: generator.then_some(generator_kl / n),
-        });
-        Ok(e)
+    let evaluate = |net: &SaliencyNet, classifier: &super::classifier::Classifier| {
+        validate(
+            net,
+            classifier,
+            &val_set,
+            &class_names,
+            Validation {
+                size,
+                generator,
+                seed: options.seed,
+            },
+            device,
+        )
     };
 
     let mut rng = SplitMix64::new(options.seed ^ 0x5A11);

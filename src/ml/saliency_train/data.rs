@@ -240,3 +240,19 @@ pub(super) fn load_gaze_data(
         val_idx,
     })
 }
+
+/// Inputs `[n, 1, size, size]` and gaze targets `[n, size²]` of samples `chunk` of `set`.
+pub(super) fn batch(
+    set: &[Sample],
+    chunk: &[usize],
+    size: usize,
+    device: &Device,
+) -> (Tensor<4>, Tensor<2>) {
+    let n = chunk.len();
+    let x: Vec<f32> = chunk.iter().flat_map(|&i| set[i].input.clone()).collect();
+    let q: Vec<f32> = chunk.iter().flat_map(|&i| set[i].target.clone()).collect();
+    (
+        Tensor::<1>::from_floats(x.as_slice(), device).reshape([n, 1, size, size]),
+        Tensor::<1>::from_floats(q.as_slice(), device).reshape([n, size * size]),
+    )
+}
