@@ -30,6 +30,7 @@ use crate::io::write::write_atomically;
 
 mod batch;
 mod evaluation;
+mod finish;
 mod net;
 mod options;
 mod report;
@@ -38,6 +39,7 @@ mod resume;
 use batch::*;
 pub(crate) use evaluation::*;
 pub use evaluation::{HeldOut, SplitSpec, evaluate_bundle};
+use finish::write_bundle;
 use net::*;
 pub use options::TrainOptions;
 pub use report::{Evaluation, OperatingPoint, SaliencyScores, TrainProgress, TrainReport};
@@ -366,24 +368,8 @@ pub fn train(
         }
     }
     // Held-out figures of the model as shipped: the test split is touched here only.
-    let (test_evaluation, calibration) = {
-        let frozen = net.valid();
-        let validation = predict(&frozen, &val_set, device)?;
-        let test = (!test_set.is_empty())
-            .then(|| predict(&frozen, &test_set, device))
-            .transpose()?;
-        let calibration = match (options.kind, &test) {
-            (ModelKind::Classifier, Some(t)) => calibrate(&validation, t, "test", &class_names),
-            (ModelKind::Classifier, None) => {
-                calibrate(&validation, &validation, "validation", &class_names)
-            }
-            _ => None,
-        };
-        (
-            test.map(|t| t.evaluation(&class_names, options.seed, 1.0)),
-            calibration,
-        )
-    };
+    let (test_evaluation, calibration) =
+        held_out(&net, &val_set, &test_set, options, &class_names, device)?;
     if let Some(t) = &test_evaluation {
         let m = format!(
             "test split ({} images): {} {:.4}, accuracy {:.3}",
@@ -414,59 +400,7 @@ pub fn train(
         test_evaluation,
         calibration,
     };
-    // The finished model: config, weights, card.
-    let config_json = match &net {
-        Net::Lung(m) => {
-            save_module(m.clone(), &out_dir.join("weights.bpk"))?;
-            serde_json::to_string_pretty(&lung_config(options, class_names.clone()))
-        }
-        Net::Classifier(m) => {
-            m.save(&out_dir.join("weights.bpk"))?;
-            serde_json::to_string_pretty(&classifier_config(options, class_names.clone()))
-        }
-    }
-    .map_err(|e| MlError::Config(e.to_string()))?;
-    write_atomically(&out_dir.join("config.json"), config_json.as_bytes())?;
-    let mut card = ModelCard::from_report(&report, data_root);
-    card.parameters = match &net {
-        Net::Lung(m) => m.num_params(),
-        Net::Classifier(m) => m.num_params(),
-    };
-    card.command = options.command.clone();
-    card.architecture = describe_network(options, &net);
-    card.limitations = super::bundle::default_limitations(
-        options.kind,
-        &data_root
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        options.input_size,
-    );
-    card.limitations.extend(options.limitations.iter().cloned());
-    card.write(out_dir)?;
-    write_atomically(
-        &out_dir.join("training-report.json"),
-        serde_json::to_string_pretty(&report)
-            .map_err(|e| MlError::Config(e.to_string()))?
-            .as_bytes(),
-    )?;
-    write_atomically(
-        &out_dir.join("evaluation.json"),
-        serde_json::to_string_pretty(&serde_json::json!({
-            "class_names": report.class_names,
-            "validation_images": report.validation_images,
-            "validation_patients": report.validation_patients,
-            "evaluation": report.final_evaluation,
-        }))
-        .map_err(|e| MlError::Config(e.to_string()))?
-        .as_bytes(),
-    )?;
-    write_atomically(
-        &out_dir.join("evaluation.csv"),
-        report
-            .final_evaluation
-            .to_csv(&report.class_names)
-            .as_bytes(),
-    )?;
+    write_bundle(out_dir, &net, options, &class_names, &report, data_root)?;
     log_line(
         out_dir,
         &format!(

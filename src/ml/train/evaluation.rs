@@ -340,3 +340,38 @@ pub(crate) fn classification_evaluation(
         images: probs.len(),
     }
 }
+
+/// The held-out figures of the model as shipped: the test split's evaluation (when there is one)
+/// and, for a classifier, the temperature and operating point fitted on validation and reported on
+/// the test split (or on validation without one). The test split is touched here only.
+pub(crate) fn held_out(
+    net: &Net,
+    val_set: &[PreparedSample],
+    test_set: &[PreparedSample],
+    options: &TrainOptions,
+    class_names: &[String],
+    device: &Device,
+) -> Result<
+    (
+        Option<Evaluation>,
+        Option<crate::ml::calibration::Calibration>,
+    ),
+    MlError,
+> {
+    let frozen = net.valid();
+    let validation = predict(&frozen, val_set, device)?;
+    let test = (!test_set.is_empty())
+        .then(|| predict(&frozen, test_set, device))
+        .transpose()?;
+    let calibration = match (options.kind, &test) {
+        (ModelKind::Classifier, Some(t)) => calibrate(&validation, t, "test", class_names),
+        (ModelKind::Classifier, None) => {
+            calibrate(&validation, &validation, "validation", class_names)
+        }
+        _ => None,
+    };
+    Ok((
+        test.map(|t| t.evaluation(class_names, options.seed, 1.0)),
+        calibration,
+    ))
+}
