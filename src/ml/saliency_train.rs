@@ -39,11 +39,13 @@ use crate::gaze::{GazeRecording, ImageKey};
 use crate::io::write::write_atomically;
 
 mod data;
+mod finish;
 mod resume;
 mod validation;
 
 pub use data::grid_target;
 use data::{GazeData, Sample, batch, load_gaze_data};
+use finish::{Finished, write_bundles};
 use resume::{Checkpoint, read_optimizer, write_checkpoint};
 use validation::{Validation, validate};
 
@@ -76,7 +78,7 @@ pub fn train_saliency(
                 .into(),
         ));
     }
-    let (mut classifier, mut classifier_config) = match load_bundle(&cinfo, device)? {
+    let (mut classifier, classifier_config) = match load_bundle(&cinfo, device)? {
         // The heatmap-generator recipe trains the classifier (weights only: batch-norm statistics
         // stay as loaded); otherwise it is the frozen stage-1 encoder.
         LoadedModel::Classifier(m, c) if generator => (m.valid().train(), c),
@@ -422,110 +424,20 @@ pub fn train_saliency(
         test_evaluation: None,
         calibration: None,
     };
-    let mut config = config;
-    if generator {
-        // The classifier changed: save it as its own bundle, and tie the saliency network to it.
-        let dir = out_dir.join("classifier");
-        std::fs::create_dir_all(&dir)?;
-        classifier_config.set_class_names(class_names.clone());
-        classifier.save(&dir.join("weights.bpk"))?;
-        write_atomically(
-            &dir.join("config.json"),
-            serde_json::to_string_pretty(&classifier_config)
-                .map_err(|e| MlError::Config(e.to_string()))?
-                .as_bytes(),
-        )?;
-        let mut card = cinfo.card.clone();
-        card.name = format!("{}-heatmap-generator", cinfo.card.name);
-        card.version = options.version.clone();
-        card.data = format!(
-            "{}; then trained with the heatmap-generator loss (guided-backprop map vs gaze, weight {}) on {}{}",
-            card.data,
-            options.heatmap_generator_weight,
-            data_root.display(),
-            if simulated {
-                " with SIMULATED gaze"
-            } else {
-                ""
-            }
-        );
-        card.simulated_gaze |= simulated;
-        // Its class metrics would need its own held-out evaluation (`cxrlens eval`).
-        card.metrics.clear();
-        if let Some(g) = report
-            .final_evaluation
-            .saliency
-            .and_then(|s| s.generator_kl)
-        {
-            card.metrics.insert("guided_backprop_kl_to_gaze".into(), g);
-        }
-        card.command = options.command.clone();
-        card.write(&dir)?;
-        config.classifier_title = format!("{} {}", card.name, card.version);
-    }
-    save_module(net.clone(), &out_dir.join("weights.bpk"))?;
-    write_atomically(
-        &out_dir.join("config.json"),
-        serde_json::to_string_pretty(&config)
-            .map_err(|e| MlError::Config(e.to_string()))?
-            .as_bytes(),
+    write_bundles(
+        out_dir,
+        Finished {
+            net: &net,
+            config,
+            classifier: generator.then_some((&classifier, classifier_config)),
+            classifier_info: &cinfo,
+            class_names: &class_names,
+            options,
+            data_root,
+            simulated,
+            report: &report,
+        },
     )?;
-    let mut card = ModelCard::from_report(&report, data_root);
-    card.kind = ModelKind::Saliency;
-    card.parameters = net.num_params();
-    card.simulated_gaze = simulated;
-    card.command = options.command.clone();
-    card.data += &format!(
-        "; stage 1: classifier encoder {} (frozen); stage 2: {} epochs, KL loss; stage 3: {} epochs, fusion classifier",
-        cinfo.title(),
-        options.epochs,
-        options.fusion_epochs
-    );
-    if let Some(s) = report.final_evaluation.saliency {
-        card.metrics.insert("kl".into(), s.kl);
-        card.metrics.insert("cc".into(), s.cc);
-        card.metrics.insert("hs".into(), s.hs);
-    }
-    card.limitations = super::bundle::default_limitations(
-        ModelKind::Saliency,
-        &data_root
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        options.input_size,
-    );
-    card.limitations.extend(options.limitations.iter().cloned());
-    if simulated {
-        card.limitations.insert(
-            0,
-            "TRAINED ON SIMULATED GAZE (gaze::synthetic), not on recordings of radiologists: its \
-             maps show what the simulator does, not where people look."
-                .into(),
-        );
-    }
-    card.write(out_dir)?;
-    for (name, text) in [
-        (
-            "training-report.json",
-            serde_json::to_string_pretty(&report).map_err(|e| MlError::Config(e.to_string()))?,
-        ),
-        (
-            "evaluation.csv",
-            report.final_evaluation.to_csv(&report.class_names),
-        ),
-        (
-            "evaluation.json",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "class_names": report.class_names,
-                "validation_images": report.validation_images,
-                "validation_patients": report.validation_patients,
-                "simulated_gaze": simulated,
-                "evaluation": report.final_evaluation,
-            }))
-            .map_err(|e| MlError::Config(e.to_string()))?,
-        ),
-    ] {
-        write_atomically(&out_dir.join(name), text.as_bytes())?;
-    }
     log_line(
         out_dir,
         &format!(
