@@ -23,8 +23,30 @@ impl CxrApp {
             return;
         }
         let old = v.analysis.take();
-        let keep = |old: Option<&LayerState>, params: OverlayParams, colormap: Colormap| {
-            old.map_or((params, colormap), |l| (l.params, l.colormap))
+        // A new layer keeps the user's opacity, threshold and colormap from the previous analysis.
+        let layer = |old: Option<&LayerState>,
+                     map: crate::imaging::ScalarImage,
+                     (opacity, threshold, contour): (f32, f32, bool),
+                     colormap: Colormap,
+                     label: String| {
+            let (params, colormap) = old.map_or(
+                (
+                    OverlayParams {
+                        visible: true,
+                        opacity,
+                        threshold,
+                        contour,
+                    },
+                    colormap,
+                ),
+                |l| (l.params, l.colormap),
+            );
+            LayerState {
+                handle: ImageHandle::new(Arc::new(map)),
+                params,
+                colormap,
+                label,
+            }
         };
         let lung_title = result
             .predictions
@@ -44,58 +66,31 @@ impl CxrApp {
             .map(|e| e.0.clone())
             .unwrap_or_default();
         let mask = result.lung_probability.map(|m| {
-            let (params, colormap) = keep(
+            layer(
                 old.as_ref().and_then(|o| o.mask.as_ref()),
-                OverlayParams {
-                    visible: true,
-                    opacity: 0.8,
-                    threshold: 0.5,
-                    contour: true,
-                },
+                m,
+                (0.8, 0.5, true),
                 Colormap::Solid(MASK_COLOR),
-            );
-            LayerState {
-                handle: ImageHandle::new(Arc::new(m)),
-                params,
-                colormap,
-                label: format!("Lung mask ({lung_title})"),
-            }
+                format!("Lung mask ({lung_title})"),
+            )
         });
         let heatmap = result.heatmap.map(|h| {
-            let (params, colormap) = keep(
+            layer(
                 old.as_ref().and_then(|o| o.heatmap.as_ref()),
-                OverlayParams {
-                    visible: true,
-                    opacity: 0.45,
-                    threshold: 0.15,
-                    contour: false,
-                },
+                h,
+                (0.45, 0.15, false),
                 Colormap::Inferno,
-            );
-            LayerState {
-                handle: ImageHandle::new(Arc::new(h)),
-                params,
-                colormap,
-                label: result.method.label().to_string(),
-            }
+                result.method.label().to_string(),
+            )
         });
         let saliency = result.saliency.map(|(m, title)| {
-            let (params, colormap) = keep(
+            layer(
                 old.as_ref().and_then(|o| o.saliency.as_ref()),
-                OverlayParams {
-                    visible: true,
-                    opacity: 0.5,
-                    threshold: 0.1,
-                    contour: false,
-                },
+                m,
+                (0.5, 0.1, false),
                 Colormap::Viridis,
-            );
-            LayerState {
-                handle: ImageHandle::new(Arc::new(m)),
-                params,
-                colormap,
-                label: format!("Predicted gaze ({title})"),
-            }
+                format!("Predicted gaze ({title})"),
+            )
         });
         // The gate decides what is drawn: a flagged model's layers wait until the user asks.
         let ood = result.ood;
