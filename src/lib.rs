@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod dataset;
+pub mod export;
 pub mod gaze;
 pub mod imaging;
 pub mod io;

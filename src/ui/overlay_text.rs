@@ -4,7 +4,7 @@
 use egui::{Align2, Color32, FontId, Pos2, Rect, Vec2};
 
 use super::state::ViewerState;
-use crate::imaging::voi::VoiMode;
+use crate::export::corners::{ViewFacts, corner_text};
 
 const TEXT: Color32 = Color32::from_rgb(235, 235, 235);
 
@@ -22,89 +22,42 @@ pub fn shadowed(painter: &egui::Painter, pos: Pos2, align: Align2, text: &str, c
 }
 
 pub fn paint(painter: &egui::Painter, rect: Rect, state: &ViewerState) {
-    let info = &state.loaded.info;
     let margin = 8.0;
-
-    let mut top_left = Vec::new();
-    let acquisition: Vec<&str> = [
-        info.modality.as_deref(),
-        info.body_part.as_deref(),
-        info.view_position.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !acquisition.is_empty() {
-        top_left.push(acquisition.join(" · "));
-    }
-    top_left.push(format!(
-        "{} × {} px",
-        state.handle.image.width, state.handle.image.height
-    ));
-    top_left.push(format!(
-        "{} · {} of {} bits",
-        info.photometric, info.bits_stored, info.bits_allocated
-    ));
-    if info.rescale_slope != 1.0 || info.rescale_intercept != 0.0 {
-        top_left.push(format!(
-            "Rescale ×{} + {}",
-            info.rescale_slope, info.rescale_intercept
-        ));
-    }
-    if info.is_color {
-        top_left.push("colour (models see luminance)".into());
-    }
-    for line in &info.unusable_attributes {
-        top_left.push(format!("file value ignored: {line}"));
-    }
+    let preset = state
+        .active_preset
+        .and_then(|i| state.presets.get(i))
+        .map(|p| p.name.as_str());
+    let corners = corner_text(
+        &state.loaded.info,
+        &ViewFacts {
+            width: state.handle.image.width,
+            height: state.handle.image.height,
+            display: &state.display,
+            preset,
+            zoom: Some((state.view.zoom, state.view.fit_mode)),
+        },
+    );
     paint_lines(
         painter,
         rect.left_top() + Vec2::splat(margin),
         Align2::LEFT_TOP,
-        &top_left,
+        &corners.top_left,
     );
-
-    let top_right = vec![
-        info.format.label(),
-        state.loaded.info.calibration.source_label().to_string(),
-    ];
     paint_lines(
         painter,
         rect.right_top() + Vec2::new(-margin, margin),
         Align2::RIGHT_TOP,
-        &top_right,
+        &corners.top_right,
     );
-
-    let voi = match state.display.voi {
-        VoiMode::Window(w) => format!(
-            "W {:.0}  C {:.0}  {}",
-            w.width,
-            w.center,
-            w.function.label()
-        ),
-        VoiMode::Lut(i) => format!("VOI LUT {}", i + 1),
-    };
-    let mut bottom_left = vec![voi];
-    if let Some(p) = state.active_preset.and_then(|i| state.presets.get(i)) {
-        bottom_left.push(format!("Preset: {}", p.name));
-    }
-    bottom_left.push(format!(
-        "Zoom {:.0} %{}",
-        state.view.zoom * 100.0,
-        if state.view.fit_mode { " (fit)" } else { "" }
-    ));
-    if state.display.user_inverted {
-        bottom_left.push("INVERTED".into());
-    }
     paint_lines(
         painter,
         rect.left_bottom() + Vec2::new(margin, -margin),
         Align2::LEFT_BOTTOM,
-        &bottom_left,
+        &corners.bottom_left,
     );
 
     if let Some((p, v)) = state.hover {
-        let units = info.rescale_type.as_deref().unwrap_or("");
+        let units = state.loaded.info.rescale_type.as_deref().unwrap_or("");
         let rgb = state
             .handle
             .color
