@@ -1,4 +1,4 @@
-//! Headless ML subcommands, one file each: `analyze`, `train`, `eval` and `ood fit`, `bench-backends` and
+//! Headless ML subcommands, one file each: `analyze` (and its batch run), `train`, `eval` and `ood fit`, `bench-backends` and
 //! `bench-analysis`, `check-backends`; the compute device and method parsing they share are here.
 
 use std::path::PathBuf;
@@ -19,12 +19,14 @@ use crate::ml::tensor_to_vec;
 use crate::ml::train::{TrainOptions, TrainProgress, default_out_dir, train};
 
 mod analyze;
+mod batch;
 mod bench;
 mod check;
 mod evaluate;
 mod train_command;
 
-pub use analyze::{AnalyzeArgs, AnalyzeOutcome, run_analyze};
+pub use analyze::{AnalyzeArgs, AnalyzeOutcome, parse_target, run_analyze};
+pub use batch::{ImageRecord, output_key};
 pub use bench::{BenchAnalysisArgs, BenchArgs, run_bench, run_bench_analysis};
 pub use check::{CheckArgs, run_check};
 pub use evaluate::{EvalArgs, OodFitArgs, run_eval, run_ood_fit};

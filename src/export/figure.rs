@@ -23,7 +23,8 @@ pub struct Legend {
 pub struct Figure<'a> {
     pub handle: &'a ImageHandle,
     pub settings: &'a RenderSettings,
-    /// The screen's view (size, pan, zoom); `None` exports at image resolution.
+    /// The screen's view (size, pan, zoom); `None` exports at image resolution (small images
+    /// enlarged by a whole factor, see `MIN_SIDE`).
     pub view: Option<View>,
     pub corners: CornerText,
     pub legend: Option<Legend>,
@@ -39,19 +40,40 @@ pub fn text_px(width: u32, height: u32, screen: bool) -> f32 {
     }
 }
 
+/// An export "at image resolution" of an image whose shorter side is below this is enlarged by the
+/// smallest whole factor that reaches it (each image pixel becomes k × k pixels, interpolated as
+/// the viewer does), so that the text and legend do not cover a 224-pixel thumbnail.
+pub const MIN_SIDE: u32 = 640;
+
+/// The whole-number enlargement of an image-resolution export.
+pub fn enlargement(width: u32, height: u32) -> u32 {
+    MIN_SIDE.div_ceil(width.min(height).max(1)).max(1)
+}
+
 /// Renders the figure into an opaque RGB image.
 pub fn render_figure(figure: &Figure) -> RgbImage {
+    let (iw, ih) = (figure.handle.image.width, figure.handle.image.height);
+    let k = enlargement(iw, ih);
     let (w, h, mut rgba) = match &figure.view {
         Some(view) => (
             view.size[0],
             view.size[1],
             render_view(figure.handle, figure.settings, view),
         ),
-        None => (
-            figure.handle.image.width,
-            figure.handle.image.height,
-            render_rgba(figure.handle, figure.settings),
-        ),
+        None if k == 1 => (iw, ih, render_rgba(figure.handle, figure.settings)),
+        None => {
+            let view = View {
+                size: [iw * k, ih * k],
+                origin: [0.0, 0.0],
+                zoom: k as f32,
+                background: [0.0; 3],
+            };
+            (
+                iw * k,
+                ih * k,
+                render_view(figure.handle, figure.settings, &view),
+            )
+        }
     };
     let px = text_px(w, h, figure.view.is_some());
     let mut canvas = Canvas {
@@ -77,9 +99,18 @@ pub fn annotate(canvas: &mut Canvas, corners: &CornerText, legend: Option<&Legen
     for (i, l) in corners.top_left.iter().enumerate() {
         text::draw(canvas, l, margin, margin + i as f32 * line, px, TEXT, true);
     }
+    // Right-aligned lines never start left of the margin (a long line is cut at the right edge).
+    let right = |l: &str| (w - margin - text::measure(l, px).0).max(margin);
     for (i, l) in corners.top_right.iter().enumerate() {
-        let (tw, _) = text::measure(l, px);
-        text::draw(canvas, l, w - margin - tw, margin + i as f32 * line, px, TEXT, true);
+        text::draw(
+            canvas,
+            l,
+            right(l),
+            margin + i as f32 * line,
+            px,
+            TEXT,
+            true,
+        );
     }
     // Bottom corners stop above the research mark's band.
     let band = line + margin;
@@ -90,8 +121,7 @@ pub fn annotate(canvas: &mut Canvas, corners: &CornerText, legend: Option<&Legen
     }
     let n = corners.bottom_right.len();
     for (i, l) in corners.bottom_right.iter().enumerate() {
-        let (tw, _) = text::measure(l, px);
-        text::draw(canvas, l, w - margin - tw, bottom(n, i), px, TEXT, true);
+        text::draw(canvas, l, right(l), bottom(n, i), px, TEXT, true);
     }
     if let Some(legend) = legend {
         draw_legend(canvas, legend, px, margin);

@@ -82,7 +82,9 @@ pub fn render_html(report: &Report) -> String {
     h += "<h2>Out-of-distribution check</h2>\n";
     match &s.ood.verdict {
         Some(v) => h += &format!("<p class=\"warn\">{}</p>\n", e(v)),
-        None => h += "<p>Every model recognised the image as like its training data; the lung mask is anatomically plausible.</p>\n",
+        None => {
+            h += "<p>Every model recognised the image as like its training data; the lung mask is anatomically plausible.</p>\n"
+        }
     }
     if !s.ood.gates.is_empty() || s.ood.anatomy.is_some() {
         h += "<table><tr><th>check</th><th>value</th><th>limit</th><th>result</th></tr>";
@@ -92,7 +94,11 @@ pub fn render_html(report: &Report) -> String {
                 e(&g.model),
                 g.distance,
                 g.threshold,
-                if g.passed { "within its training data" } else { "outside its training data" }
+                if g.passed {
+                    "within its training data"
+                } else {
+                    "outside its training data"
+                }
             );
         }
         if let Some(a) = &s.ood.anatomy {
@@ -100,7 +106,11 @@ pub fn render_html(report: &Report) -> String {
                 "<tr><td>lung anatomy</td><td class=\"num\">{} regions, {:.1} %</td><td></td><td>{}</td></tr>",
                 a.regions,
                 100.0 * a.lung_fraction,
-                if a.problems.is_empty() { "plausible".to_string() } else { e(&a.problems.join("; ")) }
+                if a.problems.is_empty() {
+                    "plausible".to_string()
+                } else {
+                    e(&a.problems.join("; "))
+                }
             );
         }
         h += "</table>\n";
@@ -115,7 +125,10 @@ pub fn render_html(report: &Report) -> String {
     h += "<h2>Findings of the models</h2>\n";
     for p in &s.predictions {
         h += &format!("<h3>{}</h3>\n", e(&p.model));
-        if let Some(m) = s.models.iter().find(|m| format!("{} {}", m.name, m.version) == p.model)
+        if let Some(m) = s
+            .models
+            .iter()
+            .find(|m| format!("{} {}", m.name, m.version) == p.model)
             && let Some(line) = &m.headline
         {
             h += &format!("<p class=\"muted\">Model card: {}.</p>\n", e(line));
@@ -154,7 +167,11 @@ pub fn render_html(report: &Report) -> String {
             e(&x.model),
             e(&x.class),
             e(&x.layer),
-            if x.shown { "" } else { " — withheld with the model's results" }
+            if x.shown {
+                ""
+            } else {
+                " — withheld with the model's results"
+            }
         );
     }
     if let Some(g) = &report.gaze {
@@ -170,7 +187,9 @@ pub fn render_html(report: &Report) -> String {
                 e(&r.map),
                 e(&r.reference),
                 e(r.metric),
-                r.value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into()),
+                r.value
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "—".into()),
                 e(&r.note)
             );
         }
@@ -187,6 +206,9 @@ pub fn render_html(report: &Report) -> String {
         );
     }
     h += "</table>\n";
-    h += &format!("<div class=\"mark\">{}</div>\n</body></html>\n", e(RESEARCH_MARK));
+    h += &format!(
+        "<div class=\"mark\">{}</div>\n</body></html>\n",
+        e(RESEARCH_MARK)
+    );
     h
 }

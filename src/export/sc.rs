@@ -91,7 +91,12 @@ pub fn secondary_capture(
     let text = |obj: &mut InMemDicomObject, tag, vr, value: &str| {
         obj.put(DataElement::new(tag, vr, PrimitiveValue::from(value)));
     };
-    if obj.element_opt(tags::STUDY_INSTANCE_UID).ok().flatten().is_none() {
+    if obj
+        .element_opt(tags::STUDY_INSTANCE_UID)
+        .ok()
+        .flatten()
+        .is_none()
+    {
         text(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, &new_uid());
     }
     // Our own strings are ASCII; copied names keep the source's character set (copied above).
@@ -155,7 +160,12 @@ pub fn secondary_capture(
             for seq in [tags::REFERENCED_IMAGE_SEQUENCE, tags::SOURCE_IMAGE_SEQUENCE] {
                 let mut item = InMemDicomObject::new_empty();
                 text(&mut item, tags::REFERENCED_SOP_CLASS_UID, VR::UI, &class);
-                text(&mut item, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &instance);
+                text(
+                    &mut item,
+                    tags::REFERENCED_SOP_INSTANCE_UID,
+                    VR::UI,
+                    &instance,
+                );
                 obj.put(DataElement::new(
                     seq,
                     VR::SQ,
@@ -198,10 +208,8 @@ pub fn secondary_capture(
 
 /// Writes the object atomically.
 pub fn write(path: &Path, file: &FileDicomObject<InMemDicomObject>) -> Result<(), String> {
-    crate::io::write::write_with(path, |f| {
-        file.write_all(f).map_err(std::io::Error::other)
-    })
-    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    crate::io::write::write_with(path, |f| file.write_all(f).map_err(std::io::Error::other))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Cuts a value to a VR's maximum length (in characters; our strings are ASCII).

@@ -44,6 +44,9 @@ pub struct ModelSummary {
 pub struct OodSummary {
     /// `None` when every model recognised the image and the anatomy is plausible.
     pub verdict: Option<String>,
+    /// The verdict's title ("Outside the training data", "Not a frontal chest radiograph").
+    #[serde(default)]
+    pub verdict_title: Option<String>,
     pub gates: Vec<GateSummary>,
     pub anatomy: Option<AnatomySummary>,
 }
@@ -156,6 +159,7 @@ pub fn summarize(
             .collect(),
         ood: OodSummary {
             verdict: ood.message(),
+            verdict_title: ood.title().map(str::to_string),
             gates: ood
                 .lung
                 .iter()

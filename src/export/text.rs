@@ -66,7 +66,15 @@ pub fn measure(text: &str, px: f32) -> (f32, f32) {
 /// Draws one line of `text` with its top-left corner at (x, y), `px` pixels per em, in `color`;
 /// `shadow` adds a 1-pixel dark offset copy first (legible on bright and dark image regions, as the
 /// viewer's corner text). Characters the font lacks are drawn as its missing-glyph box.
-pub fn draw(canvas: &mut Canvas, text: &str, x: f32, y: f32, px: f32, color: [u8; 3], shadow: bool) {
+pub fn draw(
+    canvas: &mut Canvas,
+    text: &str,
+    x: f32,
+    y: f32,
+    px: f32,
+    color: [u8; 3],
+    shadow: bool,
+) {
     let Some(mask) = coverage(text, px) else {
         return;
     };
@@ -198,7 +206,15 @@ mod tests {
             height: h,
             rgba: &mut rgba,
         };
-        draw(&mut canvas, "Research", 10.0, 10.0, 20.0, [255, 255, 0], false);
+        draw(
+            &mut canvas,
+            "Research",
+            10.0,
+            10.0,
+            20.0,
+            [255, 255, 0],
+            false,
+        );
         let (tw, th) = measure("Research", 20.0);
         let lit: Vec<(u32, u32)> = (0..h)
             .flat_map(|y| (0..w).map(move |x| (x, y)))

@@ -36,6 +36,17 @@ pub fn write_with(
         .suffix(".tmp")
         .tempfile_in(dir)?;
     write(tmp.as_file_mut())?;
+    // tempfile creates 0600; the file takes the mode of the one it replaces, else rw-r--r-- (an
+    // export is for others to read).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     // The rename is durable once the folder's entry is on disk (not possible on every platform).

@@ -60,3 +60,57 @@ pub struct RenderSettings {
     /// Bilinear interpolation of modality values when magnifying; nearest otherwise.
     pub bilinear: bool,
 }
+
+/// How an analysis layer is first drawn (the viewer and every export): opacity, threshold, contour
+/// and colormap.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerDefaults {
+    pub opacity: f32,
+    pub threshold: f32,
+    pub contour: bool,
+    pub colormap: Colormap,
+}
+
+impl LayerDefaults {
+    pub fn params(self) -> OverlayParams {
+        OverlayParams {
+            visible: true,
+            opacity: self.opacity,
+            threshold: self.threshold,
+            contour: self.contour,
+        }
+    }
+
+    /// A visible layer of `map` drawn with these defaults.
+    pub fn layer(self, map: Arc<ScalarImage>) -> OverlayLayer {
+        OverlayLayer {
+            heat: ImageHandle::new(map),
+            params: self.params(),
+            colormap: self.colormap,
+        }
+    }
+}
+
+/// The lung mask's colour (cyan: distinct from every heatmap colormap).
+pub const MASK_COLOR: [u8; 3] = [0, 210, 255];
+/// Lung mask: cyan contour at probability 0.5.
+pub const MASK_LAYER: LayerDefaults = LayerDefaults {
+    opacity: 0.8,
+    threshold: 0.5,
+    contour: true,
+    colormap: Colormap::Solid(MASK_COLOR),
+};
+/// Explanation heatmap: inferno, heat below 0.15 transparent.
+pub const HEATMAP_LAYER: LayerDefaults = LayerDefaults {
+    opacity: 0.45,
+    threshold: 0.15,
+    contour: false,
+    colormap: Colormap::Inferno,
+};
+/// Predicted gaze (saliency network): viridis.
+pub const SALIENCY_LAYER: LayerDefaults = LayerDefaults {
+    opacity: 0.5,
+    threshold: 0.1,
+    contour: false,
+    colormap: Colormap::Viridis,
+};

@@ -45,8 +45,6 @@ impl Default for AnalysisPanel {
 
 pub const HEATMAP_COLORMAPS: [Colormap; 3] =
     [Colormap::Inferno, Colormap::Viridis, Colormap::Turbo];
-/// Mask colour: a cyan that stays visible over both bright bone and dark lung.
-pub const MASK_COLOR: [u8; 3] = [0, 210, 255];
 
 /// The panel. `view` is the open image's analysis, if any.
 pub fn analysis_ui(

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::analysis::{AnalysisPanel, MASK_COLOR, ModelsStatus, analysis_ui};
+use super::analysis::{AnalysisPanel, ModelsStatus, analysis_ui};
 use super::browser::browser_ui;
 use super::command::{Command, Tool};
 use super::gaze_panel::{GazePanel, gaze_ui};

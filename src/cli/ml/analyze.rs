@@ -1,10 +1,13 @@
-//! `cxrlens analyze`: one image through the models, printed.
+//! `cxrlens analyze`: one image through the models, printed; with `--out`, every image of the paths
+//! given, written to a folder (`batch`).
 
 use super::*;
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    pub file: PathBuf,
+    /// An image file; with --out also folders and DICOMDIRs, any number.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
     /// gradcam, gradcam++, guided-backprop, deconvnet, guided-gradcam, smoothgrad, lung-cam
     #[arg(long, default_value = "gradcam")]
     pub method: String,
@@ -14,6 +17,30 @@ pub struct AnalyzeArgs {
     /// Print the results the out-of-distribution gate hides (they are still marked).
     #[arg(long)]
     pub show_hidden: bool,
+    /// Write each image's results into DIR (JSON, lung mask PNG, 16-bit heatmap PNG) and a
+    /// summary.csv; images already done there are skipped.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// With --out: also the image with its overlays as PNG (corner text, legend, research mark).
+    #[arg(long, requires = "out")]
+    pub overlay: bool,
+    /// With --out: also a DICOM Secondary Capture of it, in the source's study.
+    #[arg(long, requires = "out")]
+    pub sc: bool,
+    /// With --out: also an HTML report per image.
+    #[arg(long, requires = "out")]
+    pub report: bool,
+    /// Put the patient's identifiers in the reports.
+    #[arg(long, requires = "report")]
+    pub identifiers: bool,
+}
+
+pub fn parse_target(text: &str) -> Result<ExplainTarget, String> {
+    match text {
+        "classifier" => Ok(ExplainTarget::Classifier),
+        "lung" => Ok(ExplainTarget::LungHead),
+        other => Err(format!("unknown target {other:?} (classifier or lung)")),
+    }
 }
 
 /// What `cxrlens analyze` prints, and whether the gate flagged the image (exit status 3).
@@ -23,13 +50,18 @@ pub struct AnalyzeOutcome {
 }
 
 pub fn run_analyze(args: &AnalyzeArgs, backend: Option<&str>) -> Result<AnalyzeOutcome, String> {
-    let method = parse_method(&args.method)?;
-    let target = match args.target.as_str() {
-        "classifier" => ExplainTarget::Classifier,
-        "lung" => ExplainTarget::LungHead,
-        other => return Err(format!("unknown target {other:?} (classifier or lung)")),
+    if let Some(out) = &args.out {
+        return Ok(AnalyzeOutcome {
+            text: super::batch::run_batch(args, out, backend)?,
+            flagged: false,
+        });
+    }
+    let [file] = args.paths.as_slice() else {
+        return Err("several paths need --out DIR (the batch run writes its results there)".into());
     };
-    let loaded = crate::io::load_image(&args.file).map_err(|e| e.to_string())?;
+    let method = parse_method(&args.method)?;
+    let target = parse_target(&args.target)?;
+    let loaded = crate::io::load_image(file).map_err(|e| e.to_string())?;
     let compute = compute_device(backend)?;
     let (bundles, mut problems) = discover();
     let (models, load_problems) = Models::load(&bundles, &compute.device);

@@ -1,6 +1,7 @@
 //! Starting an analysis, and showing analysis and gaze results as viewer layers.
 
 use super::*;
+use crate::render::{HEATMAP_LAYER, LayerDefaults, MASK_LAYER, SALIENCY_LAYER};
 
 impl CxrApp {
     pub(super) fn start_analysis(&mut self) {
@@ -26,21 +27,11 @@ impl CxrApp {
         // A new layer keeps the user's opacity, threshold and colormap from the previous analysis.
         let layer = |old: Option<&LayerState>,
                      map: crate::imaging::ScalarImage,
-                     (opacity, threshold, contour): (f32, f32, bool),
-                     colormap: Colormap,
+                     defaults: LayerDefaults,
                      label: String| {
-            let (params, colormap) = old.map_or(
-                (
-                    OverlayParams {
-                        visible: true,
-                        opacity,
-                        threshold,
-                        contour,
-                    },
-                    colormap,
-                ),
-                |l| (l.params, l.colormap),
-            );
+            let (params, colormap) = old.map_or((defaults.params(), defaults.colormap), |l| {
+                (l.params, l.colormap)
+            });
             LayerState {
                 handle: ImageHandle::new(Arc::new(map)),
                 params,
@@ -69,8 +60,7 @@ impl CxrApp {
             layer(
                 old.as_ref().and_then(|o| o.mask.as_ref()),
                 m,
-                (0.8, 0.5, true),
-                Colormap::Solid(MASK_COLOR),
+                MASK_LAYER,
                 format!("Lung mask ({lung_title})"),
             )
         });
@@ -78,8 +68,7 @@ impl CxrApp {
             layer(
                 old.as_ref().and_then(|o| o.heatmap.as_ref()),
                 h,
-                (0.45, 0.15, false),
-                Colormap::Inferno,
+                HEATMAP_LAYER,
                 result.method.label().to_string(),
             )
         });
@@ -87,8 +76,7 @@ impl CxrApp {
             layer(
                 old.as_ref().and_then(|o| o.saliency.as_ref()),
                 m,
-                (0.5, 0.1, false),
-                Colormap::Viridis,
+                SALIENCY_LAYER,
                 format!("Predicted gaze ({title})"),
             )
         });
