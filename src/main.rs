@@ -22,7 +22,9 @@ fn main() -> ExitCode {
                 // Exit status 3: analysed, but outside the models' training data (results hidden).
                 Ok(outcome) => {
                     print!("{}", outcome.text);
-                    return if outcome.flagged {
+                    return if outcome.interrupted {
+                        ExitCode::from(130)
+                    } else if outcome.flagged {
                         ExitCode::from(3)
                     } else {
                         ExitCode::SUCCESS

@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
-use super::corners::CornerText;
+use super::corners::{CornerText, ViewFacts, corner_text};
 use super::figure::{Figure, Legend, render_figure};
 use super::report::{GazeSection, Report, render_html};
 use super::sc::{ScDescription, secondary_capture};
 use super::summary::AnalysisSummary;
-use crate::io::FileKind;
+use crate::imaging::ScalarImage;
+use crate::io::{FileKind, LoadedImage};
 use crate::render::cpu::View;
-use crate::render::{ImageHandle, RenderSettings};
+use crate::render::{HEATMAP_LAYER, ImageHandle, MASK_LAYER, RenderSettings};
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportKind {
@@ -119,6 +121,104 @@ pub fn run(job: &ExportJob) -> Result<PathBuf, String> {
         }
     }
     Ok(job.out.clone())
+}
+
+/// The export of one analysed image at image resolution, with the file's first window and the
+/// layers the gate lets through, drawn with the viewer's defaults.
+pub fn image_export(
+    loaded: &LoadedImage,
+    path: &Path,
+    mask: Option<ScalarImage>,
+    heat: Option<ScalarImage>,
+    summary: &AnalysisSummary,
+) -> ExportJob {
+    let presets = loaded.presets();
+    let display = crate::imaging::DisplayParams {
+        voi: presets
+            .first()
+            .map(|p| p.voi)
+            .unwrap_or(crate::imaging::voi::VoiMode::Window(
+                crate::imaging::Window::from_range(loaded.stats.min, loaded.stats.max),
+            )),
+        photometric_inverted: loaded.info.photometric_inverted,
+        user_inverted: false,
+    };
+    let handle = ImageHandle::with_color(loaded.image.clone(), loaded.color.clone());
+    let explanation = summary.explanation.as_ref();
+    let mut overlays = Vec::new();
+    if mask.is_some() {
+        overlays.push(format!(
+            "lung mask ({})",
+            summary
+                .models
+                .iter()
+                .find(|m| m.kind == "lung")
+                .map(|m| format!("{} {}", m.name, m.version))
+                .unwrap_or_default()
+        ));
+    }
+    let legend = match (&heat, explanation) {
+        (Some(_), Some(e)) => {
+            overlays.push(format!("{} of {} for {}", e.method, e.model, e.class));
+            Some(Legend {
+                colormap: HEATMAP_LAYER.colormap,
+                title: e.method.clone(),
+            })
+        }
+        _ => None,
+    };
+    let settings = RenderSettings {
+        display,
+        luts: Arc::new(loaded.info.voi_luts.clone()),
+        overlays: [
+            mask.map(|m| MASK_LAYER.layer(Arc::new(m))),
+            heat.map(|h| HEATMAP_LAYER.layer(Arc::new(h))),
+        ],
+        bilinear: true,
+    };
+    let mut corners = corner_text(
+        &loaded.info,
+        &ViewFacts {
+            width: loaded.image.width,
+            height: loaded.image.height,
+            display: &settings.display,
+            preset: presets.first().map(|p| p.name.as_str()),
+            zoom: None,
+        },
+    );
+    corners.top_right.extend(overlays.iter().cloned());
+    if let Some(title) = &summary.ood.verdict_title {
+        corners.bottom_right.push(title.clone());
+        let withheld: Vec<&str> = summary
+            .predictions
+            .iter()
+            .filter(|p| !p.shown)
+            .map(|p| p.model.as_str())
+            .collect();
+        if !withheld.is_empty() {
+            corners
+                .bottom_right
+                .push(format!("withheld: {}", withheld.join(", ")));
+        }
+    }
+    ExportJob {
+        kind: ExportKind::Png,
+        out: PathBuf::new(),
+        handle,
+        settings,
+        view: None,
+        corners,
+        legend,
+        source: Some(path.to_path_buf()),
+        overlays: if overlays.is_empty() {
+            "no overlay (results withheld or none)".into()
+        } else {
+            overlays.join(" + ")
+        },
+        summary: Some(summary.clone()),
+        gaze: None,
+        identifiers: false,
+    }
 }
 
 /// The source's DICOM header (`None` for PNG/JPEG sources).

@@ -47,13 +47,17 @@ pub fn parse_target(text: &str) -> Result<ExplainTarget, String> {
 pub struct AnalyzeOutcome {
     pub text: String,
     pub flagged: bool,
+    /// A batch run stopped by Ctrl-C (exit status 130; `summary.csv` is written).
+    pub interrupted: bool,
 }
 
 pub fn run_analyze(args: &AnalyzeArgs, backend: Option<&str>) -> Result<AnalyzeOutcome, String> {
     if let Some(out) = &args.out {
+        let (text, interrupted) = super::batch::run_batch(args, out, backend)?;
         return Ok(AnalyzeOutcome {
-            text: super::batch::run_batch(args, out, backend)?,
+            text,
             flagged: false,
+            interrupted,
         });
     }
     let [file] = args.paths.as_slice() else {
@@ -182,5 +186,6 @@ pub fn run_analyze(args: &AnalyzeArgs, backend: Option<&str>) -> Result<AnalyzeO
     Ok(AnalyzeOutcome {
         text: out,
         flagged: ood.message().is_some(),
+        interrupted: false,
     })
 }

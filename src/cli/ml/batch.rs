@@ -14,12 +14,8 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::export::corners::{ViewFacts, corner_text};
-use crate::export::figure::Legend;
-use crate::export::job::{ExportJob, ExportKind};
+use crate::export::job::ExportKind;
 use crate::export::summary::{AnalysisSummary, summarize};
-use crate::io::LoadedImage;
-use crate::render::{HEATMAP_LAYER, ImageHandle, MASK_LAYER, RenderSettings};
 
 /// One image's JSON: the summary, the files written beside it and the time of each stage.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,8 +113,12 @@ pub fn output_key(path: &Path) -> String {
     format!("{stem}-{hash:08x}")
 }
 
-/// Runs the batch; returns what is printed at the end.
-pub fn run_batch(args: &AnalyzeArgs, out: &Path, backend: Option<&str>) -> Result<String, String> {
+/// Runs the batch; returns what is printed at the end and whether Ctrl-C stopped it.
+pub fn run_batch(
+    args: &AnalyzeArgs,
+    out: &Path,
+    backend: Option<&str>,
+) -> Result<(String, bool), String> {
     let method = parse_method(&args.method)?;
     let target = parse_target(&args.target)?;
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
@@ -181,7 +181,8 @@ pub fn run_batch(args: &AnalyzeArgs, out: &Path, backend: Option<&str>) -> Resul
                     record: Some(record),
                 }
             }
-            Err(e) if cancel.load(Ordering::SeqCst) && e.contains("cancelled") => break,
+            // Stopped mid-image: nothing of it is recorded, the next run does it again.
+            Err(_) if cancel.load(Ordering::SeqCst) => break,
             Err(e) => {
                 failed += 1;
                 Row {
@@ -220,7 +221,7 @@ pub fn run_batch(args: &AnalyzeArgs, out: &Path, backend: Option<&str>) -> Resul
     for p in problems {
         text += &format!("note: {p}\n");
     }
-    Ok(text)
+    Ok((text, cancel.load(Ordering::SeqCst)))
 }
 
 fn read_record(json: &Path) -> Option<ImageRecord> {
@@ -290,7 +291,7 @@ fn analyse_one(
     .filter_map(|(on, k)| on.then_some(k))
     .collect();
     if !exports.is_empty() {
-        let mut job = export_job(&loaded, path, mask, heat, &summary);
+        let mut job = crate::export::job::image_export(&loaded, path, mask, heat, &summary);
         for kind in exports {
             let (role, suffix) = match kind {
                 ExportKind::Png => ("overlay", "overlay.png"),
@@ -314,104 +315,6 @@ fn analyse_one(
     let json = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
     crate::export::write_file(&out.join(format!("{key}.json")), &json)?;
     Ok(record)
-}
-
-/// The export of one analysed image at image resolution, with the file's first window and the
-/// layers the gate lets through, drawn with the viewer's defaults.
-pub fn export_job(
-    loaded: &LoadedImage,
-    path: &Path,
-    mask: Option<crate::imaging::ScalarImage>,
-    heat: Option<crate::imaging::ScalarImage>,
-    summary: &AnalysisSummary,
-) -> ExportJob {
-    let presets = loaded.presets();
-    let display = crate::imaging::DisplayParams {
-        voi: presets
-            .first()
-            .map(|p| p.voi)
-            .unwrap_or(crate::imaging::voi::VoiMode::Window(
-                crate::imaging::Window::from_range(loaded.stats.min, loaded.stats.max),
-            )),
-        photometric_inverted: loaded.info.photometric_inverted,
-        user_inverted: false,
-    };
-    let handle = ImageHandle::with_color(loaded.image.clone(), loaded.color.clone());
-    let explanation = summary.explanation.as_ref();
-    let mut overlays = Vec::new();
-    if mask.is_some() {
-        overlays.push(format!(
-            "lung mask ({})",
-            summary
-                .models
-                .iter()
-                .find(|m| m.kind == "lung")
-                .map(|m| format!("{} {}", m.name, m.version))
-                .unwrap_or_default()
-        ));
-    }
-    let legend = match (&heat, explanation) {
-        (Some(_), Some(e)) => {
-            overlays.push(format!("{} of {} for {}", e.method, e.model, e.class));
-            Some(Legend {
-                colormap: HEATMAP_LAYER.colormap,
-                title: e.method.clone(),
-            })
-        }
-        _ => None,
-    };
-    let settings = RenderSettings {
-        display,
-        luts: Arc::new(loaded.info.voi_luts.clone()),
-        overlays: [
-            mask.map(|m| MASK_LAYER.layer(Arc::new(m))),
-            heat.map(|h| HEATMAP_LAYER.layer(Arc::new(h))),
-        ],
-        bilinear: true,
-    };
-    let mut corners = corner_text(
-        &loaded.info,
-        &ViewFacts {
-            width: loaded.image.width,
-            height: loaded.image.height,
-            display: &settings.display,
-            preset: presets.first().map(|p| p.name.as_str()),
-            zoom: None,
-        },
-    );
-    corners.top_right.extend(overlays.iter().cloned());
-    if let Some(title) = &summary.ood.verdict_title {
-        corners.bottom_right.push(title.clone());
-        let withheld: Vec<&str> = summary
-            .predictions
-            .iter()
-            .filter(|p| !p.shown)
-            .map(|p| p.model.as_str())
-            .collect();
-        if !withheld.is_empty() {
-            corners
-                .bottom_right
-                .push(format!("withheld: {}", withheld.join(", ")));
-        }
-    }
-    ExportJob {
-        kind: ExportKind::Png,
-        out: PathBuf::new(),
-        handle,
-        settings,
-        view: None,
-        corners,
-        legend,
-        source: Some(path.to_path_buf()),
-        overlays: if overlays.is_empty() {
-            "no overlay (results withheld or none)".into()
-        } else {
-            overlays.join(" + ")
-        },
-        summary: Some(summary.clone()),
-        gaze: None,
-        identifiers: false,
-    }
 }
 
 /// `summary.csv`: one row per image (errors included), a column per class probability.
