@@ -2,10 +2,11 @@
 # Installs the system packages cxrlens needs on Debian/Ubuntu, only those missing (no-op when all are
 # present). Build: cmake and a C++ compiler (CharLS, the JPEG-LS codec). Run and test: a Vulkan loader
 # and Mesa's software Vulkan (lavapipe) so wgpu has an adapter on machines without a GPU, and the
-# X11/EGL libraries winit and glow load at run time. Xvfb and xauth for headless screenshots.
+# X11/EGL libraries winit and glow load at run time. Xvfb and xauth for headless screenshots. DCMTK
+# (tests read exported Secondary Captures with dcmdump and dcm2pnm).
 set -euo pipefail
 packages=(cmake nasm g++ pkg-config libvulkan1 mesa-vulkan-drivers libegl1 libgl1-mesa-dri
-  libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2 xvfb xauth)
+  libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2 xvfb xauth dcmtk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

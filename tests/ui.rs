@@ -427,6 +427,54 @@ fn compare_view_with_simulated_gaze_shows_panes_metrics_and_exports_csv() {
         "{text}"
     );
     assert!(text.contains(",KL,") && text.contains(",EHR-AUC,"));
+
+    // File ▸ Export without the dialogs: the report (identifiers asked for) and the view as PNG.
+    use cxrlens::export::job::{ExportChoice, ExportKind};
+    let report = dir.path().join("report.html");
+    let view_png = dir.path().join("view.png");
+    h.state_mut()
+        .push_command(Command::SetReportIdentifiers(true));
+    h.state_mut().push_command(Command::ExportTo(
+        ExportChoice {
+            kind: ExportKind::Report,
+            screen: false,
+        },
+        report.clone(),
+    ));
+    step_until(&mut h, "the report", |_| report.is_file());
+    // The report's notice changes the layout: take the panel once it has settled.
+    h.run_steps(4);
+    let panel = h.state().viewer().unwrap().last_panel.unwrap();
+    h.state_mut().push_command(Command::ExportTo(
+        ExportChoice {
+            kind: ExportKind::Png,
+            screen: true,
+        },
+        view_png.clone(),
+    ));
+    step_until(&mut h, "the view PNG", |_| view_png.is_file());
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("SIMULATED reading"), "gaze section missing");
+    assert!(html.contains("EHR-AUC") && html.contains("Research use"));
+    // The identifiers the user asked for: the RSNA file's Patient ID, read with another reader.
+    let patient_id = std::process::Command::new("dcmdump")
+        .args(["+P", "0010,0020"])
+        .arg(dicom(common::RSNA))
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&patient_id.stdout).into_owned();
+    let id = &line[line.find('[').unwrap() + 1..line.find(']').unwrap()];
+    assert!(html.contains(id), "patient ID {id} not in the report");
+    // The view PNG is the compare view's panel at screen resolution (not the image's size).
+    let png = image::open(&view_png).unwrap();
+    let ppp = h.ctx.pixels_per_point();
+    assert_eq!(
+        (png.width(), png.height()),
+        (
+            (panel.size.x * ppp).round() as u32,
+            (panel.size.y * ppp).round() as u32
+        )
+    );
 }
 
 #[test]

@@ -46,6 +46,14 @@ impl ExportKind {
     }
 }
 
+/// What the user asked to export from the viewer: the kind, and for pictures whether the view as
+/// on screen (`screen`) or the whole image at image resolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportChoice {
+    pub kind: ExportKind,
+    pub screen: bool,
+}
+
 /// Everything one export needs; cheap to clone (images are shared).
 #[derive(Clone, Debug)]
 pub struct ExportJob {

@@ -29,9 +29,9 @@ impl Canvas<'_> {
         }
         let i = 4 * (y as usize * self.width as usize + x as usize);
         let a = alpha.min(1.0);
-        for k in 0..3 {
-            let base = self.rgba[i + k] as f32;
-            self.rgba[i + k] = (base + (color[k] as f32 - base) * a).round() as u8;
+        for (channel, &c) in self.rgba[i..i + 3].iter_mut().zip(color.iter()) {
+            let base = *channel as f32;
+            *channel = (base + (c as f32 - base) * a).round() as u8;
         }
         self.rgba[i + 3] = 255;
     }

@@ -36,6 +36,16 @@ pub struct Models {
 }
 
 impl Models {
+    /// The loaded bundles: lung, classifier, saliency (those present).
+    pub fn infos(&self) -> Vec<&BundleInfo> {
+        self.lung
+            .iter()
+            .map(|(_, i)| i)
+            .chain(self.classifier.iter().map(|(_, i)| i))
+            .chain(self.saliency.iter().map(|(_, i)| i))
+            .collect()
+    }
+
     /// Load the first lung and classifier bundles among `bundles` (others are skipped) onto `device`.
     pub fn load(bundles: &[BundleInfo], device: &Device) -> (Self, Vec<String>) {
         let mut models = Self {

@@ -36,6 +36,7 @@ pub const SAMPLE_DICOM: &[u8] = include_bytes!("../../assets/sample_chest.dcm");
 // frame loop (`eframe::App`) stay here.
 mod commands;
 mod events;
+mod export;
 mod menus;
 mod results;
 mod trainer_glue;
@@ -101,6 +102,8 @@ pub struct CxrApp {
     /// When the open image was requested: open-to-first-pixel is logged at its first frame.
     open_started: Option<std::time::Instant>,
     recent: Vec<PathBuf>,
+    /// File ▸ Export ▸ "Patient identifiers in reports" (off by default).
+    report_identifiers: bool,
     tool: Tool,
     tag_browser: TagBrowser,
     show_tags: bool,
@@ -166,6 +169,7 @@ impl CxrApp {
             frame_pending: options.frame_on_open,
             open_started: None,
             recent,
+            report_identifiers: false,
             tool: Tool::default(),
             tag_browser: TagBrowser::default(),
             show_tags: false,
@@ -378,6 +382,13 @@ impl CxrApp {
             (WriteKind::Settings(_), Err(e)) => self
                 .notices
                 .error(format!("Could not save the setting: {e}")),
+            (WriteKind::Export(kind, path), Ok(())) => {
+                self.notices
+                    .info(format!("{} exported to {}", kind.label(), path.display()))
+            }
+            (WriteKind::Export(kind, _), Err(e)) => self
+                .notices
+                .error(format!("{} export failed: {e}", kind.label())),
         }
     }
 

@@ -97,6 +97,12 @@ pub enum Command {
     SetRegion(RegionChoice),
     /// Write the metrics table as CSV.
     ExportMetrics(PathBuf),
+    /// Ask where to save an export (File ▸ Export), then write it.
+    Export(crate::export::job::ExportChoice),
+    /// Write an export to this path (no dialog).
+    ExportTo(crate::export::job::ExportChoice, PathBuf),
+    /// Include patient identifiers in reports (File ▸ Export ▸ checkbox).
+    SetReportIdentifiers(bool),
     /// Use this model bundle for its kind (reloads the models on the inference worker).
     SelectModel(PathBuf),
     /// Show the viewer or the trainer.

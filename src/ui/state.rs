@@ -48,6 +48,8 @@ pub struct AnalysisView {
     pub withheld: Withheld,
     /// The user asked to see the withheld results.
     pub revealed: bool,
+    /// The analysis as plain data, for reports.
+    pub summary: crate::export::summary::AnalysisSummary,
 }
 
 /// Layers withheld by the out-of-distribution gate.

@@ -170,7 +170,18 @@ fn run(
             Err(MlError::Cancelled) => {}
             other => send(WorkerEvent::Analyzed {
                 generation,
-                result: Box::new(other.map_err(|e| e.to_string())),
+                result: Box::new(other.map_err(|e| e.to_string()).map(|r| {
+                    let size = (request.image.width, request.image.height);
+                    let summary = crate::export::summary::summarize(
+                        &r,
+                        &models.infos(),
+                        "",
+                        0,
+                        size,
+                        &compute.description,
+                    );
+                    (r, summary)
+                })),
             }),
         }
     }

@@ -40,6 +40,8 @@ pub enum WriteKind {
     Metrics(PathBuf),
     /// The compute backend setting saved.
     Settings(crate::ml::device::BackendChoice),
+    /// An export (PNG, Secondary Capture, report) written.
+    Export(crate::export::job::ExportKind, PathBuf),
 }
 
 /// Something a worker finished.
@@ -65,6 +67,11 @@ pub enum WorkerEvent {
         picked: Option<PathBuf>,
         detail: Option<String>,
     },
+    /// The export dialog closed: where to write `export` (nothing when cancelled).
+    SaveChosen {
+        picked: Option<PathBuf>,
+        export: crate::export::job::ExportChoice,
+    },
     /// A file write ended (`Workers::write`).
     Written {
         kind: WriteKind,
@@ -84,9 +91,11 @@ pub enum WorkerEvent {
         fraction: f32,
         step: String,
     },
+    /// An analysis ended: its result and its summary (for reports; source name and frame are
+    /// filled in by the viewer).
     Analyzed {
         generation: u64,
-        result: Box<Result<AnalysisResult, String>>,
+        result: Box<Result<(AnalysisResult, crate::export::summary::AnalysisSummary), String>>,
     },
     /// A gaze file was read (or a simulated reading made) for image `image_id`.
     GazeImported {
@@ -448,6 +457,38 @@ impl Workers {
             Some(WorkerEvent::DialogClosed {
                 picked,
                 detail: None,
+            })
+        })
+    }
+
+    /// Asks where to save an export (system dialog on its own thread).
+    pub fn save_dialog(
+        &mut self,
+        suggested: String,
+        export: crate::export::job::ExportChoice,
+    ) -> Result<(), String> {
+        if self.dialog_open {
+            return Ok(());
+        }
+        self.dialog_open = true;
+        self.spawn("cxrlens-file-dialog", Slot::Dialog, 0, move || {
+            let ext = export.kind.extension();
+            let picked = rfd::FileDialog::new()
+                .set_title(format!("Export {}", export.kind.label()))
+                .set_file_name(suggested)
+                .add_filter(export.kind.label(), &[ext])
+                .save_file();
+            Some(WorkerEvent::SaveChosen { picked, export })
+        })
+    }
+
+    /// Runs an export on the `cxrlens-export` thread; `WorkerEvent::Written` reports it.
+    pub fn export(&mut self, job: crate::export::job::ExportJob) -> Result<(), String> {
+        let kind = WriteKind::Export(job.kind, job.out.clone());
+        self.spawn("cxrlens-export", Slot::Write, 0, move || {
+            Some(WorkerEvent::Written {
+                kind,
+                result: crate::export::job::run(&job).map(|_| ()),
             })
         })
     }

@@ -142,13 +142,7 @@ pub fn run_batch(
     if models.lung.is_none() && models.classifier.is_none() {
         return Err(format!("no model could be loaded: {}", problems.join("; ")));
     }
-    let infos: Vec<&crate::ml::bundle::BundleInfo> = models
-        .lung
-        .iter()
-        .map(|(_, i)| i)
-        .chain(models.classifier.iter().map(|(_, i)| i))
-        .chain(models.saliency.iter().map(|(_, i)| i))
-        .collect();
+    let infos = models.infos();
     let progress = Progress::new(images.len() as u64);
     let started = Instant::now();
     let (mut done, mut skipped, mut failed) = (0usize, 0usize, 0usize);

@@ -165,6 +165,31 @@ impl CxrApp {
                 }
                 self.schedule_gaze_compare();
             }
+            Command::Export(choice) => {
+                if self.viewer.is_none() {
+                    self.notices.error("no image is open");
+                } else if choice.kind == crate::export::job::ExportKind::Report
+                    && self.viewer.as_ref().is_some_and(|v| v.analysis.is_none())
+                {
+                    self.notices
+                        .error("no analysis to report: run Analyze first");
+                } else if let Err(e) = self.workers.save_dialog(self.export_name(choice), choice) {
+                    self.notices.error(e);
+                }
+            }
+            Command::ExportTo(choice, path) => {
+                match self.export_job(choice, path, pixels_per_point) {
+                    Ok(job) => {
+                        if let Err(e) = self.workers.export(job) {
+                            self.notices.error(e);
+                        }
+                    }
+                    Err(e) => self
+                        .notices
+                        .error(format!("{} export failed: {e}", choice.kind.label())),
+                }
+            }
+            Command::SetReportIdentifiers(on) => self.report_identifiers = on,
             Command::ExportMetrics(path) => {
                 let rows = self
                     .viewer

@@ -40,7 +40,7 @@ impl CxrApp {
                 }
                 self.analysis.running = None;
                 match *result {
-                    Ok(r) => self.show_analysis_result(r),
+                    Ok((r, summary)) => self.show_analysis_result(r, summary),
                     Err(e) => self.notices.error(format!("analysis failed: {e}")),
                 }
                 self.analysis_image = None;
@@ -179,6 +179,12 @@ impl CxrApp {
                     None => self
                         .notices
                         .error("no DICOM, PNG or JPEG images found in the folder"),
+                }
+            }
+            WorkerEvent::SaveChosen { picked, export } => {
+                self.workers.dialog_closed();
+                if let Some(p) = picked {
+                    self.commands.push(Command::ExportTo(export, p));
                 }
             }
             WorkerEvent::DialogClosed { picked, detail } => {

@@ -26,6 +26,58 @@ impl CxrApp {
         }
     }
 
+    fn export_menu(&mut self, ui: &mut egui::Ui) {
+        use crate::export::job::{ExportChoice, ExportKind};
+        let analysed = self.viewer.as_ref().is_some_and(|v| v.analysis.is_some());
+        for (label, kind, screen, hover) in [
+            (
+                "View as PNG (as on screen)…",
+                ExportKind::Png,
+                true,
+                "The view at screen resolution: zoom, pan, window and the visible overlays,                  corner text, legend, research-use mark",
+            ),
+            (
+                "Image as PNG (image resolution)…",
+                ExportKind::Png,
+                false,
+                "The whole image with the visible overlays, corner text, legend and research-use                  mark (small images enlarged to at least 640 pixels)",
+            ),
+            (
+                "DICOM Secondary Capture…",
+                ExportKind::SecondaryCapture,
+                false,
+                "The image with the overlays burned in, as a new series in the source's study",
+            ),
+        ] {
+            if ui.button(label).on_hover_text(hover).clicked() {
+                self.commands
+                    .push(Command::Export(ExportChoice { kind, screen }));
+            }
+        }
+        let report = ui.add_enabled(analysed, egui::Button::new("Report (HTML)…"));
+        if report
+            .on_hover_text(
+                "Image, probabilities, model cards, out-of-distribution verdict, gaze metrics",
+            )
+            .on_disabled_hover_text("Run Analyze first")
+            .clicked()
+        {
+            self.commands.push(Command::Export(ExportChoice {
+                kind: ExportKind::Report,
+                screen: false,
+            }));
+        }
+        let mut identifiers = self.report_identifiers;
+        if ui
+            .checkbox(&mut identifiers, "Patient identifiers in reports")
+            .changed()
+        {
+            self.commands
+                .push(Command::SetReportIdentifiers(identifiers));
+        }
+        ui.weak("Every export is marked: research use, not for diagnostic use.");
+    }
+
     pub(super) fn menu_ui(&mut self, ui: &mut egui::Ui) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
@@ -59,6 +111,9 @@ impl CxrApp {
                             self.commands.push(Command::Open(p.clone()));
                         }
                     }
+                });
+                ui.add_enabled_ui(self.viewer.is_some(), |ui| {
+                    ui.menu_button("Export", |ui| self.export_menu(ui));
                 });
                 ui.separator();
                 if ui.button("Quit").clicked() {

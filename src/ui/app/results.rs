@@ -18,11 +18,17 @@ impl CxrApp {
         }
     }
 
-    pub(super) fn show_analysis_result(&mut self, result: AnalysisResult) {
+    pub(super) fn show_analysis_result(
+        &mut self,
+        result: AnalysisResult,
+        mut summary: crate::export::summary::AnalysisSummary,
+    ) {
         let Some(v) = &mut self.viewer else { return };
         if self.analysis_image != Some(v.handle.id) {
             return;
         }
+        summary.source = v.loaded.display_name.clone();
+        summary.frame = v.loaded.frame;
         let old = v.analysis.take();
         // A new layer keeps the user's opacity, threshold and colormap from the previous analysis.
         let layer = |old: Option<&LayerState>,
@@ -108,6 +114,7 @@ impl CxrApp {
                 saliency: withheld_saliency,
             },
             revealed: false,
+            summary,
         };
         // A re-analysis of an image whose results the user already chose to see keeps them shown.
         if old.as_ref().is_some_and(|o| o.revealed) {
