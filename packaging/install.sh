@@ -13,8 +13,9 @@ install -Dm644 assets/sample_chest.dcm "$prefix/share/cxrlens/sample_chest.dcm"
 # Model bundles: found by the binary at <bin>/../share/cxrlens/models.
 for bundle in models/*/; do
     name=$(basename "$bundle")
-    for f in config.json weights.bpk card.json MODEL_CARD.md; do
-        [ -f "$bundle$f" ] && install -Dm644 "$bundle$f" "$prefix/share/cxrlens/models/$name/$f"
+    # Every file of the bundle (weights, config, card, the out-of-distribution gate's statistics).
+    for f in "$bundle"*; do
+        [[ -f $f && $f != *checkpoint* ]] && install -Dm644 "$f" "$prefix/share/cxrlens/models/$name/$(basename "$f")"
     done
 done
 echo "installed to $prefix (run: cxrlens $prefix/share/cxrlens/sample_chest.dcm)"

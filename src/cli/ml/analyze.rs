@@ -80,6 +80,10 @@ pub fn run_analyze(args: &AnalyzeArgs, backend: Option<&str>) -> Result<AnalyzeO
         "device:        {} ({})\n",
         compute.description, compute.reason
     );
+    for info in models.infos() {
+        let dir = std::fs::canonicalize(&info.dir).unwrap_or_else(|_| info.dir.clone());
+        out += &format!("model:         {} from {}\n", info.title(), dir.display());
+    }
     for g in ood.lung.iter().chain(ood.classifier.iter()) {
         out += &format!(
             "gate:          {}: Mahalanobis distance {:.1} (limit {:.1}) {}\n",
