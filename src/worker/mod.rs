@@ -3,7 +3,7 @@
 //! Each kind of job has a slot; starting a new job cancels the previous one in that slot (its result
 //! is dropped when it arrives). Results come back over one channel and wake the UI with a repaint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -67,10 +67,12 @@ pub enum WorkerEvent {
         picked: Option<PathBuf>,
         detail: Option<String>,
     },
-    /// The export dialog closed: where to write `export` (nothing when cancelled).
+    /// The export dialog closed: where to write `export` (nothing when cancelled). `fallback`: no
+    /// dialog could be shown and the path is in the default export folder.
     SaveChosen {
         picked: Option<PathBuf>,
         export: crate::export::job::ExportChoice,
+        fallback: bool,
     },
     /// A file write ended (`Workers::write`).
     Written {
@@ -472,13 +474,27 @@ impl Workers {
         }
         self.dialog_open = true;
         self.spawn("cxrlens-file-dialog", Slot::Dialog, 0, move || {
+            if !save_dialog_available() {
+                // No desktop portal and no zenity: rfd would return "cancelled" at once and the
+                // user would see nothing happen. Export to a known folder instead, and say so.
+                let picked = fallback_export_path(&suggested);
+                return Some(WorkerEvent::SaveChosen {
+                    fallback: picked.is_some(),
+                    picked,
+                    export,
+                });
+            }
             let ext = export.kind.extension();
             let picked = rfd::FileDialog::new()
                 .set_title(format!("Export {}", export.kind.label()))
                 .set_file_name(suggested)
                 .add_filter(export.kind.label(), &[ext])
                 .save_file();
-            Some(WorkerEvent::SaveChosen { picked, export })
+            Some(WorkerEvent::SaveChosen {
+                picked,
+                export,
+                fallback: false,
+            })
         })
     }
 
@@ -614,4 +630,37 @@ mod tests {
         assert!(!workers.start_pending_decode().unwrap());
         assert!(workers.drain().is_empty());
     }
+}
+
+/// Whether a save dialog can be shown: on Linux rfd needs a desktop portal on the session bus or
+/// `zenity`; elsewhere the system dialog always exists.
+fn save_dialog_available() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty());
+    let zenity = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("zenity").is_file()));
+    bus || zenity
+}
+
+/// `~/cxrlens-exports/NAME` (created), with `-2`, `-3`, … before the extension when taken.
+fn fallback_export_path(name: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("HOME")?).join("cxrlens-exports");
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = Path::new(name);
+    let stem = path.file_stem()?.to_string_lossy().into_owned();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (1..1000)
+        .map(|i| {
+            if i == 1 {
+                dir.join(name)
+            } else {
+                dir.join(format!("{stem}-{i}{ext}"))
+            }
+        })
+        .find(|p| !p.exists())
 }

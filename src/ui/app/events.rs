@@ -181,8 +181,19 @@ impl CxrApp {
                         .error("no DICOM, PNG or JPEG images found in the folder"),
                 }
             }
-            WorkerEvent::SaveChosen { picked, export } => {
+            WorkerEvent::SaveChosen {
+                picked,
+                export,
+                fallback,
+            } => {
                 self.workers.dialog_closed();
+                if fallback && let Some(p) = &picked {
+                    self.notices.info(format!(
+                        "No file dialog is available (no desktop portal or zenity): the {} goes to {}",
+                        export.kind.label(),
+                        p.display()
+                    ));
+                }
                 if let Some(p) = picked {
                     self.commands.push(Command::ExportTo(export, p));
                 }
