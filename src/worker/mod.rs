@@ -532,6 +532,39 @@ impl Workers {
     }
 }
 
+/// Whether a save dialog can be shown: on Linux rfd needs a desktop portal on the session bus or
+/// `zenity`; elsewhere the system dialog always exists.
+fn save_dialog_available() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty());
+    let zenity = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("zenity").is_file()));
+    bus || zenity
+}
+
+/// `~/cxrlens-exports/NAME` (created), with `-2`, `-3`, … before the extension when taken.
+fn fallback_export_path(name: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("HOME")?).join("cxrlens-exports");
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = Path::new(name);
+    let stem = path.file_stem()?.to_string_lossy().into_owned();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (1..1000)
+        .map(|i| {
+            if i == 1 {
+                dir.join(name)
+            } else {
+                dir.join(format!("{stem}-{i}{ext}"))
+            }
+        })
+        .find(|p| !p.exists())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,37 +663,4 @@ mod tests {
         assert!(!workers.start_pending_decode().unwrap());
         assert!(workers.drain().is_empty());
     }
-}
-
-/// Whether a save dialog can be shown: on Linux rfd needs a desktop portal on the session bus or
-/// `zenity`; elsewhere the system dialog always exists.
-fn save_dialog_available() -> bool {
-    if !cfg!(target_os = "linux") {
-        return true;
-    }
-    let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty());
-    let zenity = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("zenity").is_file()));
-    bus || zenity
-}
-
-/// `~/cxrlens-exports/NAME` (created), with `-2`, `-3`, … before the extension when taken.
-fn fallback_export_path(name: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("HOME")?).join("cxrlens-exports");
-    std::fs::create_dir_all(&dir).ok()?;
-    let path = Path::new(name);
-    let stem = path.file_stem()?.to_string_lossy().into_owned();
-    let ext = path
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_default();
-    (1..1000)
-        .map(|i| {
-            if i == 1 {
-                dir.join(name)
-            } else {
-                dir.join(format!("{stem}-{i}{ext}"))
-            }
-        })
-        .find(|p| !p.exists())
 }
