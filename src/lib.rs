@@ -10,6 +10,7 @@ pub mod gaze;
 pub mod imaging;
 pub mod io;
 pub mod ml;
+pub mod pacs;
 pub mod render;
 pub mod rng;
 pub mod ui;

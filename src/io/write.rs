@@ -23,6 +23,16 @@ pub fn write_with(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    write_with_mode(path, None, write)
+}
+
+/// `write_with`, the file getting `mode` (e.g. 0o600 for a file holding passwords) instead of the
+/// replaced file's mode or rw-r--r--.
+pub fn write_with_mode(
+    path: &Path,
+    mode: Option<u32>,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -41,9 +51,11 @@ pub fn write_with(
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(0o644);
+        let mode = mode.unwrap_or_else(|| {
+            std::fs::metadata(path)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0o644)
+        });
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
@@ -52,6 +64,8 @@ pub fn write_with(
     // The rename is durable once the folder's entry is on disk (not possible on every platform).
     #[cfg(unix)]
     std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = mode;
     Ok(())
 }
 
