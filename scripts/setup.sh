@@ -3,10 +3,12 @@
 # present). Build: cmake and a C++ compiler (CharLS, the JPEG-LS codec). Run and test: a Vulkan loader
 # and Mesa's software Vulkan (lavapipe) so wgpu has an adapter on machines without a GPU, and the
 # X11/EGL libraries winit and glow load at run time. Xvfb and xauth for headless screenshots. DCMTK
-# (tests read exported Secondary Captures with dcmdump and dcm2pnm).
+# (tests read exported Secondary Captures with dcmdump and dcm2pnm); Orthanc with its DICOMweb plugin
+# (tests start one on 127.0.0.1 for the PACS round trip; the package's own service is not used).
 set -euo pipefail
 packages=(cmake nasm g++ pkg-config libvulkan1 mesa-vulkan-drivers libegl1 libgl1-mesa-dri
-  libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2 xvfb xauth dcmtk)
+  libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2 xvfb xauth dcmtk
+  orthanc orthanc-dicomweb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

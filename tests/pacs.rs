@@ -19,7 +19,11 @@ use cxrlens::pacs::{Server, StudyQuery, retrieve, search, store};
 const PLUGIN: &str = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// An Orthanc process, killed on drop.
@@ -66,10 +70,17 @@ impl Orthanc {
             .stderr(log)
             .spawn()
             .expect("Orthanc runs (scripts/setup.sh installs it)");
-        let orthanc = Self { child, port, _dir: dir };
+        let orthanc = Self {
+            child,
+            port,
+            _dir: dir,
+        };
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(60), "Orthanc did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "Orthanc did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         orthanc
@@ -132,8 +143,7 @@ fn store_search_retrieve_and_store_back_against_orthanc() {
 
     // An exported Secondary Capture goes back into the same study.
     let summary = cxrlens::export::summary::AnalysisSummary::default();
-    let mut job =
-        cxrlens::export::job::image_export(&original, &files()[0], None, None, &summary);
+    let mut job = cxrlens::export::job::image_export(&original, &files()[0], None, None, &summary);
     job.kind = cxrlens::export::job::ExportKind::SecondaryCapture;
     job.out = dest.path().join("sc.dcm");
     cxrlens::export::job::run(&job).unwrap();
@@ -148,7 +158,11 @@ fn store_search_retrieve_and_store_back_against_orthanc() {
     .unwrap();
     assert_eq!(again.len(), 1, "the SC opened a new study");
     assert_eq!(again[0].instances, Some(2));
-    assert!(again[0].modalities.contains("OT"), "{:?}", again[0].modalities);
+    assert!(
+        again[0].modalities.contains("OT"),
+        "{:?}",
+        again[0].modalities
+    );
 }
 
 #[test]
@@ -156,7 +170,10 @@ fn network_and_server_errors_are_explained() {
     let orthanc = Orthanc::start();
     let q = StudyQuery::default();
     let e = search(&orthanc.server("wrong"), &q).unwrap_err();
-    assert!(e.contains("refused the credentials") && e.contains("401"), "{e}");
+    assert!(
+        e.contains("refused the credentials") && e.contains("401"),
+        "{e}"
+    );
     let mut wrong_path = orthanc.server("s3cret");
     wrong_path.base_url = format!("http://127.0.0.1:{}/no-such-root", orthanc.port);
     let e = search(&wrong_path, &q).unwrap_err();
@@ -218,4 +235,99 @@ fn a_server_error_and_a_transfer_cut_short_are_reported() {
     .unwrap_err();
     assert!(e.contains("retrieve"), "{e}");
     assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
+}
+
+/// The PACS window in the real app (egui_kittest): search the Orthanc, retrieve a study into the
+/// viewer, send an exported Secondary Capture back.
+#[test]
+fn the_pacs_window_searches_retrieves_into_the_viewer_and_sends_back() {
+    use cxrlens::ui::Command;
+    use cxrlens::{AppOptions, CxrApp};
+    let orthanc = Orthanc::start();
+    let server = orthanc.server("s3cret");
+    store(&server, &files()[..2]).unwrap();
+    common::isolate_user_dirs();
+    let cache = tempfile::tempdir().unwrap();
+    // SAFETY: set before the app starts any thread that reads it; the retrieve folder goes here.
+    unsafe { std::env::set_var("XDG_CACHE_HOME", cache.path()) };
+    let mut h = egui_kittest::Harness::builder()
+        .with_size([1200.0, 800.0])
+        .build_eframe(move |cc| {
+            CxrApp::new(
+                cc,
+                AppOptions {
+                    backend: cxrlens::ml::device::BackendChoice::Flex,
+                    ..Default::default()
+                },
+            )
+        });
+    let step_until = |h: &mut egui_kittest::Harness<'_, CxrApp>,
+                      what: &str,
+                      done: &dyn Fn(&mut CxrApp) -> bool| {
+        let start = Instant::now();
+        while !done(h.state_mut()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "timed out waiting for {what}"
+            );
+            h.step();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        h.step();
+    };
+    h.state_mut().push_command(Command::TogglePacs);
+    {
+        let panel = h.state_mut().pacs_panel_mut();
+        panel.servers = vec![server.clone()];
+        panel.query.patient_id = "SAMPLE*".into();
+    }
+    h.run_steps(2);
+    h.state_mut().push_command(Command::PacsSearch);
+    step_until(&mut h, "the search", &|a| {
+        a.pacs_panel_mut().busy.is_none() && a.pacs_panel_mut().status.is_some()
+    });
+    let rows = h.state_mut().pacs_panel_mut().results.clone();
+    assert_eq!(rows.len(), 1, "{:?}", h.state_mut().pacs_panel_mut().status);
+    h.state_mut()
+        .push_command(Command::PacsRetrieve(rows[0].study_uid.clone()));
+    step_until(&mut h, "the retrieved study in the viewer", &|a| {
+        a.viewer().is_some()
+    });
+    let v = h.state_mut().viewer().unwrap().path.clone();
+    assert!(v.starts_with(cache.path()), "opened {}", v.display());
+    let original = cxrlens::io::load_image(&files()[0]).unwrap();
+    assert_eq!(
+        h.state_mut().viewer().unwrap().loaded.image.values,
+        original.image.values
+    );
+
+    // Export a Secondary Capture, then send it.
+    let out = cache.path().join("sc.dcm");
+    h.state_mut().push_command(Command::ExportTo(
+        cxrlens::export::job::ExportChoice {
+            kind: cxrlens::export::job::ExportKind::SecondaryCapture,
+            screen: false,
+        },
+        out.clone(),
+    ));
+    step_until(&mut h, "the SC export", &|a| {
+        a.pacs_panel_mut().last_sc.is_some()
+    });
+    h.state_mut().push_command(Command::PacsStore(out));
+    step_until(&mut h, "the store", &|a| {
+        a.pacs_panel_mut().busy.is_none()
+            && a.pacs_panel_mut()
+                .status
+                .as_deref()
+                .is_some_and(|s| s.contains("stored"))
+    });
+    let again = search(
+        &server,
+        &StudyQuery {
+            patient_id: "SAMPLE-0001".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(again[0].instances, Some(2));
 }

@@ -16,6 +16,30 @@ use dicom_web::{DicomWebClient, DicomWebError};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+/// What a PACS job on the `cxrlens-pacs` thread reports.
+#[derive(Clone, Debug)]
+pub enum PacsEvent {
+    Searched(Result<Vec<StudyRow>, String>),
+    /// Instances received so far.
+    Progress(usize),
+    /// The folder the study was written to and how many instances it holds.
+    Retrieved(Result<(PathBuf, usize), String>),
+    Stored(Result<usize, String>),
+}
+
+/// Where retrieved studies go: `$XDG_CACHE_HOME/cxrlens/pacs/<Study Instance UID>` (or
+/// `~/.cache/...`). Not the repository, not the models' folder; the user may delete it at any time.
+pub fn retrieve_dir(study_uid: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let safe: String = study_uid
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    (!safe.is_empty()).then(|| base.join("cxrlens/pacs").join(safe))
+}
+
 /// A configured DICOMweb server.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Server {
@@ -47,7 +71,8 @@ impl Server {
 
     fn client(&self) -> Result<DicomWebClient, String> {
         self.check()?;
-        let mut client = DicomWebClient::with_single_url(self.base_url.trim().trim_end_matches('/'));
+        let mut client =
+            DicomWebClient::with_single_url(self.base_url.trim().trim_end_matches('/'));
         if !self.username.is_empty() {
             client.set_basic_auth(&self.username, &self.password);
         }
@@ -93,7 +118,9 @@ fn explain(server: &Server, what: &str, e: DicomWebError) -> String {
             404 => format!(
                 "{what}: not found at {url} (HTTP 404); check the base URL (it usually ends in /dicom-web) or whether the study still exists"
             ),
-            code if code >= 500 => format!("{what}: the server at {url} failed (HTTP {status_code})"),
+            code if code >= 500 => {
+                format!("{what}: the server at {url} failed (HTTP {status_code})")
+            }
             _ => format!("{what}: {url} answered HTTP {status_code}"),
         },
         DicomWebError::RequestFailed { source, .. } => {
@@ -102,14 +129,20 @@ fn explain(server: &Server, what: &str, e: DicomWebError) -> String {
             } else if source.is_timeout() {
                 format!("{what}: {url} did not answer in time")
             } else {
-                format!("{what}: the connection to {url} failed ({})", root_cause(&source))
+                format!(
+                    "{what}: the connection to {url} failed ({})",
+                    root_cause(&source)
+                )
             }
         }
         DicomWebError::MultipartReaderFailed { source } => {
             format!("{what}: the transfer from {url} stopped or is malformed ({source})")
         }
         DicomWebError::DeserializationFailed { source } => {
-            format!("{what}: {url} sent an answer that is not DICOM JSON ({})", root_cause(&source))
+            format!(
+                "{what}: {url} sent an answer that is not DICOM JSON ({})",
+                root_cause(&source)
+            )
         }
         other => format!("{what}: {other} ({url})"),
     }
@@ -162,7 +195,10 @@ pub fn search(server: &Server, query: &StudyQuery) -> Result<Vec<StudyRow>, Stri
     }
     request = request
         .with_limit(if query.limit == 0 { 200 } else { query.limit })
-        .with_includefields(vec![tags::STUDY_DESCRIPTION, tags::NUMBER_OF_STUDY_RELATED_INSTANCES]);
+        .with_includefields(vec![
+            tags::STUDY_DESCRIPTION,
+            tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+        ]);
     let studies = runtime()?
         .block_on(request.run())
         .map_err(|e| explain(server, "search", e))?;
@@ -176,7 +212,9 @@ pub fn search(server: &Server, query: &StudyQuery) -> Result<Vec<StudyRow>, Stri
             description: text(s, tags::STUDY_DESCRIPTION),
             modalities: text(s, tags::MODALITIES_IN_STUDY),
             accession: text(s, tags::ACCESSION_NUMBER),
-            instances: text(s, tags::NUMBER_OF_STUDY_RELATED_INSTANCES).parse().ok(),
+            instances: text(s, tags::NUMBER_OF_STUDY_RELATED_INSTANCES)
+                .parse()
+                .ok(),
         })
         .collect())
 }
@@ -218,7 +256,10 @@ pub fn retrieve(
             let uid = text(&object, tags::SOP_INSTANCE_UID);
             // A UID is digits and dots; anything else would make a path.
             if uid.is_empty() || !uid.chars().all(|c| c.is_ascii_digit() || c == '.') {
-                return Err(format!("retrieve: {} sent an instance without a valid SOP Instance UID", server.base_url));
+                return Err(format!(
+                    "retrieve: {} sent an instance without a valid SOP Instance UID",
+                    server.base_url
+                ));
             }
             let path = dest.join(format!("{uid}.dcm"));
             crate::io::write::write_with(&path, |f| {
@@ -229,7 +270,10 @@ pub fn retrieve(
             progress(files.len());
         }
         if files.is_empty() {
-            return Err(format!("retrieve: {} sent no instance of study {study_uid}", server.base_url));
+            return Err(format!(
+                "retrieve: {} sent no instance of study {study_uid}",
+                server.base_url
+            ));
         }
         Ok(files)
     })
@@ -260,7 +304,11 @@ pub fn store(server: &Server, files: &[PathBuf]) -> Result<usize, String> {
     };
     let failed = count(tags::FAILED_SOP_SEQUENCE);
     if failed > 0 {
-        return Err(format!("store: {} refused {failed} of {} instances", server.base_url, files.len()));
+        return Err(format!(
+            "store: {} refused {failed} of {} instances",
+            server.base_url,
+            files.len()
+        ));
     }
     Ok(count(tags::REFERENCED_SOP_SEQUENCE))
 }

@@ -59,8 +59,16 @@ mod tests {
             ..Default::default()
         }];
         assert!(save(&path, &bad).unwrap_err().contains("http://"));
-        assert_eq!(load(&path).unwrap(), servers, "a refused list leaves the old one");
+        assert_eq!(
+            load(&path).unwrap(),
+            servers,
+            "a refused list leaves the old one"
+        );
         std::fs::write(&path, "{ not json").unwrap();
-        assert!(load(&path).unwrap_err().contains("not a cxrlens server list"));
+        assert!(
+            load(&path)
+                .unwrap_err()
+                .contains("not a cxrlens server list")
+        );
     }
 }

@@ -38,6 +38,7 @@ mod commands;
 mod events;
 mod export;
 mod menus;
+mod pacs;
 mod results;
 mod trainer_glue;
 
@@ -117,6 +118,7 @@ pub struct CxrApp {
     /// `--analyze`: analyse the first image once it and the models are ready.
     analyze_pending: bool,
     gaze_panel: GazePanel,
+    pacs_panel: super::pacs_panel::PacsPanel,
     gaze_pending: Option<Command>,
     tab: Tab,
     trainer: TrainerState,
@@ -181,6 +183,7 @@ impl CxrApp {
             analysis_image: None,
             analyze_pending: options.analyze_on_open,
             gaze_panel: GazePanel::default(),
+            pacs_panel: Default::default(),
             gaze_waits_for_analysis: options.analyze_on_open,
             tab: Tab::Viewer,
             trainer: TrainerState::default(),
@@ -207,6 +210,7 @@ impl CxrApp {
         if let Some(note) = options.renderer_note {
             app.notices.info(note);
         }
+        app.load_pacs_servers();
         for note in options.startup_notes {
             app.notices.error(note);
         }
@@ -224,6 +228,11 @@ impl CxrApp {
     /// Queues a command as a widget would (used by tests and the CLI).
     pub fn push_command(&mut self, command: Command) {
         self.commands.push(command);
+    }
+
+    /// The PACS window (tests configure a server through it).
+    pub fn pacs_panel_mut(&mut self) -> &mut super::pacs_panel::PacsPanel {
+        &mut self.pacs_panel
     }
 
     pub fn viewer(&self) -> Option<&ViewerState> {
@@ -384,7 +393,17 @@ impl CxrApp {
                 .error(format!("Could not save the setting: {e}")),
             (WriteKind::Export(kind, path), Ok(())) => {
                 self.notices
-                    .info(format!("{} exported to {}", kind.label(), path.display()))
+                    .info(format!("{} exported to {}", kind.label(), path.display()));
+                if kind == crate::export::job::ExportKind::SecondaryCapture {
+                    self.pacs_panel.last_sc = Some(path);
+                }
+            }
+            (WriteKind::PacsServers, Ok(())) => {
+                self.pacs_panel.dirty = false;
+                self.notices.info("PACS servers saved.");
+            }
+            (WriteKind::PacsServers, Err(e)) => {
+                self.notices.error(format!("PACS servers not saved: {e}"))
             }
             (WriteKind::Export(kind, _), Err(e)) => self
                 .notices
@@ -568,6 +587,10 @@ impl eframe::App for CxrApp {
                     ui.heading("DICOM attributes");
                     self.tag_browser.ui(ui, &v.loaded.tags);
                 });
+        }
+        if self.pacs_panel.open {
+            let ctx = ui.ctx().clone();
+            self.pacs_panel.ui(&ctx, &mut self.commands);
         }
         let path = self.draw_path();
         egui::CentralPanel::no_frame().show(ui, |ui| match &mut self.viewer {

@@ -101,6 +101,18 @@ pub enum Command {
     Export(crate::export::job::ExportChoice),
     /// Write an export to this path (no dialog).
     ExportTo(crate::export::job::ExportChoice, PathBuf),
+    /// Open or close the PACS window.
+    TogglePacs,
+    /// Save the PACS panel's server list.
+    PacsSaveServers,
+    /// Search the selected server with the panel's query.
+    PacsSearch,
+    /// Retrieve this study (Study Instance UID) and open it.
+    PacsRetrieve(String),
+    /// Send this file to the selected server (STOW-RS).
+    PacsStore(PathBuf),
+    /// Stop the running PACS job.
+    PacsCancel,
     /// Include patient identifiers in reports (File ▸ Export ▸ checkbox).
     SetReportIdentifiers(bool),
     /// Use this model bundle for its kind (reloads the models on the inference worker).

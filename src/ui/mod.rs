@@ -9,6 +9,7 @@ pub mod command;
 pub mod gaze_panel;
 pub mod notices;
 pub mod overlay_text;
+pub mod pacs_panel;
 pub mod state;
 pub mod tags_panel;
 pub mod trainer;

@@ -27,6 +27,8 @@ pub enum Slot {
     GazeCompare,
     DatasetScan,
     Dialog,
+    /// DICOMweb search, retrieve, store (one at a time).
+    Pacs,
     /// File writes (no job slot: each is independent and short).
     Write,
 }
@@ -40,6 +42,8 @@ pub enum WriteKind {
     Metrics(PathBuf),
     /// The compute backend setting saved.
     Settings(crate::ml::device::BackendChoice),
+    /// The PACS server list saved.
+    PacsServers,
     /// An export (PNG, Secondary Capture, report) written.
     Export(crate::export::job::ExportKind, PathBuf),
 }
@@ -73,6 +77,11 @@ pub enum WorkerEvent {
         picked: Option<PathBuf>,
         export: crate::export::job::ExportChoice,
         fallback: bool,
+    },
+    /// A PACS job reported (progress, or its end).
+    Pacs {
+        generation: u64,
+        event: crate::pacs::PacsEvent,
     },
     /// A file write ended (`Workers::write`).
     Written {
@@ -186,6 +195,7 @@ pub struct Workers {
     pub gaze_compare: JobSlot,
     pub dataset_scan: JobSlot,
     pub training: JobSlot,
+    pub pacs: JobSlot,
     dialog_open: bool,
     /// The newest decode asked for while one was running (started when that one ends).
     pending_decode: Option<(PathBuf, u32)>,
@@ -207,6 +217,7 @@ impl Workers {
             gaze_compare: JobSlot::default(),
             dataset_scan: JobSlot::default(),
             training: JobSlot::default(),
+            pacs: JobSlot::default(),
             dialog_open: false,
             pending_decode: None,
             inference: None,
@@ -498,6 +509,28 @@ impl Workers {
         })
     }
 
+    /// Runs a PACS job on `cxrlens-pacs`: `job(progress, cancel)` may report progress (sent at
+    /// once) and returns the final event. A new job cancels the previous one.
+    pub fn pacs(
+        &mut self,
+        job: impl FnOnce(&dyn Fn(usize), &AtomicBool) -> crate::pacs::PacsEvent + Send + 'static,
+    ) -> Result<(), String> {
+        let (generation, cancel) = self.pacs.start();
+        let tx = self.tx.clone();
+        let wake = self.wake.clone();
+        self.spawn("cxrlens-pacs", Slot::Pacs, generation, move || {
+            let progress = |n: usize| {
+                let _ = tx.send(WorkerEvent::Pacs {
+                    generation,
+                    event: crate::pacs::PacsEvent::Progress(n),
+                });
+                wake();
+            };
+            let event = job(&progress, &cancel);
+            Some(WorkerEvent::Pacs { generation, event })
+        })
+    }
+
     /// Runs an export on the `cxrlens-export` thread; `WorkerEvent::Written` reports it.
     pub fn export(&mut self, job: crate::export::job::ExportJob) -> Result<(), String> {
         let kind = WriteKind::Export(job.kind, job.out.clone());
@@ -522,6 +555,7 @@ impl Workers {
             Slot::GazeImport => Some(&mut self.gaze_import),
             Slot::GazeCompare => Some(&mut self.gaze_compare),
             Slot::DatasetScan => Some(&mut self.dataset_scan),
+            Slot::Pacs => Some(&mut self.pacs),
             Slot::Dialog | Slot::Write => None,
         }
     }

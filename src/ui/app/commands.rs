@@ -190,6 +190,12 @@ impl CxrApp {
                 }
             }
             Command::SetReportIdentifiers(on) => self.report_identifiers = on,
+            Command::TogglePacs
+            | Command::PacsSaveServers
+            | Command::PacsSearch
+            | Command::PacsRetrieve(_)
+            | Command::PacsStore(_)
+            | Command::PacsCancel => self.pacs_command(command),
             Command::ExportMetrics(path) => {
                 let rows = self
                     .viewer

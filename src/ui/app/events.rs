@@ -181,6 +181,7 @@ impl CxrApp {
                         .error("no DICOM, PNG or JPEG images found in the folder"),
                 }
             }
+            WorkerEvent::Pacs { generation, event } => self.pacs_event(generation, event),
             WorkerEvent::SaveChosen {
                 picked,
                 export,

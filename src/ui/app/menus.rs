@@ -115,6 +115,9 @@ impl CxrApp {
                 ui.add_enabled_ui(self.viewer.is_some(), |ui| {
                     ui.menu_button("Export", |ui| self.export_menu(ui));
                 });
+                if ui.button("PACS (DICOMweb)…").clicked() {
+                    self.commands.push(Command::TogglePacs);
+                }
                 ui.separator();
                 if ui.button("Quit").clicked() {
                     ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
