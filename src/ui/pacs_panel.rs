@@ -120,21 +120,27 @@ impl PacsPanel {
 
     fn search_ui(&mut self, ui: &mut egui::Ui, commands: &mut Vec<Command>) {
         let q = &mut self.query;
+        let field = |ui: &mut egui::Ui, text: &mut String, hint: &str| {
+            ui.add_sized(
+                [180.0, 20.0],
+                egui::TextEdit::singleline(text).hint_text(hint),
+            );
+        };
         egui::Grid::new("pacs-query").num_columns(4).show(ui, |ui| {
             ui.label("Patient ID");
-            ui.text_edit_singleline(&mut q.patient_id);
+            field(ui, &mut q.patient_id, "e.g. 12345 or 123*");
             ui.label("Patient name");
-            ui.text_edit_singleline(&mut q.patient_name);
+            field(ui, &mut q.patient_name, "e.g. DOE^J*");
             ui.end_row();
             ui.label("Study date from");
-            ui.add(egui::TextEdit::singleline(&mut q.date_from).hint_text("YYYYMMDD"));
+            field(ui, &mut q.date_from, "YYYYMMDD");
             ui.label("to");
-            ui.add(egui::TextEdit::singleline(&mut q.date_to).hint_text("YYYYMMDD"));
+            field(ui, &mut q.date_to, "YYYYMMDD");
             ui.end_row();
             ui.label("Modality");
-            ui.add(egui::TextEdit::singleline(&mut q.modality).hint_text("CR, DX"));
+            field(ui, &mut q.modality, "CR, DX");
             ui.label("Accession");
-            ui.text_edit_singleline(&mut q.accession);
+            field(ui, &mut q.accession, "");
             ui.end_row();
         });
         ui.horizontal(|ui| {

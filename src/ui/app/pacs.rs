@@ -123,7 +123,11 @@ impl CxrApp {
                 panel.results = rows;
             }
             PacsEvent::Retrieved(Ok((dir, n))) => {
-                panel.status = Some(format!("{n} instances retrieved into {}.", dir.display()));
+                panel.status = Some(format!(
+                    "{n} instance{} retrieved into {}.",
+                    if n == 1 { "" } else { "s" },
+                    dir.display()
+                ));
                 self.commands.push(Command::Open(dir));
             }
             PacsEvent::Stored(Ok(n)) => {
