@@ -157,6 +157,28 @@ fn store_search_retrieve_and_store_back_against_orthanc() {
     )
     .unwrap();
     assert_eq!(again.len(), 1, "the SC opened a new study");
+    // Two series now: the CR and the SC; retrieving the SC's series alone gives one file.
+    let series = cxrlens::pacs::list_series(&server, &study.study_uid).unwrap();
+    assert_eq!(series.len(), 2, "{series:?}");
+    let sc_series = series
+        .iter()
+        .find(|s| s.modality == "OT")
+        .expect("the SC's series");
+    let only = tempfile::tempdir().unwrap();
+    let got = retrieve(
+        &server,
+        &study.study_uid,
+        Some(&sc_series.series_uid),
+        only.path(),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(
+        cxrlens::io::load_image(&got[0]).unwrap().color.is_some(),
+        "the SC is RGB"
+    );
     assert_eq!(again[0].instances, Some(2));
     assert!(
         again[0].modalities.contains("OT"),
@@ -288,6 +310,17 @@ fn the_pacs_window_searches_retrieves_into_the_viewer_and_sends_back() {
     });
     let rows = h.state_mut().pacs_panel_mut().results.clone();
     assert_eq!(rows.len(), 1, "{:?}", h.state_mut().pacs_panel_mut().status);
+    h.state_mut()
+        .push_command(Command::PacsListSeries(rows[0].study_uid.clone()));
+    step_until(&mut h, "the series list", &|a| {
+        a.pacs_panel_mut().series.is_some()
+    });
+    let (study, series) = h.state_mut().pacs_panel_mut().series.clone().unwrap();
+    assert_eq!(
+        (study.as_str(), series.len()),
+        (rows[0].study_uid.as_str(), 1)
+    );
+    assert_eq!(series[0].modality, "CR");
     h.state_mut()
         .push_command(Command::PacsRetrieve(rows[0].study_uid.clone()));
     step_until(&mut h, "the retrieved study in the viewer", &|a| {

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug)]
 pub enum PacsEvent {
     Searched(Result<Vec<StudyRow>, String>),
+    /// The series of a study (its Study Instance UID first).
+    SeriesListed(String, Result<Vec<SeriesRow>, String>),
     /// Instances received so far.
     Progress(usize),
     /// The folder the study was written to and how many instances it holds.
@@ -104,6 +106,42 @@ pub struct StudyRow {
     pub modalities: String,
     pub accession: String,
     pub instances: Option<u32>,
+}
+
+/// One series of a study.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeriesRow {
+    pub series_uid: String,
+    pub modality: String,
+    pub number: String,
+    pub description: String,
+    pub instances: Option<u32>,
+}
+
+/// Lists the series of a study (QIDO-RS).
+pub fn list_series(server: &Server, study_uid: &str) -> Result<Vec<SeriesRow>, String> {
+    let client = server.client()?;
+    let request = client
+        .query_series_in_study(study_uid)
+        .with_includefields(vec![
+            tags::SERIES_DESCRIPTION,
+            tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
+        ]);
+    let series = runtime()?
+        .block_on(request.run())
+        .map_err(|e| explain(server, "series list", e))?;
+    Ok(series
+        .iter()
+        .map(|s| SeriesRow {
+            series_uid: text(s, tags::SERIES_INSTANCE_UID),
+            modality: text(s, tags::MODALITY),
+            number: text(s, tags::SERIES_NUMBER),
+            description: text(s, tags::SERIES_DESCRIPTION),
+            instances: text(s, tags::NUMBER_OF_SERIES_RELATED_INSTANCES)
+                .parse()
+                .ok(),
+        })
+        .collect())
 }
 
 /// Turns the client's errors into what a user can act on.

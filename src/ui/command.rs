@@ -109,6 +109,10 @@ pub enum Command {
     PacsSearch,
     /// Retrieve this study (Study Instance UID) and open it.
     PacsRetrieve(String),
+    /// List the series of this study.
+    PacsListSeries(String),
+    /// Retrieve one series (study UID, series UID) and open it.
+    PacsRetrieveSeries(String, String),
     /// Send this file to the selected server (STOW-RS).
     PacsStore(PathBuf),
     /// Stop the running PACS job.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use egui_extras::{Column, TableBuilder};
 
 use super::command::Command;
-use crate::pacs::{Server, StudyQuery, StudyRow};
+use crate::pacs::{SeriesRow, Server, StudyQuery, StudyRow};
 
 #[derive(Default)]
 pub struct PacsPanel {
@@ -17,6 +17,8 @@ pub struct PacsPanel {
     pub selected: usize,
     pub query: StudyQuery,
     pub results: Vec<StudyRow>,
+    /// The series of one study (its UID first), listed by "Series".
+    pub series: Option<(String, Vec<SeriesRow>)>,
     /// What is running: "search", "retrieve", "store", and instances received.
     pub busy: Option<(String, usize)>,
     /// The last outcome, in words (errors included, so the panel says what went wrong).
@@ -181,7 +183,39 @@ impl PacsPanel {
         }
     }
 
+    fn series_ui(&self, ui: &mut egui::Ui, commands: &mut Vec<Command>) {
+        let Some((study, series)) = &self.series else {
+            return;
+        };
+        let idle = self.busy.is_none();
+        ui.label(format!("Series of the study {study}:"));
+        egui::Grid::new("pacs-series").striped(true).show(ui, |ui| {
+            for s in series {
+                ui.label(&s.number);
+                ui.label(&s.modality);
+                ui.label(&s.description);
+                ui.label(
+                    s.instances
+                        .map(|n| format!("{n} images"))
+                        .unwrap_or_default(),
+                );
+                if ui
+                    .add_enabled(idle, egui::Button::new("Retrieve series"))
+                    .clicked()
+                {
+                    commands.push(Command::PacsRetrieveSeries(
+                        study.clone(),
+                        s.series_uid.clone(),
+                    ));
+                }
+                ui.end_row();
+            }
+        });
+        ui.separator();
+    }
+
     fn results_ui(&mut self, ui: &mut egui::Ui, commands: &mut Vec<Command>) {
+        self.series_ui(ui, commands);
         if self.results.is_empty() {
             ui.weak("No studies listed.");
             return;

@@ -194,6 +194,8 @@ impl CxrApp {
             | Command::PacsSaveServers
             | Command::PacsSearch
             | Command::PacsRetrieve(_)
+            | Command::PacsListSeries(_)
+            | Command::PacsRetrieveSeries(..)
             | Command::PacsStore(_)
             | Command::PacsCancel => self.pacs_command(command),
             Command::ExportMetrics(path) => {

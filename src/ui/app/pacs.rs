@@ -54,34 +54,23 @@ impl CxrApp {
                     self.notices.error(e);
                 }
             }
-            Command::PacsRetrieve(study) => {
+            Command::PacsListSeries(study) => {
                 let Some(server) = panel.server().cloned() else {
                     return;
                 };
-                let Some(dest) = crate::pacs::retrieve_dir(&study) else {
-                    self.notices
-                        .error("No cache folder (neither XDG_CACHE_HOME nor HOME is set).");
-                    return;
-                };
-                panel.busy = Some(("retrieve".into(), 0));
+                panel.busy = Some(("series list".into(), 0));
                 panel.status = None;
-                let job = move |progress: &dyn Fn(usize),
-                                cancel: &std::sync::atomic::AtomicBool| {
-                    let result = crate::pacs::retrieve(
-                        &server,
-                        &study,
-                        None,
-                        &dest,
-                        &mut |n| progress(n),
-                        cancel,
-                    );
-                    PacsEvent::Retrieved(result.map(|files| (dest.clone(), files.len())))
+                let job = move |_: &dyn Fn(usize), _: &std::sync::atomic::AtomicBool| {
+                    let series = crate::pacs::list_series(&server, &study);
+                    PacsEvent::SeriesListed(study, series)
                 };
                 if let Err(e) = self.workers.pacs(job) {
                     self.pacs_panel.busy = None;
                     self.notices.error(e);
                 }
             }
+            Command::PacsRetrieve(study) => self.pacs_retrieve(study, None),
+            Command::PacsRetrieveSeries(study, series) => self.pacs_retrieve(study, Some(series)),
             Command::PacsStore(file) => {
                 let Some(server) = panel.server().cloned() else {
                     return;
@@ -105,6 +94,36 @@ impl CxrApp {
         }
     }
 
+    /// Retrieves a study, or one series of it, into the cache folder and opens it.
+    fn pacs_retrieve(&mut self, study: String, series: Option<String>) {
+        let panel = &mut self.pacs_panel;
+        let Some(server) = panel.server().cloned() else {
+            return;
+        };
+        let Some(dest) = crate::pacs::retrieve_dir(&study) else {
+            self.notices
+                .error("No cache folder (neither XDG_CACHE_HOME nor HOME is set).");
+            return;
+        };
+        panel.busy = Some(("retrieve".into(), 0));
+        panel.status = None;
+        let job = move |progress: &dyn Fn(usize), cancel: &std::sync::atomic::AtomicBool| {
+            let result = crate::pacs::retrieve(
+                &server,
+                &study,
+                series.as_deref(),
+                &dest,
+                &mut |n| progress(n),
+                cancel,
+            );
+            PacsEvent::Retrieved(result.map(|files| (dest.clone(), files.len())))
+        };
+        if let Err(e) = self.workers.pacs(job) {
+            self.pacs_panel.busy = None;
+            self.notices.error(e);
+        }
+    }
+
     pub(super) fn pacs_event(&mut self, generation: u64, event: PacsEvent) {
         if let PacsEvent::Progress(n) = event {
             if let Some(b) = &mut self.pacs_panel.busy {
@@ -121,6 +140,14 @@ impl CxrApp {
             PacsEvent::Searched(Ok(rows)) => {
                 panel.status = Some(format!("{} studies found.", rows.len()));
                 panel.results = rows;
+            }
+            PacsEvent::SeriesListed(study, Ok(series)) => {
+                panel.status = Some(format!("{} series in the study.", series.len()));
+                panel.series = Some((study, series));
+            }
+            PacsEvent::SeriesListed(_, Err(e)) => {
+                panel.status = Some(e.clone());
+                self.notices.error(e);
             }
             PacsEvent::Retrieved(Ok((dir, n))) => {
                 panel.status = Some(format!(
