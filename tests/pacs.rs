@@ -310,8 +310,12 @@ fn the_pacs_window_searches_retrieves_into_the_viewer_and_sends_back() {
     });
     let rows = h.state_mut().pacs_panel_mut().results.clone();
     assert_eq!(rows.len(), 1, "{:?}", h.state_mut().pacs_panel_mut().status);
-    h.state_mut()
-        .push_command(Command::PacsListSeries(rows[0].study_uid.clone()));
+    // Through the window's own button (one study listed, so one "Series" button).
+    {
+        use egui_kittest::kittest::Queryable;
+        h.get_by_role_and_label(egui::accesskit::Role::Button, "Series")
+            .click();
+    }
     step_until(&mut h, "the series list", &|a| {
         a.pacs_panel_mut().series.is_some()
     });

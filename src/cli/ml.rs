@@ -49,6 +49,19 @@ pub fn compute_device(backend: Option<&str>) -> Result<ComputeDevice, String> {
     crate::ml::device::resolve(None, choice).map_err(|e| e.to_string())
 }
 
+/// The compute device and the shipped and user models for `analyze` (single and batch), with the
+/// problems met; an error when neither the lung network nor a classifier loads.
+fn load_models(backend: Option<&str>) -> Result<(ComputeDevice, Models, Vec<String>), String> {
+    let compute = compute_device(backend)?;
+    let (bundles, mut problems) = discover();
+    let (models, load_problems) = Models::load(&bundles, &compute.device);
+    problems.extend(load_problems);
+    if models.lung.is_none() && models.classifier.is_none() {
+        return Err(format!("no model could be loaded: {}", problems.join("; ")));
+    }
+    Ok((compute, models, problems))
+}
+
 pub fn parse_method(text: &str) -> Result<Method, String> {
     Ok(match text.to_ascii_lowercase().as_str() {
         "gradcam" | "grad-cam" => Method::GradCam,

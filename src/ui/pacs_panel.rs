@@ -228,7 +228,7 @@ impl PacsPanel {
             .column(Column::auto())
             .column(Column::auto())
             .column(Column::remainder())
-            .column(Column::auto())
+            .column(Column::exact(140.0))
             .header(18.0, |mut h| {
                 for t in ["Patient", "ID", "Date", "Modalities", "Description", ""] {
                     h.col(|ui| {
@@ -258,12 +258,17 @@ impl PacsPanel {
                             });
                         });
                         row.col(|ui| {
-                            if ui
-                                .add_enabled(idle, egui::Button::new("Retrieve"))
-                                .clicked()
-                            {
-                                commands.push(Command::PacsRetrieve(r.study_uid.clone()));
-                            }
+                            ui.horizontal(|ui| {
+                                if ui.add_enabled(idle, egui::Button::new("Series")).clicked() {
+                                    commands.push(Command::PacsListSeries(r.study_uid.clone()));
+                                }
+                                if ui
+                                    .add_enabled(idle, egui::Button::new("Retrieve"))
+                                    .clicked()
+                                {
+                                    commands.push(Command::PacsRetrieve(r.study_uid.clone()));
+                                }
+                            });
                         });
                     });
                 }

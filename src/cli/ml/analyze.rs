@@ -66,13 +66,7 @@ pub fn run_analyze(args: &AnalyzeArgs, backend: Option<&str>) -> Result<AnalyzeO
     let method = parse_method(&args.method)?;
     let target = parse_target(&args.target)?;
     let loaded = crate::io::load_image(file).map_err(|e| e.to_string())?;
-    let compute = compute_device(backend)?;
-    let (bundles, mut problems) = discover();
-    let (models, load_problems) = Models::load(&bundles, &compute.device);
-    problems.extend(load_problems);
-    if models.lung.is_none() && models.classifier.is_none() {
-        return Err(format!("no model could be loaded: {}", problems.join("; ")));
-    }
+    let (compute, models, problems) = load_models(backend)?;
     let request = AnalysisRequest::of(&loaded, method, target);
     let result = analyze(&models, &request, &mut |_, _| true).map_err(|e| e.to_string())?;
     let ood = &result.ood;

@@ -135,13 +135,7 @@ pub fn run_batch(
         });
     }
     let (images, mut rows) = collect(&args.paths, &cancel);
-    let compute = compute_device(backend)?;
-    let (bundles, mut problems) = discover();
-    let (models, load_problems) = Models::load(&bundles, &compute.device);
-    problems.extend(load_problems);
-    if models.lung.is_none() && models.classifier.is_none() {
-        return Err(format!("no model could be loaded: {}", problems.join("; ")));
-    }
+    let (compute, models, problems) = load_models(backend)?;
     let infos = models.infos();
     let progress = Progress::new(images.len() as u64);
     let started = Instant::now();
