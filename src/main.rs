@@ -88,7 +88,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let adapter = if choice == BackendChoice::Flex {
+    let adapter = if matches!(choice, BackendChoice::Flex | BackendChoice::NdArray) {
         None
     } else {
         probe_adapter()

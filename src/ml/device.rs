@@ -23,6 +23,8 @@ pub enum BackendChoice {
     Auto,
     Flex,
     Wgpu,
+    /// burn-ndarray: slower than flex; an independent CPU reference for `check-backends`.
+    NdArray,
 }
 
 impl BackendChoice {
@@ -31,8 +33,9 @@ impl BackendChoice {
             "auto" | "" => Ok(Self::Auto),
             "flex" | "cpu" => Ok(Self::Flex),
             "wgpu" | "gpu" => Ok(Self::Wgpu),
+            "ndarray" => Ok(Self::NdArray),
             other => Err(MlError::Device(format!(
-                "unknown backend {other:?} (expected auto, flex or wgpu)"
+                "unknown backend {other:?} (expected auto, flex, wgpu or ndarray)"
             ))),
         }
     }
@@ -51,6 +54,18 @@ impl BackendChoice {
 pub enum BackendKind {
     Flex,
     Wgpu,
+    NdArray,
+}
+
+impl BackendKind {
+    /// The name `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Wgpu => "wgpu",
+            Self::NdArray => "ndarray",
+        }
+    }
 }
 
 /// The wgpu handles burn created, for the renderer to share.
@@ -104,6 +119,20 @@ fn flex(reason: String) -> ComputeDevice {
     }
 }
 
+// burn 0.22 marks burn-ndarray deprecated in favour of flex; it stays here as the independent CPU
+// reference for `check-backends --candidate ndarray` (its convolution and batch-norm gradients are
+// burn's generic ones, not the patched flex kernels) and as a row of `bench-backends`.
+#[allow(deprecated)]
+fn ndarray(reason: String) -> ComputeDevice {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    ComputeDevice {
+        device: Device::ndarray().autodiff(),
+        kind: BackendKind::NdArray,
+        description: format!("ndarray (CPU, {threads} threads)"),
+        reason,
+    }
+}
+
 fn wgpu_device(
     adapter: &AdapterSeen,
     reason: String,
@@ -139,6 +168,10 @@ pub fn select(
     match (choice, adapter) {
         (BackendChoice::Flex, _) => Ok((
             flex("forced to flex (--backend, CXRLENS_BACKEND or the saved setting)".into()),
+            None,
+        )),
+        (BackendChoice::NdArray, _) => Ok((
+            ndarray("forced to ndarray (--backend, CXRLENS_BACKEND or the saved setting)".into()),
             None,
         )),
         (BackendChoice::Wgpu, None) => Err(MlError::Device(
@@ -178,7 +211,7 @@ pub fn resolve(
     if let Some(c) = compute {
         return Ok(c);
     }
-    let adapter = if choice == BackendChoice::Flex {
+    let adapter = if matches!(choice, BackendChoice::Flex | BackendChoice::NdArray) {
         None
     } else {
         probe_adapter()
@@ -249,10 +282,11 @@ pub fn effective_choice(
 }
 
 impl BackendChoice {
-    pub const ALL: [BackendChoice; 3] = [
+    pub const ALL: [BackendChoice; 4] = [
         BackendChoice::Auto,
         BackendChoice::Flex,
         BackendChoice::Wgpu,
+        BackendChoice::NdArray,
     ];
 
     pub fn label(self) -> &'static str {
@@ -260,6 +294,7 @@ impl BackendChoice {
             BackendChoice::Auto => "Auto (wgpu on a GPU, flex otherwise)",
             BackendChoice::Flex => "flex (CPU)",
             BackendChoice::Wgpu => "wgpu (GPU)",
+            BackendChoice::NdArray => "ndarray (CPU, slower; a reference)",
         }
     }
 }

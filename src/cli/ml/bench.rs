@@ -21,6 +21,16 @@ pub struct BenchArgs {
     /// efficientnet: stem and this many blocks frozen (as `train --frozen-blocks`).
     #[arg(long, default_value_t = 0)]
     pub frozen_blocks: usize,
+    /// Backends to time, comma-separated (default: every one this build offers on this machine:
+    /// flex, ndarray, and wgpu when a GPU adapter exists).
+    #[arg(long, value_delimiter = ',')]
+    pub backends: Vec<String>,
+    /// Also time a whole training step: forward, backward and one Adam update.
+    #[arg(long)]
+    pub train_step: bool,
+    /// One JSON object per backend (seconds), for scripts/reference/bench_train.py.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The network a benchmark times.
@@ -87,6 +97,29 @@ impl BenchNet {
         }
     }
 
+    pub(crate) fn parameters(&self) -> usize {
+        match self {
+            Self::Lung(m) => m.num_params(),
+            Self::EfficientNet(m, _) => m.num_params(),
+        }
+    }
+
+    /// Forward, backward and one optimizer update.
+    pub(crate) fn step(self, optimizer: &mut burn::optim::ModuleOptimizer, x: Tensor<4>) -> Self {
+        use burn::optim::GradientsParams;
+        let loss = self.loss(x);
+        match self {
+            Self::Lung(m) => {
+                let grads = GradientsParams::from_grads(loss.backward(), &*m);
+                Self::Lung(Box::new(optimizer.step(1e-4, *m, grads)))
+            }
+            Self::EfficientNet(m, k) => {
+                let grads = GradientsParams::from_grads(loss.backward(), &*m);
+                Self::EfficientNet(Box::new(optimizer.step(1e-4, *m, grads)), k)
+            }
+        }
+    }
+
     /// A training loss over every output.
     pub(crate) fn loss(&self, x: Tensor<4>) -> Tensor<1> {
         match self {
@@ -99,8 +132,23 @@ impl BenchNet {
     }
 }
 
-pub(crate) fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<String, String> {
-    let net = BenchNet::new(args, &compute.device)?;
+/// Median seconds of forward, forward+backward and a whole training step on one backend.
+pub(crate) struct Timing {
+    pub(crate) forward: f64,
+    pub(crate) forward_backward: f64,
+    pub(crate) step: Option<f64>,
+    pub(crate) first_call: f64,
+    pub(crate) parameters: usize,
+    pub(crate) network: String,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub(crate) fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<Timing, String> {
+    let mut net = BenchNet::new(args, &compute.device)?;
     let x = Tensor::<4>::random(
         [args.batch, 1, args.size, args.size],
         burn::tensor::Distribution::Normal(0.0, 1.0),
@@ -109,75 +157,149 @@ pub(crate) fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<
     let inner = compute.device.clone().inner();
     let x_inner = x.clone().inner();
     let sync = |t: Tensor<1>| tensor_to_vec(t).map(|v| v[0]).map_err(|e| e.to_string());
-    let mut forward = Vec::new();
-    let mut backward = Vec::new();
+    // As in training, the input needs no gradient; `sync` of the device waits for the whole
+    // backward pass, so asynchronous backends are not timed at submission.
+    let wait = || compute.device.sync().map_err(|e| format!("{e:?}"));
     let first = Instant::now();
     sync(net.infer(x_inner.clone().to_device(&inner)))?;
     let _ = net.loss(x.clone()).backward();
-    let warmup = first.elapsed().as_secs_f64();
-    for _ in 0..args.repeat.max(1) {
+    wait()?;
+    let first_call = first.elapsed().as_secs_f64();
+    let repeat = args.repeat.max(1);
+    let mut forward = Vec::new();
+    let mut backward = Vec::new();
+    for _ in 0..repeat {
         let t = Instant::now();
         sync(net.infer(x_inner.clone()))?;
         inner.sync().map_err(|e| format!("{e:?}"))?;
         forward.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        // As in training, the input needs no gradient except to time the lung network as before
-        // (its figures in the notes include the input gradient).
-        let xg = match net {
-            BenchNet::Lung(_) if args.network == "lung" => x.clone().require_grad(),
-            _ => x.clone(),
-        };
-        let grads = net.loss(xg.clone()).backward();
-        // Wait for the whole backward pass: read the input gradient (the last one computed) and
-        // then wait for the device, so asynchronous backends are not timed at submission.
-        if let Some(g) = xg.grad(&grads) {
-            sync(g.sum())?;
-        }
-        compute.device.sync().map_err(|e| format!("{e:?}"))?;
+        let grads = net.loss(x.clone()).backward();
+        wait()?;
         backward.push(t.elapsed().as_secs_f64());
+        drop(grads);
     }
-    forward.sort_by(f64::total_cmp);
-    backward.sort_by(f64::total_cmp);
-    let (f, b) = (forward[forward.len() / 2], backward[backward.len() / 2]);
-    Ok(format!(
-        "{:<40} {}: forward {:>8.1} ms ({:.1} img/s)   forward+backward {:>8.1} ms ({:.1} img/s)   (first call incl. compile {:.1} s)\n",
-        compute.description,
-        net.describe(),
-        1000.0 * f,
-        args.batch as f64 / f,
-        1000.0 * b,
-        args.batch as f64 / b,
-        warmup
-    ))
+    let step = if args.train_step {
+        // Forward, backward and one Adam step, as the trainer does per batch (one untimed first).
+        let mut optimizer = burn::optim::AdamConfig::new().init();
+        let mut steps = Vec::new();
+        for k in 0..=repeat {
+            let t = Instant::now();
+            net = net.step(&mut optimizer, x.clone());
+            wait()?;
+            if k > 0 {
+                steps.push(t.elapsed().as_secs_f64());
+            }
+        }
+        Some(median(steps))
+    } else {
+        None
+    };
+    Ok(Timing {
+        forward: median(forward),
+        forward_backward: median(backward),
+        step,
+        first_call,
+        parameters: net.parameters(),
+        network: net.describe(),
+    })
+}
+
+/// The backends this build can time on this machine (flex and ndarray always; wgpu on a GPU
+/// adapter, or on a CPU adapter when asked), and the line said about each one skipped.
+fn bench_devices(args: &BenchArgs) -> Result<(Vec<ComputeDevice>, Vec<String>), String> {
+    let wanted: Vec<BackendChoice> = if args.backends.is_empty() {
+        vec![
+            BackendChoice::Flex,
+            BackendChoice::NdArray,
+            BackendChoice::Wgpu,
+        ]
+    } else {
+        args.backends
+            .iter()
+            .map(|b| BackendChoice::parse(b).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?
+    };
+    let mut devices = Vec::new();
+    let mut skipped = Vec::new();
+    for choice in wanted {
+        match choice {
+            BackendChoice::Flex | BackendChoice::NdArray => {
+                devices.push(select(choice, None).map_err(|e| e.to_string())?.0)
+            }
+            BackendChoice::Wgpu => match probe_adapter() {
+                Some(a) if !a.is_cpu || args.include_cpu_adapter => devices.push(
+                    select(BackendChoice::Wgpu, Some(&a))
+                        .map_err(|e| e.to_string())?
+                        .0,
+                ),
+                Some(a) => skipped.push(format!(
+                    "wgpu on {} skipped: a CPU adapter (pass --include-cpu-adapter to time it)",
+                    a.name
+                )),
+                None => skipped.push("wgpu: no adapter".into()),
+            },
+            BackendChoice::Auto => return Err("--backends: name them (flex, ndarray, wgpu)".into()),
+        }
+    }
+    Ok((devices, skipped))
 }
 
 pub fn run_bench(args: &BenchArgs) -> Result<String, String> {
     check_size_and_batch(args.size, args.batch)?;
-    let mut out = format!(
-        "batch {} × 1 × {}², median of {}, {} threads\n",
-        args.batch,
-        args.size,
-        args.repeat,
-        rayon::current_num_threads()
-    );
-    out += &time_backend(
-        &select(BackendChoice::Flex, None)
-            .map_err(|e| e.to_string())?
-            .0,
-        args,
-    )?;
-    match probe_adapter() {
-        Some(a) if !a.is_cpu || args.include_cpu_adapter => {
-            let (d, _) = select(BackendChoice::Wgpu, Some(&a)).map_err(|e| e.to_string())?;
-            out += &time_backend(&d, args)?;
+    let (devices, skipped) = bench_devices(args)?;
+    let threads = rayon::current_num_threads();
+    let mut out = String::new();
+    if !args.json {
+        out = format!(
+            "batch {} × 1 × {}², median of {}, {} threads\n",
+            args.batch, args.size, args.repeat, threads
+        );
+    }
+    for compute in &devices {
+        let t = time_backend(compute, args)?;
+        let per_s = |s: f64| args.batch as f64 / s;
+        if args.json {
+            let row = serde_json::json!({
+                "backend": compute.kind.name(),
+                "device": compute.description,
+                "network": args.network,
+                "parameters": t.parameters,
+                "size": args.size,
+                "batch": args.batch,
+                "frozen_blocks": args.frozen_blocks,
+                "threads": threads,
+                "forward": t.forward,
+                "forward_backward": t.forward_backward,
+                "step": t.step,
+                "first_call": t.first_call,
+            });
+            out += &format!("{row}\n");
+            continue;
         }
-        Some(a) => {
+        out += &format!(
+            "{:<40} {}: forward {:>8.1} ms ({:.1} img/s)   forward+backward {:>8.1} ms ({:.1} img/s)",
+            compute.description,
+            t.network,
+            1000.0 * t.forward,
+            per_s(t.forward),
+            1000.0 * t.forward_backward,
+            per_s(t.forward_backward),
+        );
+        if let Some(s) = t.step {
             out += &format!(
-                "wgpu on {} skipped: a CPU adapter (pass --include-cpu-adapter to time it)\n",
-                a.name
-            )
+                "   train step (+ Adam) {:>8.1} ms ({:.1} img/s)",
+                1000.0 * s,
+                per_s(s)
+            );
         }
-        None => out += "wgpu: no adapter\n",
+        out += &format!("   (first call incl. compile {:.1} s)\n", t.first_call);
+    }
+    if !args.json {
+        for line in skipped {
+            out += &line;
+            out.push('\n');
+        }
     }
     Ok(out)
 }

@@ -1,4 +1,4 @@
-//! `cxrlens check-backends`: flex against the other backends, gradients included.
+//! `cxrlens check-backends`: flex against wgpu or ndarray, gradients included.
 
 use super::*;
 
@@ -18,9 +18,14 @@ pub struct CheckArgs {
     /// Only the elementary operations, not the networks.
     #[arg(long)]
     pub ops_only: bool,
+    /// The backend checked against flex: wgpu (a GPU), or ndarray (burn's other CPU backend, whose
+    /// convolution gradients are burn's generic ones: an independent check of flex itself).
+    #[arg(long, default_value = "wgpu")]
+    pub candidate: String,
 }
 
-/// `check-backends`: wgpu against flex on the shipped networks, and the viewer shader on burn's device.
+/// `check-backends`: wgpu (with the viewer shader on burn's device) or ndarray against flex on
+/// the shipped networks.
 pub fn run_check(args: &CheckArgs) -> Result<String, String> {
     use crate::ml::backend_check::{Network, compare};
     use crate::ml::classifier::ClassifierConfig;
@@ -28,31 +33,48 @@ pub fn run_check(args: &CheckArgs) -> Result<String, String> {
     for &size in &args.sizes {
         check_size_and_batch(size, args.batch)?;
     }
-    let adapter = probe_adapter().ok_or("no wgpu adapter: nothing to check against flex")?;
-    if adapter.is_cpu && !args.include_cpu_adapter {
-        return Err(format!(
-            "the only adapter is a CPU one ({}); pass --include-cpu-adapter to check it anyway",
-            adapter.name
-        ));
-    }
-    let (candidate, setup) =
-        select(BackendChoice::Wgpu, Some(&adapter)).map_err(|e| e.to_string())?;
-    let setup = setup.ok_or("burn created no wgpu device")?;
     let reference = Device::flex().autodiff();
-    let mut out = format!(
-        "reference: flex (CPU); candidate: {}\n\nviewer shader on the device burn created (the one eframe reuses):\n",
-        candidate.description
-    );
     let mut ok = true;
-    for (case, worst) in
-        crate::render::twin_check::compare_with_cpu_twin(&setup.device, &setup.queue)?
+    let (candidate, mut out) = match BackendChoice::parse(&args.candidate)
+        .map_err(|e| e.to_string())?
     {
-        ok &= worst <= 1;
-        out += &format!(
-            "  {case:<34} max difference {worst} level(s) {}\n",
-            if worst <= 1 { "ok" } else { "DISAGREES" }
-        );
-    }
+        BackendChoice::NdArray => {
+            let (candidate, _) = select(BackendChoice::NdArray, None).map_err(|e| e.to_string())?;
+            let out = format!(
+                "reference: flex (CPU); candidate: {}\n",
+                candidate.description
+            );
+            (candidate, out)
+        }
+        BackendChoice::Wgpu => {
+            let adapter =
+                probe_adapter().ok_or("no wgpu adapter: nothing to check against flex")?;
+            if adapter.is_cpu && !args.include_cpu_adapter {
+                return Err(format!(
+                    "the only adapter is a CPU one ({}); pass --include-cpu-adapter to check it anyway",
+                    adapter.name
+                ));
+            }
+            let (candidate, setup) =
+                select(BackendChoice::Wgpu, Some(&adapter)).map_err(|e| e.to_string())?;
+            let setup = setup.ok_or("burn created no wgpu device")?;
+            let mut out = format!(
+                "reference: flex (CPU); candidate: {}\n\nviewer shader on the device burn created (the one eframe reuses):\n",
+                candidate.description
+            );
+            for (case, worst) in
+                crate::render::twin_check::compare_with_cpu_twin(&setup.device, &setup.queue)?
+            {
+                ok &= worst <= 1;
+                out += &format!(
+                    "  {case:<34} max difference {worst} level(s) {}\n",
+                    if worst <= 1 { "ok" } else { "DISAGREES" }
+                );
+            }
+            (candidate, out)
+        }
+        _ => return Err("--candidate: expected wgpu or ndarray".into()),
+    };
     for &size in &args.sizes {
         out += &format!("\nelementary operations at {size}², batch 2:\n");
         for row in crate::ml::backend_check::compare_ops(&reference, &candidate.device, size)
@@ -160,8 +182,14 @@ pub fn run_check(args: &CheckArgs) -> Result<String, String> {
     }
     if ok {
         out += &format!(
-            "\nwgpu agrees with flex (relative L2 ≤ {:.0e}) and the shader with its CPU twin\n",
-            crate::ml::backend_check::TOLERANCE
+            "\n{} agrees with flex (relative L2 ≤ {:.0e}){}\n",
+            candidate.kind.name(),
+            crate::ml::backend_check::TOLERANCE,
+            if candidate.kind == crate::ml::device::BackendKind::Wgpu {
+                " and the shader with its CPU twin"
+            } else {
+                ""
+            }
         );
         Ok(out)
     } else {

@@ -1,0 +1,614 @@
+//! The 2D convolution in NCHW by im2col + GEMM, and its backward passes (cxrlens patch, see
+//! `PATCH.md` at the crate root).
+//!
+//! Forward (dense convolutions with more than a few input channels and a kernel larger than 1×1):
+//! per batch item and chunk of output rows, im2col straight from NCHW into
+//! `[channels·kh·kw, positions]` and one GEMM `Y[co, positions] = W[co, :] · col` written in place
+//! into the NCHW output, instead of flex's NHWC copy of the input, per-tile im2col and scatter of
+//! the tile's result.
+//!
+//! burn-backend's default `conv2d_weight_backward` computes the weight gradient as a second
+//! convolution whose "kernel" is the output gradient (kernel = the whole feature map, batch and
+//! channels swapped). On flex that convolution falls on paths made for small kernels: with a
+//! batch of at most 4 the small-channel direct kernel (one 128×128 "kernel" per 3×3 output), with
+//! more an NHWC copy plus an im2col of `batch·H·W` columns per output position. For depthwise
+//! convolutions the default loops over the groups, one convolution per channel.
+//!
+//! Here both gradients are the textbook im2col/GEMM formulation:
+//!   weight: dW_g[co, (ci,kh,kw)] += dY_b,g[co, pos] · col_b,g[(ci,kh,kw), pos]ᵀ   (summed over b)
+//!   input:  col = W_gᵀ · dY_b,g, then col2im adds each column back into dX
+//! with the spatial positions processed in chunks so the column buffer stays small, and direct
+//! loops for depthwise convolutions (one channel per group), which have no reduction over
+//! channels to give a GEMM.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use burn_backend::DType;
+use burn_backend::ops::ConvOptions;
+use burn_std::{Bytes, Shape, f16};
+
+use crate::{FlexTensor, Layout};
+
+/// Upper bound on the elements of one column buffer (the chunk of output rows adapts to it).
+const COLUMN_ELEMENTS: usize = 1 << 20;
+
+/// Elements that gemm splits over threads (as the forward convolution does).
+#[cfg(feature = "rayon")]
+const GEMM_PARALLEL_WORK: usize = 96 * 96 * 96;
+
+trait Float:
+    num_traits::Float + bytemuck::Pod + burn_backend::Element + Send + Sync + 'static
+{
+}
+impl Float for f32 {}
+impl Float for f64 {}
+impl Float for f16 {}
+
+/// Shapes and options of one conv2d, in the names used below.
+#[derive(Clone, Copy)]
+struct Geometry {
+    batch: usize,
+    channels_in: usize,
+    in_h: usize,
+    in_w: usize,
+    channels_out: usize,
+    groups: usize,
+    /// Input channels per group.
+    cpg: usize,
+    /// Output channels per group.
+    opg: usize,
+    kernel_h: usize,
+    kernel_w: usize,
+    out_h: usize,
+    out_w: usize,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+impl Geometry {
+    fn new(x: &[usize], weight: &[usize], grad: &[usize], options: &ConvOptions<2>) -> Self {
+        Self {
+            batch: x[0],
+            channels_in: x[1],
+            in_h: x[2],
+            in_w: x[3],
+            channels_out: weight[0],
+            groups: options.groups,
+            cpg: weight[1],
+            opg: weight[0] / options.groups,
+            kernel_h: weight[2],
+            kernel_w: weight[3],
+            out_h: grad[2],
+            out_w: grad[3],
+            stride: options.stride,
+            padding: options.padding_begin(),
+            dilation: options.dilation,
+        }
+    }
+
+    fn is_depthwise(&self) -> bool {
+        self.groups == self.channels_in && self.cpg == 1 && self.opg == 1
+    }
+
+    fn kernel_len(&self) -> usize {
+        self.kernel_h * self.kernel_w
+    }
+
+    /// Output rows per column chunk.
+    fn chunk_rows(&self) -> usize {
+        let per_row = (self.cpg * self.kernel_len() * self.out_w).max(1);
+        (COLUMN_ELEMENTS / per_row).clamp(1, self.out_h.max(1))
+    }
+
+    /// Input row of output row `oy` at kernel row `kh`, if inside the image.
+    fn in_row(&self, oy: usize, kh: usize) -> Option<usize> {
+        let i = (oy * self.stride[0] + kh * self.dilation[0]) as isize - self.padding[0] as isize;
+        (i >= 0 && (i as usize) < self.in_h).then_some(i as usize)
+    }
+
+    /// Output columns `[lo, hi)` whose input column at kernel column `kw` is inside the image,
+    /// and the input column of `lo`.
+    fn col_range(&self, kw: usize) -> (usize, usize, usize) {
+        let (s, off, p) = (self.stride[1], kw * self.dilation[1], self.padding[1]);
+        let lo = if p > off { (p - off).div_ceil(s) } else { 0 };
+        let hi = if self.in_w + p > off {
+            (self.in_w + p - off).div_ceil(s)
+        } else {
+            0
+        };
+        let (lo, hi) = (lo.min(self.out_w), hi.min(self.out_w));
+        if lo >= hi {
+            return (0, 0, 0);
+        }
+        (lo, hi, lo * s + off - p)
+    }
+}
+
+/// Runs `f(index, chunk)` over `data.chunks_mut(len)`, on rayon's pool when it is enabled.
+fn for_each_chunk<T: Send>(data: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        if data.len() >= 2 * len {
+            data.par_chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+            return;
+        }
+    }
+    data.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+    #[cfg(feature = "rayon")]
+    if m.saturating_mul(n).saturating_mul(k) >= GEMM_PARALLEL_WORK {
+        return gemm::Parallelism::Rayon(0);
+    }
+    let _ = (m, n, k);
+    gemm::Parallelism::None
+}
+
+/// Σ a[i]·b[i] over equal-length slices, in eight partial sums so it vectorises.
+#[inline]
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] = acc[l] + x[l] * y[l];
+        }
+    }
+    let mut sum = T::zero();
+    for (x, y) in ra.iter().zip(rb) {
+        sum = sum + *x * *y;
+    }
+    acc.iter().fold(sum, |s, &v| s + v)
+}
+
+/// Fills `col` ([cpg·kh·kw, rows·out_w], row-major) with the input patches of output rows
+/// `oy0..oy0 + rows`, batch `b`, group `g`; zero where the kernel falls on the padding.
+fn im2col<T: Float>(col: &mut [T], x: &[T], geo: &Geometry, b: usize, g: usize, oy0: usize, rows: usize) {
+    let kc = rows * geo.out_w;
+    let plane = geo.in_h * geo.in_w;
+    for_each_chunk(col, kc, |n, dst| {
+        let ci = n / geo.kernel_len();
+        let (kh, kw) = ((n % geo.kernel_len()) / geo.kernel_w, n % geo.kernel_w);
+        let src = &x[(b * geo.channels_in + g * geo.cpg + ci) * plane..][..plane];
+        let (lo, hi, ix0) = geo.col_range(kw);
+        for (r, row) in dst.chunks_mut(geo.out_w).enumerate() {
+            let Some(iy) = geo.in_row(oy0 + r, kh) else {
+                row.fill(T::zero());
+                continue;
+            };
+            row[..lo].fill(T::zero());
+            row[hi..].fill(T::zero());
+            let line = &src[iy * geo.in_w..][..geo.in_w];
+            if geo.stride[1] == 1 {
+                row[lo..hi].copy_from_slice(&line[ix0..ix0 + (hi - lo)]);
+            } else {
+                for (k, v) in row[lo..hi].iter_mut().enumerate() {
+                    *v = line[ix0 + k * geo.stride[1]];
+                }
+            }
+        }
+    });
+}
+
+/// dW for any grouping, by im2col + GEMM.
+fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
+    let n = geo.cpg * geo.kernel_len();
+    let out_plane = geo.out_h * geo.out_w;
+    // Accumulated column-major (dW_gᵀ row-major, [n][opg]): both operands are contiguous along
+    // the positions summed over, and with a column-major destination gemm packs dY (opg rows)
+    // rather than the im2col buffer (n = cpg·kh·kw rows, several times more).
+    let mut acc = vec![T::zero(); geo.channels_out * n];
+    let rows = geo.chunk_rows();
+    let mut col = vec![T::zero(); n * rows * geo.out_w];
+    let mut first = vec![true; geo.groups];
+    for b in 0..geo.batch {
+        for g in 0..geo.groups {
+            let mut oy0 = 0;
+            while oy0 < geo.out_h {
+                let r = rows.min(geo.out_h - oy0);
+                let kc = r * geo.out_w;
+                let col = &mut col[..n * kc];
+                im2col(col, x, geo, b, g, oy0, r);
+                let lhs = &dy[(b * geo.channels_out + g * geo.opg) * out_plane + oy0 * geo.out_w..];
+                let dst = &mut acc[g * geo.opg * n..][..geo.opg * n];
+                // SAFETY: dst is opg × n column-major (column stride opg); lhs rows are opg
+                // output channels of kc positions each (row stride out_plane, within dy); rhs is
+                // col as kc × n, column-major (column stride kc).
+                unsafe {
+                    gemm::gemm(
+                        geo.opg,
+                        n,
+                        kc,
+                        dst.as_mut_ptr(),
+                        geo.opg as isize,
+                        1,
+                        !first[g],
+                        lhs.as_ptr(),
+                        1,
+                        out_plane as isize,
+                        col.as_ptr(),
+                        kc as isize,
+                        1,
+                        T::one(),
+                        T::one(),
+                        false,
+                        false,
+                        false,
+                        parallelism(geo.opg, n, kc),
+                    );
+                }
+                first[g] = false;
+                oy0 += r;
+            }
+        }
+    }
+    let mut dw = vec![T::zero(); geo.channels_out * n];
+    for g in 0..geo.groups {
+        let (src, dst) = (&acc[g * geo.opg * n..][..geo.opg * n], &mut dw[g * geo.opg * n..][..geo.opg * n]);
+        for m in 0..geo.opg {
+            for k in 0..n {
+                dst[m * n + k] = src[k * geo.opg + m];
+            }
+        }
+    }
+    dw
+}
+
+/// dW of a depthwise convolution: one dot product per (channel, kernel tap, output row).
+fn weight_grad_depthwise<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
+    let kk = geo.kernel_len();
+    let (plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
+    let mut dw = vec![T::zero(); geo.channels_out * kk];
+    for_each_chunk(&mut dw, kk, |c, taps| {
+        for b in 0..geo.batch {
+            let src = &x[(b * geo.channels_in + c) * plane..][..plane];
+            let grad = &dy[(b * geo.channels_out + c) * out_plane..][..out_plane];
+            for (t, tap) in taps.iter_mut().enumerate() {
+                let (kh, kw) = (t / geo.kernel_w, t % geo.kernel_w);
+                let (lo, hi, ix0) = geo.col_range(kw);
+                if lo >= hi {
+                    continue;
+                }
+                let mut sum = T::zero();
+                for oy in 0..geo.out_h {
+                    let Some(iy) = geo.in_row(oy, kh) else {
+                        continue;
+                    };
+                    let g_row = &grad[oy * geo.out_w + lo..oy * geo.out_w + hi];
+                    let line = &src[iy * geo.in_w..][..geo.in_w];
+                    if geo.stride[1] == 1 {
+                        sum = sum + dot(g_row, &line[ix0..ix0 + (hi - lo)]);
+                    } else {
+                        for (k, &gv) in g_row.iter().enumerate() {
+                            sum = sum + gv * line[ix0 + k * geo.stride[1]];
+                        }
+                    }
+                }
+                *tap = *tap + sum;
+            }
+        }
+    });
+    dw
+}
+
+/// dX for any grouping: col = W_gᵀ · dY, then col2im.
+fn input_grad_gemm<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
+    let n = geo.cpg * geo.kernel_len();
+    let (plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
+    let mut dx = vec![T::zero(); geo.batch * geo.channels_in * plane];
+    let rows = geo.chunk_rows();
+    let mut col = vec![T::zero(); n * rows * geo.out_w];
+    for b in 0..geo.batch {
+        for g in 0..geo.groups {
+            let mut oy0 = 0;
+            while oy0 < geo.out_h {
+                let r = rows.min(geo.out_h - oy0);
+                let kc = r * geo.out_w;
+                let col = &mut col[..n * kc];
+                let w_g = &w[g * geo.opg * n..][..geo.opg * n];
+                let rhs = &dy[(b * geo.channels_out + g * geo.opg) * out_plane + oy0 * geo.out_w..];
+                // SAFETY: col is n × kc; lhs is W_gᵀ (n × opg: column stride n); rhs is opg
+                // output channels × kc positions (row stride out_plane, within dy).
+                unsafe {
+                    gemm::gemm(
+                        n,
+                        kc,
+                        geo.opg,
+                        col.as_mut_ptr(),
+                        1,
+                        kc as isize,
+                        false,
+                        w_g.as_ptr(),
+                        n as isize,
+                        1,
+                        rhs.as_ptr(),
+                        1,
+                        out_plane as isize,
+                        T::zero(),
+                        T::one(),
+                        false,
+                        false,
+                        false,
+                        parallelism(n, kc, geo.opg),
+                    );
+                }
+                let col = &*col;
+                let dx_g = &mut dx[(b * geo.channels_in + g * geo.cpg) * plane..][..geo.cpg * plane];
+                for_each_chunk(dx_g, plane, |ci, dst| {
+                    for t in 0..geo.kernel_len() {
+                        let (kh, kw) = (t / geo.kernel_w, t % geo.kernel_w);
+                        let (lo, hi, ix0) = geo.col_range(kw);
+                        if lo >= hi {
+                            continue;
+                        }
+                        let src = &col[(ci * geo.kernel_len() + t) * kc..][..kc];
+                        for rr in 0..r {
+                            let Some(iy) = geo.in_row(oy0 + rr, kh) else {
+                                continue;
+                            };
+                            add_row(&mut dst[iy * geo.in_w..][..geo.in_w], &src[rr * geo.out_w + lo..rr * geo.out_w + hi], ix0, geo.stride[1], T::one());
+                        }
+                    }
+                });
+                oy0 += r;
+            }
+        }
+    }
+    dx
+}
+
+/// line[ix0 + k·stride] += scale · values[k].
+#[inline]
+fn add_row<T: Float>(line: &mut [T], values: &[T], ix0: usize, stride: usize, scale: T) {
+    if stride == 1 {
+        for (d, &v) in line[ix0..ix0 + values.len()].iter_mut().zip(values) {
+            *d = *d + scale * v;
+        }
+    } else {
+        for (k, &v) in values.iter().enumerate() {
+            let d = &mut line[ix0 + k * stride];
+            *d = *d + scale * v;
+        }
+    }
+}
+
+/// dX of a depthwise convolution: each output-gradient row scaled by its kernel tap and added
+/// back where it came from.
+fn input_grad_depthwise<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
+    let kk = geo.kernel_len();
+    let (plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
+    let mut dx = vec![T::zero(); geo.batch * geo.channels_in * plane];
+    for_each_chunk(&mut dx, plane, |bc, dst| {
+        let c = bc % geo.channels_in;
+        let grad = &dy[bc * out_plane..][..out_plane];
+        for t in 0..kk {
+            let (kh, kw) = (t / geo.kernel_w, t % geo.kernel_w);
+            let (lo, hi, ix0) = geo.col_range(kw);
+            if lo >= hi {
+                continue;
+            }
+            let tap = w[c * kk + t];
+            for oy in 0..geo.out_h {
+                let Some(iy) = geo.in_row(oy, kh) else {
+                    continue;
+                };
+                add_row(
+                    &mut dst[iy * geo.in_w..][..geo.in_w],
+                    &grad[oy * geo.out_w + lo..oy * geo.out_w + hi],
+                    ix0,
+                    geo.stride[1],
+                    tap,
+                );
+            }
+        }
+    });
+    dx
+}
+
+fn typed<T: Float>(
+    a: &FlexTensor,
+    b: &FlexTensor,
+    geo: &Geometry,
+    f: fn(&[T], &[T], &Geometry) -> Vec<T>,
+    shape: Shape,
+    dtype: DType,
+) -> FlexTensor {
+    let out = f(a.storage(), b.storage(), geo);
+    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), dtype)
+}
+
+fn dispatch(
+    a: FlexTensor,
+    b: FlexTensor,
+    geo: &Geometry,
+    shape: Shape,
+    kernels: (
+        fn(&[f32], &[f32], &Geometry) -> Vec<f32>,
+        fn(&[f64], &[f64], &Geometry) -> Vec<f64>,
+        fn(&[f16], &[f16], &Geometry) -> Vec<f16>,
+    ),
+) -> FlexTensor {
+    let (a, b) = (a.to_contiguous(), b.to_contiguous());
+    match a.dtype() {
+        DType::F32 => typed(&a, &b, geo, kernels.0, shape, DType::F32),
+        DType::F64 => typed(&a, &b, geo, kernels.1, shape, DType::F64),
+        DType::F16 => typed(&a, &b, geo, kernels.2, shape, DType::F16),
+        DType::BF16 => {
+            let a = super::conv_common::convert_bf16_to_f32(&a);
+            let b = super::conv_common::convert_bf16_to_f32(&b);
+            let out = typed(&a, &b, geo, kernels.0, shape, DType::F32);
+            super::conv_common::convert_f32_to_bf16(&out)
+        }
+        dtype => panic!("conv2d backward: unsupported dtype {dtype:?}"),
+    }
+}
+
+/// Y for groups = 1: im2col + GEMM straight into the NCHW output.
+fn forward_gemm<T: Float>(x: &[T], w: &[T], geo: &Geometry) -> Vec<T> {
+    let n = geo.cpg * geo.kernel_len();
+    let out_plane = geo.out_h * geo.out_w;
+    let mut y = vec![T::zero(); geo.batch * geo.channels_out * out_plane];
+    let rows = geo.chunk_rows();
+    let mut col = vec![T::zero(); n * rows * geo.out_w];
+    for b in 0..geo.batch {
+        let mut oy0 = 0;
+        while oy0 < geo.out_h {
+            let r = rows.min(geo.out_h - oy0);
+            let kc = r * geo.out_w;
+            let col = &mut col[..n * kc];
+            im2col(col, x, geo, b, 0, oy0, r);
+            let dst = &mut y[b * geo.channels_out * out_plane + oy0 * geo.out_w..];
+            // SAFETY: dst holds channels_out rows of kc positions (row stride out_plane, within
+            // y); lhs is W as channels_out × n; rhs is col as n × kc.
+            unsafe {
+                gemm::gemm(
+                    geo.channels_out,
+                    kc,
+                    n,
+                    dst.as_mut_ptr(),
+                    1,
+                    out_plane as isize,
+                    false,
+                    w.as_ptr(),
+                    1,
+                    n as isize,
+                    col.as_ptr(),
+                    1,
+                    kc as isize,
+                    T::zero(),
+                    T::one(),
+                    false,
+                    false,
+                    false,
+                    parallelism(geo.channels_out, kc, n),
+                );
+            }
+            oy0 += r;
+        }
+    }
+    y
+}
+
+/// Whether [`conv2d`] takes this convolution (flex's own kernels the rest: 1×1, depthwise,
+/// grouped, and the small-channel direct path for ≤ 4 input channels).
+pub(crate) fn takes_forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> bool {
+    let (xs, ws) = (x.layout().shape(), weight.layout().shape());
+    matches!(x.dtype(), DType::F32 | DType::F64 | DType::F16)
+        && x.dtype() == weight.dtype()
+        && options.groups == 1
+        && !options.is_asymmetric()
+        && xs[1] > 4
+        && ws[2] * ws[3] > 1
+}
+
+/// conv2d for the cases [`takes_forward`] accepts.
+pub(crate) fn conv2d(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let (xs, ws) = (x.layout().shape(), weight.layout().shape());
+    let out = |i: usize, k: usize| {
+        burn_backend::ops::conv::calculate_conv_output_size(
+            k,
+            options.stride[i],
+            options.padding_begin()[i],
+            options.dilation[i],
+            xs[2 + i],
+        )
+    };
+    let grad_shape = [xs[0], ws[0], out(0, ws[2]), out(1, ws[3])];
+    let geo = Geometry::new(xs, ws, &grad_shape, options);
+    let shape = Shape::from(grad_shape.to_vec());
+    let y = dispatch(x, weight, &geo, shape, (
+        forward_gemm::<f32>,
+        forward_gemm::<f64>,
+        forward_gemm::<f16>,
+    ));
+    let Some(bias) = bias else {
+        return y;
+    };
+    let mut y = y;
+    let bias = bias.to_contiguous();
+    match y.dtype() {
+        DType::F32 => add_bias::<f32>(&mut y, &bias, &geo),
+        DType::F64 => add_bias::<f64>(&mut y, &bias, &geo),
+        _ => add_bias::<f16>(&mut y, &bias, &geo),
+    }
+    y
+}
+
+fn add_bias<T: Float>(y: &mut FlexTensor, bias: &FlexTensor, geo: &Geometry) {
+    let bias: &[T] = bias.storage();
+    let out: &mut [T] = y.storage_mut();
+    for_each_chunk(out, geo.out_h * geo.out_w, |i, plane| {
+        let v = bias[i % geo.channels_out];
+        for e in plane {
+            *e = *e + v;
+        }
+    });
+}
+
+/// Gradient of conv2d with respect to its weight (shape of `weight`).
+pub(crate) fn conv2d_weight_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let geo = Geometry::new(
+        x.layout().shape(),
+        weight.layout().shape(),
+        output_grad.layout().shape(),
+        options,
+    );
+    let shape = weight.layout().shape().clone();
+    let output_grad = output_grad.to_contiguous();
+    if geo.is_depthwise() {
+        dispatch(x, output_grad, &geo, shape, (
+            weight_grad_depthwise::<f32>,
+            weight_grad_depthwise::<f64>,
+            weight_grad_depthwise::<f16>,
+        ))
+    } else {
+        dispatch(x, output_grad, &geo, shape, (
+            weight_grad_gemm::<f32>,
+            weight_grad_gemm::<f64>,
+            weight_grad_gemm::<f16>,
+        ))
+    }
+}
+
+/// Gradient of conv2d with respect to its input (shape of `x`).
+pub(crate) fn conv2d_x_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let geo = Geometry::new(
+        x.layout().shape(),
+        weight.layout().shape(),
+        output_grad.layout().shape(),
+        options,
+    );
+    let shape = x.layout().shape().clone();
+    if geo.is_depthwise() {
+        dispatch(weight, output_grad, &geo, shape, (
+            input_grad_depthwise::<f32>,
+            input_grad_depthwise::<f64>,
+            input_grad_depthwise::<f16>,
+        ))
+    } else {
+        dispatch(weight, output_grad, &geo, shape, (
+            input_grad_gemm::<f32>,
+            input_grad_gemm::<f64>,
+            input_grad_gemm::<f16>,
+        ))
+    }
+}

@@ -1,0 +1,383 @@
+//! What patches/burn-flex changes, against independent references.
+//!
+//! conv2d and its gradients (the patch: im2col + GEMM in NCHW, direct depthwise gradients) against
+//! the definition, summed by hand in f64: y = conv2d(x, w) + bias and, for loss = Σ y ⊙ G,
+//!   ∂loss/∂w[co, ci, kh, kw] = Σ_b,oy,ox G[b, co, oy, ox] · x[b, g·cpg + ci, oy·s + kh·d − p, ox·s + kw·d − p]
+//!   ∂loss/∂x[b, c, iy, ix]   = the same products, gathered by input position instead.
+//! Shapes cover what the shipped networks use (3×3 same convolutions, 2×2 stride-2, 1×1,
+//! depthwise 3×3/5×5 with stride 2 and asymmetric "same" padding) and what they do not (groups 2,
+//! dilation, odd sizes, batch 1, a feature map large enough to be processed in several chunks).
+//!
+//! Batch norm in training mode (the patch: per-channel passes in place) against its definition in
+//! f64, and its gradients against central differences of that definition.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+
+struct Case {
+    batch: usize,
+    cin: usize,
+    cout: usize,
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    /// (begin, end) per dimension.
+    padding: [(usize, usize); 2],
+    dilation: [usize; 2],
+    groups: usize,
+}
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect()
+}
+
+/// (output, grad w, grad x) by the definition, in f64.
+fn reference(
+    c: &Case,
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    out: [usize; 2],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (cpg, opg) = (c.cin / c.groups, c.cout / c.groups);
+    let [h, wd] = c.hw;
+    let [kh_n, kw_n] = c.kernel;
+    let mut dw = vec![0.0f64; c.cout * cpg * kh_n * kw_n];
+    let mut dx = vec![0.0f64; c.batch * c.cin * h * wd];
+    let mut y = vec![0.0f64; g.len()];
+    for b in 0..c.batch {
+        for co in 0..c.cout {
+            let grp = co / opg;
+            for oy in 0..out[0] {
+                for ox in 0..out[1] {
+                    let yi = ((b * c.cout + co) * out[0] + oy) * out[1] + ox;
+                    let gv = g[yi] as f64;
+                    for ci in 0..cpg {
+                        let cx = grp * cpg + ci;
+                        for kh in 0..kh_n {
+                            let iy = (oy * c.stride[0] + kh * c.dilation[0]) as isize
+                                - c.padding[0].0 as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for kw in 0..kw_n {
+                                let ix = (ox * c.stride[1] + kw * c.dilation[1]) as isize
+                                    - c.padding[1].0 as isize;
+                                if ix < 0 || ix >= wd as isize {
+                                    continue;
+                                }
+                                let xi = ((b * c.cin + cx) * h + iy as usize) * wd + ix as usize;
+                                let wi = ((co * cpg + ci) * kh_n + kh) * kw_n + kw;
+                                y[yi] += x[xi] as f64 * w[wi] as f64;
+                                dw[wi] += gv * x[xi] as f64;
+                                dx[xi] += gv * w[wi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (y, dw, dx)
+}
+
+fn relative_l2(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&a, &b)| (a as f64 - b).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|b| b * b).sum();
+    assert!(
+        den > 0.0,
+        "reference gradient is zero: the case tests nothing"
+    );
+    (num / den).sqrt()
+}
+
+fn check(c: &Case) {
+    let device = Device::flex().autodiff();
+    let cpg = c.cin / c.groups;
+    let x_shape = [c.batch, c.cin, c.hw[0], c.hw[1]];
+    let w_shape = [c.cout, cpg, c.kernel[0], c.kernel[1]];
+    let xv = values(x_shape.iter().product(), 1);
+    let wv = values(w_shape.iter().product(), 2);
+    let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), x_shape), &device).require_grad();
+    let w = Tensor::<4>::from_data(TensorData::new(wv.clone(), w_shape), &device).require_grad();
+    let bv = values(c.cout, 4);
+    let bias =
+        Tensor::<1>::from_data(TensorData::new(bv.clone(), [c.cout]), &device).require_grad();
+    let options = ConvOptions::new_with_padding(c.stride, c.padding, c.dilation, c.groups);
+    let y = conv2d(x.clone(), w.clone(), Some(bias.clone()), options);
+    let [_, _, oh, ow] = y.dims();
+    let gv = values(c.batch * c.cout * oh * ow, 3);
+    let g = Tensor::<4>::from_data(
+        TensorData::new(gv.clone(), [c.batch, c.cout, oh, ow]),
+        &device,
+    );
+    let to_vec = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let got_y = to_vec(y.clone());
+    let grads = (y * g).sum().backward();
+    let got_w = to_vec(w.grad(&grads).expect("weight gradient"));
+    let got_x = to_vec(x.grad(&grads).expect("input gradient"));
+    let (mut want_y, want_w, want_x) = reference(c, &xv, &wv, &gv, [oh, ow]);
+    // The bias: added to every position of its channel; its gradient is G summed per channel.
+    let mut want_b = vec![0.0f64; c.cout];
+    for (i, (yv, gv)) in want_y.iter_mut().zip(&gv).enumerate() {
+        let co = (i / (oh * ow)) % c.cout;
+        *yv += bv[co] as f64;
+        want_b[co] += *gv as f64;
+    }
+    let got_b = bias
+        .grad(&grads)
+        .expect("bias gradient")
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let eb = relative_l2(&got_b, &want_b);
+    assert!(eb < 1e-5, "bias gradient: relative L2 error {eb:.2e}");
+    let (ey, ew, ex) = (
+        relative_l2(&got_y, &want_y),
+        relative_l2(&got_w, &want_w),
+        relative_l2(&got_x, &want_x),
+    );
+    assert!(
+        ey < 1e-5 && ew < 1e-5 && ex < 1e-5,
+        "batch {} {}→{} {:?} kernel {:?} stride {:?} padding {:?} dilation {:?} groups {}: \
+         relative L2 error output {ey:.2e}, weight gradient {ew:.2e}, input gradient {ex:.2e}",
+        c.batch,
+        c.cin,
+        c.cout,
+        c.hw,
+        c.kernel,
+        c.stride,
+        c.padding,
+        c.dilation,
+        c.groups
+    );
+}
+
+fn case(batch: usize, cin: usize, cout: usize, hw: [usize; 2], kernel: [usize; 2]) -> Case {
+    Case {
+        batch,
+        cin,
+        cout,
+        hw,
+        kernel,
+        stride: [1, 1],
+        padding: [
+            (kernel[0] / 2, kernel[0] / 2),
+            (kernel[1] / 2, kernel[1] / 2),
+        ],
+        dilation: [1, 1],
+        groups: 1,
+    }
+}
+
+#[test]
+fn dense_convolutions_match_the_definition() {
+    // The U-Net's 3×3 same convolutions, batch 4 (the size that took flex's small-channel path
+    // for the weight gradient); 3 input channels: flex's own forward, 16: the patch's.
+    check(&case(4, 3, 16, [12, 10], [3, 3]));
+    check(&case(4, 16, 8, [9, 9], [3, 3]));
+    // 1×1 heads, batch 1.
+    check(&case(1, 5, 2, [7, 6], [1, 1]));
+    // Stride 2 with asymmetric "same" padding, as the EfficientNet stem (TensorFlow style).
+    check(&Case {
+        stride: [2, 2],
+        padding: [(0, 1), (0, 1)],
+        ..case(3, 1, 8, [16, 15], [3, 3])
+    });
+    // Non-square kernel, dilation 2, stride (2, 1).
+    check(&Case {
+        stride: [2, 1],
+        padding: [(2, 2), (1, 3)],
+        dilation: [2, 2],
+        ..case(2, 3, 4, [11, 13], [3, 2])
+    });
+    // Two groups.
+    check(&Case {
+        groups: 2,
+        ..case(2, 4, 6, [8, 9], [3, 3])
+    });
+}
+
+#[test]
+fn depthwise_convolutions_match_the_definition() {
+    for (kernel, stride, padding) in [
+        (3, 1, (1, 1)),
+        (3, 2, (0, 1)),
+        (5, 1, (2, 2)),
+        (5, 2, (1, 2)),
+    ] {
+        check(&Case {
+            stride: [stride, stride],
+            padding: [padding, padding],
+            groups: 6,
+            ..case(3, 6, 6, [14, 13], [kernel, kernel])
+        });
+    }
+    // A channel multiplier of 2 (groups = input channels, two outputs each): not "depthwise"
+    // in the patch's sense, so the grouped GEMM path.
+    check(&Case {
+        groups: 3,
+        ..case(2, 3, 6, [7, 7], [3, 3])
+    });
+}
+
+#[test]
+fn a_feature_map_larger_than_one_column_chunk_matches_the_definition() {
+    // 16 channels × 3×3 × 160 columns = 23,040 column elements per output row: the patch's
+    // 2^20-element buffer takes 45 rows at a time, so 130 rows are accumulated in three chunks.
+    check(&case(2, 16, 4, [130, 160], [3, 3]));
+}
+
+/// Batch norm with the batch's statistics, in f64: Σ G ⊙ BN(x; γ, β).
+fn bn_loss(x: &[f64], gamma: &[f64], beta: &[f64], g: &[f64], shape: [usize; 4], eps: f64) -> f64 {
+    let [b, c, h, w] = shape;
+    let s = h * w;
+    let mut loss = 0.0;
+    for ch in 0..c {
+        let idx = |k: usize, i: usize| (k * c + ch) * s + i;
+        let n = (b * s) as f64;
+        let mean = (0..b)
+            .flat_map(|k| (0..s).map(move |i| (k, i)))
+            .map(|(k, i)| x[idx(k, i)])
+            .sum::<f64>()
+            / n;
+        let var = (0..b)
+            .flat_map(|k| (0..s).map(move |i| (k, i)))
+            .map(|(k, i)| (x[idx(k, i)] - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        for k in 0..b {
+            for i in 0..s {
+                let y = (x[idx(k, i)] - mean) / (var + eps).sqrt() * gamma[ch] + beta[ch];
+                loss += g[idx(k, i)] * y;
+            }
+        }
+    }
+    loss
+}
+
+#[test]
+fn batch_norm_training_matches_central_differences() {
+    let device = Device::flex().autodiff();
+    let shape = [3, 4, 5, 6];
+    let n: usize = shape.iter().product();
+    let eps = 1e-5;
+    // Channels with different means and spreads, as after a convolution.
+    let xv: Vec<f32> = values(n, 5)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (1.0 + (i / 30 % 4) as f32) + (i / 30 % 4) as f32 - 1.5)
+        .collect();
+    let gamma_v = values(4, 6).iter().map(|v| v + 1.5).collect::<Vec<f32>>();
+    let beta_v = values(4, 7);
+    let gv = values(n, 8);
+    let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), shape), &device).require_grad();
+    let gamma =
+        Tensor::<1>::from_data(TensorData::new(gamma_v.clone(), [4]), &device).require_grad();
+    let beta = Tensor::<1>::from_data(TensorData::new(beta_v.clone(), [4]), &device).require_grad();
+    let out = burn::tensor::module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), eps);
+    let g = Tensor::<4>::from_data(TensorData::new(gv.clone(), shape), &device);
+    let y = out.output.clone();
+    let got_y: Vec<f32> = y.clone().into_data().convert::<f32>().try_to_vec().unwrap();
+    let got_mean: Vec<f32> = out.mean.into_data().convert::<f32>().try_to_vec().unwrap();
+    let got_var: Vec<f32> = out
+        .variance
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .unwrap();
+    let grads = (y * g).sum().backward();
+    let vec1 = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let got_dx = x
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let got_dgamma = vec1(gamma.grad(&grads).unwrap());
+    let got_dbeta = vec1(beta.grad(&grads).unwrap());
+
+    let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+    let (x64, gm64, bt64, g64) = (f64s(&xv), f64s(&gamma_v), f64s(&beta_v), f64s(&gv));
+    // Forward and statistics by the definition.
+    let s = 30;
+    let mut want_mean = vec![0.0; 4];
+    let mut want_var = vec![0.0; 4];
+    for ch in 0..4 {
+        let vals: Vec<f64> = (0..3)
+            .flat_map(|k| (0..s).map(move |i| (k * 4 + ch) * s + i))
+            .map(|i| x64[i])
+            .collect();
+        want_mean[ch] = vals.iter().sum::<f64>() / 90.0;
+        want_var[ch] = vals
+            .iter()
+            .map(|v| (v - want_mean[ch]).powi(2))
+            .sum::<f64>()
+            / 90.0;
+    }
+    let want_y: Vec<f64> = (0..n)
+        .map(|i| {
+            let ch = (i / s) % 4;
+            (x64[i] - want_mean[ch]) / (want_var[ch] + eps).sqrt() * gm64[ch] + bt64[ch]
+        })
+        .collect();
+    assert!(relative_l2(&got_y, &want_y) < 1e-5);
+    assert!(relative_l2(&got_mean, &want_mean) < 1e-5);
+    assert!(relative_l2(&got_var, &want_var) < 1e-5);
+    // Gradients by central differences of the f64 loss.
+    let h = 1e-4;
+    let diff = |f: &dyn Fn(f64) -> f64| (f(h) - f(-h)) / (2.0 * h);
+    let want_dx: Vec<f64> = (0..n)
+        .map(|i| {
+            diff(&|d| {
+                let mut xs = x64.clone();
+                xs[i] += d;
+                bn_loss(&xs, &gm64, &bt64, &g64, shape, eps)
+            })
+        })
+        .collect();
+    let want_dgamma: Vec<f64> = (0..4)
+        .map(|c| {
+            diff(&|d| {
+                let mut gs = gm64.clone();
+                gs[c] += d;
+                bn_loss(&x64, &gs, &bt64, &g64, shape, eps)
+            })
+        })
+        .collect();
+    let want_dbeta: Vec<f64> = (0..4)
+        .map(|c| {
+            diff(&|d| {
+                let mut bs = bt64.clone();
+                bs[c] += d;
+                bn_loss(&x64, &gm64, &bs, &g64, shape, eps)
+            })
+        })
+        .collect();
+    let (ex, eg, eb) = (
+        relative_l2(&got_dx, &want_dx),
+        relative_l2(&got_dgamma, &want_dgamma),
+        relative_l2(&got_dbeta, &want_dbeta),
+    );
+    assert!(
+        ex < 1e-4 && eg < 1e-4 && eb < 1e-4,
+        "batch norm gradients: input {ex:.2e}, gamma {eg:.2e}, beta {eb:.2e}"
+    );
+}
