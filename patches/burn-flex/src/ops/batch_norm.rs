@@ -14,10 +14,7 @@ use burn_std::{Bytes, Shape, bf16, f16};
 
 use crate::{FlexTensor, Layout};
 
-trait Float:
-    num_traits::Float + bytemuck::Pod + burn_backend::Element + Send + Sync + 'static
-{
-}
+trait Float: num_traits::Float + bytemuck::Pod + burn_backend::Element + Send + Sync + 'static {}
 impl Float for f32 {}
 impl Float for f64 {}
 
@@ -99,7 +96,11 @@ fn plane<T>(data: &[T], b: usize, c: usize, channels: usize, spatial: usize) -> 
 }
 
 fn tensor<T: Float>(data: Vec<T>, shape: Shape) -> FlexTensor {
-    FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(shape), T::dtype())
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(shape),
+        T::dtype(),
+    )
 }
 
 fn statistics<T: Float>(x: &[T], shape: &Shape) -> (Vec<T>, Vec<T>) {
@@ -110,7 +111,9 @@ fn statistics<T: Float>(x: &[T], shape: &Shape) -> (Vec<T>, Vec<T>) {
             s + sum(plane(x, b, c, channels, spatial), |v| v)
         }) / n;
         let var = (0..batch).fold(T::zero(), |s, b| {
-            s + sum(plane(x, b, c, channels, spatial), |v| (v - mean) * (v - mean))
+            s + sum(plane(x, b, c, channels, spatial), |v| {
+                (v - mean) * (v - mean)
+            })
         }) / n;
         (mean, var)
     });
@@ -130,7 +133,13 @@ fn affine<T: Float>(x: &[T], shape: &Shape, scale: &[T], shift: &[T]) -> Vec<T> 
     out
 }
 
-fn scale_shift<T: Float>(gamma: &[T], beta: &[T], mean: &[T], var: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
+fn scale_shift<T: Float>(
+    gamma: &[T],
+    beta: &[T],
+    mean: &[T],
+    var: &[T],
+    eps: f64,
+) -> (Vec<T>, Vec<T>) {
     let eps = T::from(eps).unwrap();
     let scale: Vec<T> = gamma
         .iter()
@@ -209,7 +218,10 @@ pub(crate) fn batch_norm(
     variance: FlexTensor,
     epsilon: f64,
 ) -> FlexTensor {
-    by_dtype!(x.dtype(), batch_norm_typed(x, gamma, beta, mean, variance, epsilon))
+    by_dtype!(
+        x.dtype(),
+        batch_norm_typed(x, gamma, beta, mean, variance, epsilon)
+    )
 }
 
 fn batch_norm_train_typed<T: Float>(
@@ -256,9 +268,16 @@ fn batch_norm_train_backward_typed<T: Float>(
     let shape = x.layout().shape().clone();
     let (batch, channels, spatial) = dims(&shape);
     let (xs, dys) = (x.storage::<T>(), dy.storage::<T>());
-    let (gamma, mean, variance) = (gamma.storage::<T>(), mean.storage::<T>(), variance.storage::<T>());
+    let (gamma, mean, variance) = (
+        gamma.storage::<T>(),
+        mean.storage::<T>(),
+        variance.storage::<T>(),
+    );
     let eps = T::from(epsilon).unwrap();
-    let inv_std: Vec<T> = variance.iter().map(|&v| T::one() / (v + eps).sqrt()).collect();
+    let inv_std: Vec<T> = variance
+        .iter()
+        .map(|&v| T::one() / (v + eps).sqrt())
+        .collect();
     // Per channel: Σ dy (beta's gradient) and Σ dy·x̂ (gamma's), x̂ = (x − mean)·inv_std.
     let sums = per_channel(channels, |c| {
         let (m, s) = (mean[c], inv_std[c]);
@@ -276,7 +295,10 @@ fn batch_norm_train_backward_typed<T: Float>(
         let (sum_dy, sum_dy_xhat) = sums[c];
         let (mean_dy, mean_dy_xhat) = (sum_dy / n, sum_dy_xhat / n);
         let k = gamma[c] * s;
-        let (g, v) = (&dys[i * spatial..][..spatial], &xs[i * spatial..][..spatial]);
+        let (g, v) = (
+            &dys[i * spatial..][..spatial],
+            &xs[i * spatial..][..spatial],
+        );
         for ((d, &t), &u) in dst.iter_mut().zip(g).zip(v) {
             *d = k * (t - mean_dy - (u - m) * s * mean_dy_xhat);
         }

@@ -36,10 +36,7 @@ const COLUMN_ELEMENTS: usize = 1 << 20;
 #[cfg(feature = "rayon")]
 const GEMM_PARALLEL_WORK: usize = 96 * 96 * 96;
 
-trait Float:
-    num_traits::Float + bytemuck::Pod + burn_backend::Element + Send + Sync + 'static
-{
-}
+trait Float: num_traits::Float + bytemuck::Pod + burn_backend::Element + Send + Sync + 'static {}
 impl Float for f32 {}
 impl Float for f64 {}
 impl Float for f16 {}
@@ -125,25 +122,49 @@ impl Geometry {
     }
 }
 
-/// Runs `f(index, chunk)` over `data.chunks_mut(len)`, on rayon's pool when it is enabled.
-fn for_each_chunk<T: Send>(data: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) {
+/// Whether to split a convolution over its batch items, one thread each, rather than inside
+/// each item: with at least as many items as threads this avoids a fork-join per row chunk (on 2
+/// cores the threads spent a quarter of a batch-8 U-Net step going to sleep and waking up).
+fn batch_parallel(batch: usize) -> bool {
+    #[cfg(feature = "rayon")]
+    {
+        let threads = rayon::current_num_threads();
+        threads > 1 && batch >= threads
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let _ = batch;
+        false
+    }
+}
+
+/// Runs `f(index, chunk)` over `data.chunks_mut(len)`, on rayon's pool when it is enabled and
+/// `par` (false inside a task that already has its thread).
+fn for_each_chunk<T: Send>(
+    data: &mut [T],
+    len: usize,
+    par: bool,
+    f: impl Fn(usize, &mut [T]) + Send + Sync,
+) {
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
-        if data.len() >= 2 * len {
-            data.par_chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+        if par && data.len() >= 2 * len {
+            data.par_chunks_mut(len)
+                .enumerate()
+                .for_each(|(i, c)| f(i, c));
             return;
         }
     }
     data.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
 }
 
-fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+fn parallelism(m: usize, n: usize, k: usize, par: bool) -> gemm::Parallelism {
     #[cfg(feature = "rayon")]
-    if m.saturating_mul(n).saturating_mul(k) >= GEMM_PARALLEL_WORK {
+    if par && m.saturating_mul(n).saturating_mul(k) >= GEMM_PARALLEL_WORK {
         return gemm::Parallelism::Rayon(0);
     }
-    let _ = (m, n, k);
+    let _ = (m, n, k, par);
     gemm::Parallelism::None
 }
 
@@ -167,10 +188,19 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 
 /// Fills `col` ([cpg·kh·kw, rows·out_w], row-major) with the input patches of output rows
 /// `oy0..oy0 + rows`, batch `b`, group `g`; zero where the kernel falls on the padding.
-fn im2col<T: Float>(col: &mut [T], x: &[T], geo: &Geometry, b: usize, g: usize, oy0: usize, rows: usize) {
+fn im2col<T: Float>(
+    col: &mut [T],
+    x: &[T],
+    geo: &Geometry,
+    b: usize,
+    g: usize,
+    oy0: usize,
+    rows: usize,
+    par: bool,
+) {
     let kc = rows * geo.out_w;
     let plane = geo.in_h * geo.in_w;
-    for_each_chunk(col, kc, |n, dst| {
+    for_each_chunk(col, kc, par, |n, dst| {
         let ci = n / geo.kernel_len();
         let (kh, kw) = ((n % geo.kernel_len()) / geo.kernel_w, n % geo.kernel_w);
         let src = &x[(b * geo.channels_in + g * geo.cpg + ci) * plane..][..plane];
@@ -194,61 +224,118 @@ fn im2col<T: Float>(col: &mut [T], x: &[T], geo: &Geometry, b: usize, g: usize, 
     });
 }
 
+/// Adds batch item `b`'s share of dW to `acc` (column-major per group, see
+/// [`weight_grad_gemm`]); `first[g]`: the group's accumulator holds nothing yet.
+fn weight_grad_item<T: Float>(
+    acc: &mut [T],
+    first: &mut [bool],
+    col: &mut [T],
+    x: &[T],
+    dy: &[T],
+    geo: &Geometry,
+    b: usize,
+    par: bool,
+) {
+    let n = geo.cpg * geo.kernel_len();
+    let out_plane = geo.out_h * geo.out_w;
+    let rows = geo.chunk_rows();
+    for g in 0..geo.groups {
+        let mut oy0 = 0;
+        while oy0 < geo.out_h {
+            let r = rows.min(geo.out_h - oy0);
+            let kc = r * geo.out_w;
+            let col = &mut col[..n * kc];
+            im2col(col, x, geo, b, g, oy0, r, par);
+            let lhs = &dy[(b * geo.channels_out + g * geo.opg) * out_plane + oy0 * geo.out_w..];
+            let dst = &mut acc[g * geo.opg * n..][..geo.opg * n];
+            // SAFETY: dst is opg × n column-major (column stride opg); lhs rows are opg
+            // output channels of kc positions each (row stride out_plane, within dy); rhs is
+            // col as kc × n, column-major (column stride kc).
+            unsafe {
+                gemm::gemm(
+                    geo.opg,
+                    n,
+                    kc,
+                    dst.as_mut_ptr(),
+                    geo.opg as isize,
+                    1,
+                    !first[g],
+                    lhs.as_ptr(),
+                    1,
+                    out_plane as isize,
+                    col.as_ptr(),
+                    kc as isize,
+                    1,
+                    T::one(),
+                    T::one(),
+                    false,
+                    false,
+                    false,
+                    parallelism(geo.opg, n, kc, par),
+                );
+            }
+            first[g] = false;
+            oy0 += r;
+        }
+    }
+}
+
 /// dW for any grouping, by im2col + GEMM.
 fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
     let n = geo.cpg * geo.kernel_len();
-    let out_plane = geo.out_h * geo.out_w;
+    let col_len = n * geo.chunk_rows() * geo.out_w;
     // Accumulated column-major (dW_gᵀ row-major, [n][opg]): both operands are contiguous along
     // the positions summed over, and with a column-major destination gemm packs dY (opg rows)
     // rather than the im2col buffer (n = cpg·kh·kw rows, several times more).
-    let mut acc = vec![T::zero(); geo.channels_out * n];
-    let rows = geo.chunk_rows();
-    let mut col = vec![T::zero(); n * rows * geo.out_w];
-    let mut first = vec![true; geo.groups];
-    for b in 0..geo.batch {
-        for g in 0..geo.groups {
-            let mut oy0 = 0;
-            while oy0 < geo.out_h {
-                let r = rows.min(geo.out_h - oy0);
-                let kc = r * geo.out_w;
-                let col = &mut col[..n * kc];
-                im2col(col, x, geo, b, g, oy0, r);
-                let lhs = &dy[(b * geo.channels_out + g * geo.opg) * out_plane + oy0 * geo.out_w..];
-                let dst = &mut acc[g * geo.opg * n..][..geo.opg * n];
-                // SAFETY: dst is opg × n column-major (column stride opg); lhs rows are opg
-                // output channels of kc positions each (row stride out_plane, within dy); rhs is
-                // col as kc × n, column-major (column stride kc).
-                unsafe {
-                    gemm::gemm(
-                        geo.opg,
-                        n,
-                        kc,
-                        dst.as_mut_ptr(),
-                        geo.opg as isize,
-                        1,
-                        !first[g],
-                        lhs.as_ptr(),
-                        1,
-                        out_plane as isize,
-                        col.as_ptr(),
-                        kc as isize,
-                        1,
-                        T::one(),
-                        T::one(),
-                        false,
-                        false,
-                        false,
-                        parallelism(geo.opg, n, kc),
-                    );
-                }
-                first[g] = false;
-                oy0 += r;
-            }
+    let len = geo.channels_out * n;
+    let acc = if batch_parallel(geo.batch) {
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            // One accumulator per rayon task (about one per thread), summed at the end.
+            (0..geo.batch)
+                .into_par_iter()
+                .fold(
+                    || {
+                        (
+                            vec![T::zero(); len],
+                            vec![true; geo.groups],
+                            vec![T::zero(); col_len],
+                        )
+                    },
+                    |(mut acc, mut first, mut col), b| {
+                        weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, false);
+                        (acc, first, col)
+                    },
+                )
+                .map(|(acc, _, _)| acc)
+                .reduce_with(|mut a, b| {
+                    for (u, v) in a.iter_mut().zip(&b) {
+                        *u = *u + *v;
+                    }
+                    a
+                })
+                .unwrap_or_else(|| vec![T::zero(); len])
         }
-    }
-    let mut dw = vec![T::zero(); geo.channels_out * n];
+        #[cfg(not(feature = "rayon"))]
+        unreachable!()
+    } else {
+        let (mut acc, mut first, mut col) = (
+            vec![T::zero(); len],
+            vec![true; geo.groups],
+            vec![T::zero(); col_len],
+        );
+        for b in 0..geo.batch {
+            weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, true);
+        }
+        acc
+    };
+    let mut dw = vec![T::zero(); len];
     for g in 0..geo.groups {
-        let (src, dst) = (&acc[g * geo.opg * n..][..geo.opg * n], &mut dw[g * geo.opg * n..][..geo.opg * n]);
+        let (src, dst) = (
+            &acc[g * geo.opg * n..][..geo.opg * n],
+            &mut dw[g * geo.opg * n..][..geo.opg * n],
+        );
         for m in 0..geo.opg {
             for k in 0..n {
                 dst[m * n + k] = src[k * geo.opg + m];
@@ -263,7 +350,7 @@ fn weight_grad_depthwise<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> 
     let kk = geo.kernel_len();
     let (plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
     let mut dw = vec![T::zero(); geo.channels_out * kk];
-    for_each_chunk(&mut dw, kk, |c, taps| {
+    for_each_chunk(&mut dw, kk, true, |c, taps| {
         for b in 0..geo.batch {
             let src = &x[(b * geo.channels_in + c) * plane..][..plane];
             let grad = &dy[(b * geo.channels_out + c) * out_plane..][..out_plane];
@@ -296,13 +383,19 @@ fn weight_grad_depthwise<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> 
 }
 
 /// dX for any grouping: col = W_gᵀ · dY, then col2im.
-fn input_grad_gemm<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
+fn input_grad_item<T: Float>(
+    dx: &mut [T],
+    col: &mut [T],
+    w: &[T],
+    dy: &[T],
+    geo: &Geometry,
+    b: usize,
+    par: bool,
+) {
     let n = geo.cpg * geo.kernel_len();
     let (plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
-    let mut dx = vec![T::zero(); geo.batch * geo.channels_in * plane];
     let rows = geo.chunk_rows();
-    let mut col = vec![T::zero(); n * rows * geo.out_w];
-    for b in 0..geo.batch {
+    {
         for g in 0..geo.groups {
             let mut oy0 = 0;
             while oy0 < geo.out_h {
@@ -333,12 +426,12 @@ fn input_grad_gemm<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
                         false,
                         false,
                         false,
-                        parallelism(n, kc, geo.opg),
+                        parallelism(n, kc, geo.opg, par),
                     );
                 }
                 let col = &*col;
-                let dx_g = &mut dx[(b * geo.channels_in + g * geo.cpg) * plane..][..geo.cpg * plane];
-                for_each_chunk(dx_g, plane, |ci, dst| {
+                let dx_g = &mut dx[g * geo.cpg * plane..][..geo.cpg * plane];
+                for_each_chunk(dx_g, plane, par, |ci, dst| {
                     for t in 0..geo.kernel_len() {
                         let (kh, kw) = (t / geo.kernel_w, t % geo.kernel_w);
                         let (lo, hi, ix0) = geo.col_range(kw);
@@ -350,12 +443,41 @@ fn input_grad_gemm<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
                             let Some(iy) = geo.in_row(oy0 + rr, kh) else {
                                 continue;
                             };
-                            add_row(&mut dst[iy * geo.in_w..][..geo.in_w], &src[rr * geo.out_w + lo..rr * geo.out_w + hi], ix0, geo.stride[1], T::one());
+                            add_row(
+                                &mut dst[iy * geo.in_w..][..geo.in_w],
+                                &src[rr * geo.out_w + lo..rr * geo.out_w + hi],
+                                ix0,
+                                geo.stride[1],
+                                T::one(),
+                            );
                         }
                     }
                 });
                 oy0 += r;
             }
+        }
+    }
+}
+
+/// dX for any grouping: col = W_gᵀ · dY, then col2im.
+fn input_grad_gemm<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
+    let plane = geo.in_h * geo.in_w;
+    let item = geo.channels_in * plane;
+    let col_len = geo.cpg * geo.kernel_len() * geo.chunk_rows() * geo.out_w;
+    let mut dx = vec![T::zero(); geo.batch * item];
+    if batch_parallel(geo.batch) {
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            dx.par_chunks_mut(item).enumerate().for_each_init(
+                || vec![T::zero(); col_len],
+                |col, (b, dx_b)| input_grad_item(dx_b, col, w, dy, geo, b, false),
+            );
+        }
+    } else {
+        let mut col = vec![T::zero(); col_len];
+        for (b, dx_b) in dx.chunks_mut(item.max(1)).enumerate() {
+            input_grad_item(dx_b, &mut col, w, dy, geo, b, true);
         }
     }
     dx
@@ -382,7 +504,7 @@ fn input_grad_depthwise<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
     let kk = geo.kernel_len();
     let (plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
     let mut dx = vec![T::zero(); geo.batch * geo.channels_in * plane];
-    for_each_chunk(&mut dx, plane, |bc, dst| {
+    for_each_chunk(&mut dx, plane, true, |bc, dst| {
         let c = bc % geo.channels_in;
         let grad = &dy[bc * out_plane..][..out_plane];
         for t in 0..kk {
@@ -447,47 +569,73 @@ fn dispatch(
     }
 }
 
-/// Y for groups = 1: im2col + GEMM straight into the NCHW output.
-fn forward_gemm<T: Float>(x: &[T], w: &[T], geo: &Geometry) -> Vec<T> {
+/// Y of batch item `b` (`y_b`: its channels_out planes), groups = 1.
+fn forward_item<T: Float>(
+    y_b: &mut [T],
+    col: &mut [T],
+    x: &[T],
+    w: &[T],
+    geo: &Geometry,
+    b: usize,
+    par: bool,
+) {
     let n = geo.cpg * geo.kernel_len();
     let out_plane = geo.out_h * geo.out_w;
-    let mut y = vec![T::zero(); geo.batch * geo.channels_out * out_plane];
     let rows = geo.chunk_rows();
-    let mut col = vec![T::zero(); n * rows * geo.out_w];
-    for b in 0..geo.batch {
-        let mut oy0 = 0;
-        while oy0 < geo.out_h {
-            let r = rows.min(geo.out_h - oy0);
-            let kc = r * geo.out_w;
-            let col = &mut col[..n * kc];
-            im2col(col, x, geo, b, 0, oy0, r);
-            let dst = &mut y[b * geo.channels_out * out_plane + oy0 * geo.out_w..];
-            // SAFETY: dst holds channels_out rows of kc positions (row stride out_plane, within
-            // y); lhs is W as channels_out × n; rhs is col as n × kc.
-            unsafe {
-                gemm::gemm(
-                    geo.channels_out,
-                    kc,
-                    n,
-                    dst.as_mut_ptr(),
-                    1,
-                    out_plane as isize,
-                    false,
-                    w.as_ptr(),
-                    1,
-                    n as isize,
-                    col.as_ptr(),
-                    1,
-                    kc as isize,
-                    T::zero(),
-                    T::one(),
-                    false,
-                    false,
-                    false,
-                    parallelism(geo.channels_out, kc, n),
-                );
-            }
-            oy0 += r;
+    let mut oy0 = 0;
+    while oy0 < geo.out_h {
+        let r = rows.min(geo.out_h - oy0);
+        let kc = r * geo.out_w;
+        let col = &mut col[..n * kc];
+        im2col(col, x, geo, b, 0, oy0, r, par);
+        let dst = &mut y_b[oy0 * geo.out_w..];
+        // SAFETY: dst holds channels_out rows of kc positions (row stride out_plane, within
+        // y_b); lhs is W as channels_out × n; rhs is col as n × kc.
+        unsafe {
+            gemm::gemm(
+                geo.channels_out,
+                kc,
+                n,
+                dst.as_mut_ptr(),
+                1,
+                out_plane as isize,
+                false,
+                w.as_ptr(),
+                1,
+                n as isize,
+                col.as_ptr(),
+                1,
+                kc as isize,
+                T::zero(),
+                T::one(),
+                false,
+                false,
+                false,
+                parallelism(geo.channels_out, kc, n, par),
+            );
+        }
+        oy0 += r;
+    }
+}
+
+/// Y for groups = 1: im2col + GEMM straight into the NCHW output.
+fn forward_gemm<T: Float>(x: &[T], w: &[T], geo: &Geometry) -> Vec<T> {
+    let item = geo.channels_out * geo.out_h * geo.out_w;
+    let col_len = geo.cpg * geo.kernel_len() * geo.chunk_rows() * geo.out_w;
+    let mut y = vec![T::zero(); geo.batch * item];
+    if batch_parallel(geo.batch) {
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            y.par_chunks_mut(item).enumerate().for_each_init(
+                || vec![T::zero(); col_len],
+                |col, (b, y_b)| forward_item(y_b, col, x, w, geo, b, false),
+            );
+        }
+    } else {
+        let mut col = vec![T::zero(); col_len];
+        for (b, y_b) in y.chunks_mut(item.max(1)).enumerate() {
+            forward_item(y_b, &mut col, x, w, geo, b, true);
         }
     }
     y
@@ -525,11 +673,17 @@ pub(crate) fn conv2d(
     let grad_shape = [xs[0], ws[0], out(0, ws[2]), out(1, ws[3])];
     let geo = Geometry::new(xs, ws, &grad_shape, options);
     let shape = Shape::from(grad_shape.to_vec());
-    let y = dispatch(x, weight, &geo, shape, (
-        forward_gemm::<f32>,
-        forward_gemm::<f64>,
-        forward_gemm::<f16>,
-    ));
+    let y = dispatch(
+        x,
+        weight,
+        &geo,
+        shape,
+        (
+            forward_gemm::<f32>,
+            forward_gemm::<f64>,
+            forward_gemm::<f16>,
+        ),
+    );
     let Some(bias) = bias else {
         return y;
     };
@@ -546,7 +700,7 @@ pub(crate) fn conv2d(
 fn add_bias<T: Float>(y: &mut FlexTensor, bias: &FlexTensor, geo: &Geometry) {
     let bias: &[T] = bias.storage();
     let out: &mut [T] = y.storage_mut();
-    for_each_chunk(out, geo.out_h * geo.out_w, |i, plane| {
+    for_each_chunk(out, geo.out_h * geo.out_w, true, |i, plane| {
         let v = bias[i % geo.channels_out];
         for e in plane {
             *e = *e + v;
@@ -570,17 +724,29 @@ pub(crate) fn conv2d_weight_backward(
     let shape = weight.layout().shape().clone();
     let output_grad = output_grad.to_contiguous();
     if geo.is_depthwise() {
-        dispatch(x, output_grad, &geo, shape, (
-            weight_grad_depthwise::<f32>,
-            weight_grad_depthwise::<f64>,
-            weight_grad_depthwise::<f16>,
-        ))
+        dispatch(
+            x,
+            output_grad,
+            &geo,
+            shape,
+            (
+                weight_grad_depthwise::<f32>,
+                weight_grad_depthwise::<f64>,
+                weight_grad_depthwise::<f16>,
+            ),
+        )
     } else {
-        dispatch(x, output_grad, &geo, shape, (
-            weight_grad_gemm::<f32>,
-            weight_grad_gemm::<f64>,
-            weight_grad_gemm::<f16>,
-        ))
+        dispatch(
+            x,
+            output_grad,
+            &geo,
+            shape,
+            (
+                weight_grad_gemm::<f32>,
+                weight_grad_gemm::<f64>,
+                weight_grad_gemm::<f16>,
+            ),
+        )
     }
 }
 
@@ -599,16 +765,28 @@ pub(crate) fn conv2d_x_backward(
     );
     let shape = x.layout().shape().clone();
     if geo.is_depthwise() {
-        dispatch(weight, output_grad, &geo, shape, (
-            input_grad_depthwise::<f32>,
-            input_grad_depthwise::<f64>,
-            input_grad_depthwise::<f16>,
-        ))
+        dispatch(
+            weight,
+            output_grad,
+            &geo,
+            shape,
+            (
+                input_grad_depthwise::<f32>,
+                input_grad_depthwise::<f64>,
+                input_grad_depthwise::<f16>,
+            ),
+        )
     } else {
-        dispatch(weight, output_grad, &geo, shape, (
-            input_grad_gemm::<f32>,
-            input_grad_gemm::<f64>,
-            input_grad_gemm::<f16>,
-        ))
+        dispatch(
+            weight,
+            output_grad,
+            &geo,
+            shape,
+            (
+                input_grad_gemm::<f32>,
+                input_grad_gemm::<f64>,
+                input_grad_gemm::<f16>,
+            ),
+        )
     }
 }
