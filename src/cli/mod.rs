@@ -25,7 +25,7 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = RendererChoice::Auto)]
     pub renderer: RendererChoice,
     /// Compute backend for the networks: auto (wgpu on a real GPU, else the flex CPU backend),
-    /// flex or wgpu. Also settable with CXRLENS_BACKEND.
+    /// flex, wgpu or ndarray (a slower CPU reference). Also settable with CXRLENS_BACKEND.
     #[arg(long, global = true)]
     pub backend: Option<String>,
     /// Run Analyze on the opened image as soon as the models are loaded.
@@ -83,13 +83,15 @@ pub enum CliCommand {
     /// Evaluate a bundle on held-out patients (its test or validation split) or on every image of an
     /// external folder (--all): AUC with CI, confusion, operating point, Dice at image resolution.
     Eval(ml::EvalArgs),
-    /// Time forward and forward+backward of the lung network on each available backend.
+    /// Time forward, forward+backward and (--train-step) a training step of a network on each
+    /// available backend (scripts/reference/bench_train.py compares them with PyTorch).
     BenchBackends(ml::BenchArgs),
     /// Time a whole analysis (lung mask, class probabilities, explanation, out-of-distribution
     /// gate) of a large radiograph with the shipped models, per step.
     BenchAnalysis(ml::BenchAnalysisArgs),
-    /// Check the wgpu backend against the flex CPU reference (outputs, input and weight gradients,
-    /// Grad-CAM) and the viewer shader against its CPU twin on the device burn created.
+    /// Check the wgpu backend (or, with --candidate ndarray, burn's other CPU backend) against the
+    /// flex CPU backend (outputs, input and weight gradients, Grad-CAM), and with wgpu the viewer
+    /// shader against its CPU twin on the device burn created.
     CheckBackends(ml::CheckArgs),
     /// Out-of-distribution gate: fit a bundle's gate on its training data (`ood fit`).
     Ood {

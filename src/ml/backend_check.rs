@@ -302,6 +302,16 @@ fn evaluate(
                 .push(("all parameter gradients, fusion class loss".into(), all));
         }
         Network::Classifier(config) => {
+            // Dropout draws from each backend's own generator: off, so that both devices compute
+            // the same function (and a backend can be checked for repeatability).
+            let config = match config {
+                ClassifierConfig::EfficientNetLite0(c) => {
+                    let mut c = c.clone();
+                    c.dropout = 0.0;
+                    ClassifierConfig::EfficientNetLite0(c)
+                }
+                other => other.clone(),
+            };
             let model = config.init(device).load(weights)?.train();
             let logits = model.forward(x.clone());
             let n = logits.dims().iter().product::<usize>();

@@ -3,7 +3,8 @@
 //! Rule (backed by `cxrlens bench-backends`, figures in models/README.md): wgpu when a real GPU
 //! adapter exists; the flex CPU backend when the only adapter is a CPU one (Mesa lavapipe/llvmpipe,
 //! where burn-wgpu measured ~3× slower than flex and gave wrong conv weight gradients at 256²) or
-//! when there is none. `--backend` or `CXRLENS_BACKEND=flex|wgpu` forces a choice. On a real GPU
+//! when there is none. `--backend` or `CXRLENS_BACKEND=flex|wgpu|ndarray` forces a choice (ndarray:
+//! burn's other CPU backend, 20–30× slower than the patched flex; a reference, never chosen by Auto). On a real GPU
 //! `cxrlens check-backends` (ml::backend_check) verifies wgpu against flex; on an H100 it found one
 //! wrong case (the lung network's two heads back-propagated in one pass), which `ml::train` avoids.
 //!

@@ -163,15 +163,27 @@ pub fn run_check(args: &CheckArgs) -> Result<String, String> {
         ));
         for (network, weights, title) in networks {
             let t = Instant::now();
-            let report = compare(
-                &network,
-                weights.as_deref(),
-                &reference,
-                &candidate.device,
-                args.batch,
-                17,
-            )
-            .map_err(|e| e.to_string())?;
+            let run = || {
+                compare(
+                    &network,
+                    weights.as_deref(),
+                    &reference,
+                    &candidate.device,
+                    args.batch,
+                    17,
+                )
+            };
+            let report = match run_catching(run) {
+                Ok(r) => r.map_err(|e| e.to_string())?,
+                // burn-ndarray lacks some gradients (bilinear interpolation's) and panics there.
+                Err(why) => {
+                    out += &format!(
+                        "\n{title}: not checked — {} cannot run it ({why})\n",
+                        candidate.kind.name()
+                    );
+                    continue;
+                }
+            };
             ok &= report.agrees();
             out += &format!(
                 "\n{title} — {:.1} s\n{}",
@@ -195,4 +207,18 @@ pub fn run_check(args: &CheckArgs) -> Result<String, String> {
     } else {
         Err(format!("{out}\nthe backends DISAGREE (see above)"))
     }
+}
+
+/// Runs `f`, turning a panic inside the backend into its message (printed once, by the caller).
+fn run_catching<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the backend panicked".into())
+    })
 }
