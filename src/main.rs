@@ -8,6 +8,8 @@ use cxrlens::ml::device::{BackendChoice, probe_adapter, select};
 use cxrlens::{AppOptions, CxrApp};
 
 fn main() -> ExitCode {
+    // Before any thread allocates: tensor buffers are reused between steps, not remapped.
+    cxrlens::ml::memory::keep_freed_buffers();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     if let Some(command) = &cli.command {

@@ -19,6 +19,7 @@ pub mod error;
 pub mod eval;
 pub mod explain;
 pub mod lung;
+pub mod memory;
 pub mod metrics;
 pub mod ood;
 pub mod ood_fit;

@@ -123,7 +123,7 @@ fn statistics<T: Float>(x: &[T], shape: &Shape) -> (Vec<T>, Vec<T>) {
 /// y = x·scale[c] + shift[c].
 fn affine<T: Float>(x: &[T], shape: &Shape, scale: &[T], shift: &[T]) -> Vec<T> {
     let (_, channels, spatial) = dims(shape);
-    let mut out = alloc::vec![T::zero(); x.len()];
+    let mut out = super::conv2d_gemm::uninit_vec::<T>(x.len());
     per_plane(&mut out, spatial, |i, dst| {
         let (s, t) = (scale[i % channels], shift[i % channels]);
         for (d, &v) in dst.iter_mut().zip(&x[i * spatial..][..spatial]) {
@@ -288,7 +288,7 @@ fn batch_norm_train_backward_typed<T: Float>(
         })
     });
     let n = T::from(batch * spatial).unwrap();
-    let mut dx = alloc::vec![T::zero(); xs.len()];
+    let mut dx = super::conv2d_gemm::uninit_vec::<T>(xs.len());
     per_plane(&mut dx, spatial, |i, dst| {
         let c = i % channels;
         let (m, s) = (mean[c], inv_std[c]);

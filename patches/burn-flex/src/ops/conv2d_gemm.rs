@@ -36,6 +36,22 @@ const COLUMN_ELEMENTS: usize = 1 << 20;
 #[cfg(feature = "rayon")]
 const GEMM_PARALLEL_WORK: usize = 96 * 96 * 96;
 
+/// A buffer of `len` elements left unwritten, for outputs and scratch that are written in full
+/// before anything reads them (the im2col columns, GEMM results with `read_dst = false`, batch
+/// norm's outputs). Zeroing them cost a full extra pass each, and on freshly mapped pages the
+/// kernel zeroes them again.
+#[inline]
+pub(crate) fn uninit_vec<T: bytemuck::Pod>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: T is plain old data (any bit pattern is a value); callers write every element
+    // before reading it.
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        v.set_len(len);
+    }
+    v
+}
+
 trait Float: num_traits::Float + bytemuck::Pod + burn_backend::Element + Send + Sync + 'static {}
 impl Float for f32 {}
 impl Float for f64 {}
@@ -300,7 +316,7 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
                         (
                             vec![T::zero(); len],
                             vec![true; geo.groups],
-                            vec![T::zero(); col_len],
+                            uninit_vec::<T>(col_len),
                         )
                     },
                     |(mut acc, mut first, mut col), b| {
@@ -323,7 +339,7 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
         let (mut acc, mut first, mut col) = (
             vec![T::zero(); len],
             vec![true; geo.groups],
-            vec![T::zero(); col_len],
+            uninit_vec::<T>(col_len),
         );
         for b in 0..geo.batch {
             weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, true);
@@ -470,12 +486,12 @@ fn input_grad_gemm<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
         {
             use rayon::prelude::*;
             dx.par_chunks_mut(item).enumerate().for_each_init(
-                || vec![T::zero(); col_len],
+                || uninit_vec::<T>(col_len),
                 |col, (b, dx_b)| input_grad_item(dx_b, col, w, dy, geo, b, false),
             );
         }
     } else {
-        let mut col = vec![T::zero(); col_len];
+        let mut col = uninit_vec::<T>(col_len);
         for (b, dx_b) in dx.chunks_mut(item.max(1)).enumerate() {
             input_grad_item(dx_b, &mut col, w, dy, geo, b, true);
         }
@@ -622,18 +638,19 @@ fn forward_item<T: Float>(
 fn forward_gemm<T: Float>(x: &[T], w: &[T], geo: &Geometry) -> Vec<T> {
     let item = geo.channels_out * geo.out_h * geo.out_w;
     let col_len = geo.cpg * geo.kernel_len() * geo.chunk_rows() * geo.out_w;
-    let mut y = vec![T::zero(); geo.batch * item];
+    // Every element is written by one GEMM (read_dst = false).
+    let mut y = uninit_vec::<T>(geo.batch * item);
     if batch_parallel(geo.batch) {
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
             y.par_chunks_mut(item).enumerate().for_each_init(
-                || vec![T::zero(); col_len],
+                || uninit_vec::<T>(col_len),
                 |col, (b, y_b)| forward_item(y_b, col, x, w, geo, b, false),
             );
         }
     } else {
-        let mut col = vec![T::zero(); col_len];
+        let mut col = uninit_vec::<T>(col_len);
         for (b, y_b) in y.chunks_mut(item.max(1)).enumerate() {
             forward_item(y_b, &mut col, x, w, geo, b, true);
         }
