@@ -312,6 +312,43 @@ fn lung_network_keeps_its_image_resolution_dice_on_held_out_patients() {
             card[name]
         );
     }
+    // The per-image list (eval --out writes it as lung-dice.csv) is the same images, worst first.
+    assert_eq!(e.per_image.len(), e.images);
+    assert!(e.per_image.windows(2).all(|w| w[0].1 <= w[1].1));
+    let mean = e.per_image.iter().map(|(_, d)| d).sum::<f64>() / e.images as f64;
+    assert!((mean - e.dice_image).abs() < 1e-9);
+    let ids: std::collections::HashSet<_> = e.per_image.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), e.images, "an image counted twice");
+}
+
+#[test]
+fn training_split_is_the_rest_of_the_patients() {
+    // `eval --split training` (the fit on the training patients): the images that are neither
+    // validation nor test, and no patient on both sides.
+    use cxrlens::ml::train::{HeldOut, SplitSpec};
+    let bundle = shipped_bundle(ModelKind::Lung);
+    let (records, _) = read_labels(&shared_data().join("cxr-ieee8023")).unwrap();
+    let part = |held_out| {
+        let spec = SplitSpec {
+            held_out,
+            ..SplitSpec::of_bundle(&bundle)
+        };
+        spec.indices(&records)
+    };
+    let (training, validation, test) = (
+        part(HeldOut::Training),
+        part(HeldOut::Validation),
+        part(HeldOut::Test),
+    );
+    assert!(!training.is_empty() && !validation.is_empty());
+    let mut all: Vec<usize> = [&training[..], &validation[..], &test[..]].concat();
+    all.sort_unstable();
+    assert_eq!(all, (0..records.len()).collect::<Vec<_>>());
+    let patients = |ix: &[usize]| -> std::collections::HashSet<String> {
+        ix.iter().map(|&i| records[i].patient_id.clone()).collect()
+    };
+    let (t, v) = (patients(&training), patients(&validation));
+    assert!(t.is_disjoint(&v), "{:?}", t.intersection(&v).next());
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub struct LungEvaluation {
     /// Median and 5th percentile, to show the spread.
     pub dice_image_median: f64,
     pub dice_image_p05: f64,
+    /// Each held-out image's id and Dice, worst first (to find the images a site should look at).
+    pub per_image: Vec<(String, f64)>,
 }
 
 /// Evaluate `bundle` (a lung network) on the held-out images `spec` names in `data_root`.
@@ -93,17 +95,18 @@ pub fn evaluate_lung(
             .map(|&l| if MaskLevels::is_ignored(l) { 0.0 } else { 1.0 })
             .collect();
         let pred: Vec<bool> = prob.values.iter().map(|v| *v >= 0.5).collect();
-        dices.push(dice(&pred, &target, &weight));
+        dices.push((r.id.clone(), dice(&pred, &target, &weight)));
     }
     if dices.is_empty() {
         return Err(MlError::Dataset("no held-out image has a mask".into()));
     }
-    let mean = dices.iter().sum::<f64>() / dices.len() as f64;
-    dices.sort_by(f64::total_cmp);
+    let mean = dices.iter().map(|(_, d)| d).sum::<f64>() / dices.len() as f64;
+    dices.sort_by(|a, b| a.1.total_cmp(&b.1));
     Ok(LungEvaluation {
         images: dices.len(),
         dice_image: mean,
-        dice_image_median: dices[dices.len() / 2],
-        dice_image_p05: dices[(dices.len() as f64 * 0.05) as usize],
+        dice_image_median: dices[dices.len() / 2].1,
+        dice_image_p05: dices[(dices.len() as f64 * 0.05) as usize].1,
+        per_image: dices,
     })
 }

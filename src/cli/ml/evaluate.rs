@@ -14,6 +14,8 @@ pub struct EvalArgs {
     pub all: bool,
     /// Which held-out images: test, validation (of the patient split the bundle was trained
     /// with) or all. Default: test when the bundle was trained with a test split, else validation.
+    /// `training` evaluates the training patients themselves (how closely the model fits what it
+    /// learnt from — a diagnostic, not a held-out figure; refused with --update-card).
     #[arg(long)]
     pub split: Option<String>,
     /// Patient split (default: the bundle's own, from its training-report.json).
@@ -29,7 +31,8 @@ pub struct EvalArgs {
     /// Evaluate the raw network output, without the lung-mask clean-up the viewer applies.
     #[arg(long)]
     pub raw: bool,
-    /// Write evaluation.json and evaluation.csv into this folder.
+    /// Write evaluation.json and evaluation.csv (and, for a lung network, lung-dice.csv: each
+    /// held-out image's Dice, worst first) into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -44,9 +47,12 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
         (true, _) | (_, Some("all")) => HeldOut::All,
         (_, Some("test")) => HeldOut::Test,
         (_, Some("validation")) => HeldOut::Validation,
+        (_, Some("training")) => HeldOut::Training,
         (_, None) => spec.held_out,
         (_, Some(other)) => {
-            return Err(format!("--split {other}: expected test, validation or all"));
+            return Err(format!(
+                "--split {other}: expected test, validation, all or training"
+            ));
         }
     };
     spec.validation_fraction = args.validation_fraction.unwrap_or(spec.validation_fraction);
@@ -54,6 +60,12 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
     spec.seed = args.seed.unwrap_or(spec.seed);
     if spec.held_out == HeldOut::Test && spec.test_fraction <= 0.0 {
         return Err("--split test: the bundle was trained without a test split (give --test-fraction, or use --split validation)".into());
+    }
+    if spec.held_out == HeldOut::Training && args.update_card {
+        return Err(
+            "--split training: figures on the training patients are not held-out figures; they do not go into the card"
+                .into(),
+        );
     }
     let (evaluation, notes) = crate::ml::train::evaluate_bundle(&args.data, &info, &spec, &device)
         .map_err(|e| e.to_string())?;
@@ -67,9 +79,18 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
             "validation split ({} of patients, seed {})",
             spec.validation_fraction, spec.seed
         ),
+        HeldOut::Training => format!(
+            "TRAINING patients (not held out: how closely the model fits its training data; split seed {})",
+            spec.seed
+        ),
+    };
+    let kind = if spec.held_out == HeldOut::Training {
+        "training"
+    } else {
+        "held-out"
     };
     let mut out = format!(
-        "{}: {} held-out images, {which}\n",
+        "{}: {} {kind} images, {which}\n",
         info.title(),
         evaluation.images
     );
@@ -81,16 +102,22 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
         "class_names": info.card.class_names,
         "evaluation": evaluation,
     });
+    let mut lung_rows = None;
     if info.card.kind == crate::ml::bundle::ModelKind::Lung {
         let e = crate::ml::eval::evaluate_lung(&info, &args.data, &spec, &device, !args.raw)
             .map_err(|e| e.to_string())?;
         out += &format!(
-            "{} held-out masks: Dice at image resolution mean {:.4}, median {:.4}, 5th percentile {:.4}\n",
+            "{} {kind} masks: Dice at image resolution mean {:.4}, median {:.4}, 5th percentile {:.4}\n",
             e.images, e.dice_image, e.dice_image_median, e.dice_image_p05
         );
         json["dice_image_resolution"] = serde_json::json!({
             "mean": e.dice_image, "median": e.dice_image_median, "p05": e.dice_image_p05, "images": e.images
         });
+        lung_rows = Some(
+            std::iter::once("id,dice\n".to_string())
+                .chain(e.per_image.iter().map(|(id, d)| format!("{id},{d:.5}\n")))
+                .collect::<String>(),
+        );
         if args.update_card {
             let mut card = info.card.clone();
             card.metrics
@@ -116,6 +143,9 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
             serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
         )?;
         write("evaluation.csv", evaluation.to_csv(&info.card.class_names))?;
+        if let Some(rows) = lung_rows {
+            write("lung-dice.csv", rows)?;
+        }
         out += &format!("wrote {}\n", dir.join("evaluation.json").display());
     }
     Ok(out)

@@ -157,6 +157,9 @@ pub enum HeldOut {
     Test,
     /// Every image (an external folder the model never saw).
     All,
+    /// The training patients themselves: how closely the model fits the data it learnt from (a
+    /// diagnostic — e.g. of label consistency —, never a held-out figure).
+    Training,
 }
 
 /// A held-out set: which part of which patient split.
@@ -194,17 +197,17 @@ impl SplitSpec {
     pub fn indices(&self, records: &[crate::ml::data::Record]) -> Vec<usize> {
         match self.held_out {
             HeldOut::All => (0..records.len()).collect(),
-            HeldOut::Validation | HeldOut::Test => {
+            HeldOut::Validation | HeldOut::Test | HeldOut::Training => {
                 let split = split_by_patient3(
                     records,
                     self.validation_fraction,
                     self.test_fraction,
                     self.seed,
                 );
-                if self.held_out == HeldOut::Test {
-                    split.test
-                } else {
-                    split.validation
+                match self.held_out {
+                    HeldOut::Test => split.test,
+                    HeldOut::Training => split.train,
+                    _ => split.validation,
                 }
             }
         }
