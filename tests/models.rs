@@ -352,6 +352,73 @@ fn training_split_is_the_rest_of_the_patients() {
 }
 
 #[test]
+fn radiographs_listed_twice_are_found_as_the_independent_reference_finds_them() {
+    // tests/fixtures/near_identical_ieee8023.json: Pillow's box resampling + numpy correlation
+    // (scripts/reference/near_identical.py) over every image of cxr-ieee8023.
+    use cxrlens::ml::near_identical::{NEAR_IDENTICAL_R, leaks, near_identical_pairs};
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/near_identical_ieee8023.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fixture["threshold"].as_f64().unwrap(), NEAR_IDENTICAL_R);
+    let (records, _) = read_labels(&shared_data().join("cxr-ieee8023")).unwrap();
+    assert_eq!(records.len() as u64, fixture["images"].as_u64().unwrap());
+    let (pairs, problems) = near_identical_pairs(&records);
+    assert!(problems.is_empty(), "{problems:?}");
+    let key = |a: &str, b: &str| {
+        if a < b {
+            (a.to_string(), b.to_string())
+        } else {
+            (b.to_string(), a.to_string())
+        }
+    };
+    let mut found: Vec<(String, String, f64)> = pairs
+        .iter()
+        .map(|p| {
+            let (a, b) = key(&records[p.a].id, &records[p.b].id);
+            (a, b, p.r)
+        })
+        .collect();
+    found.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+    let mut expected: Vec<(String, String, f64)> = fixture["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let (a, b) = key(p["a"].as_str().unwrap(), p["b"].as_str().unwrap());
+            (a, b, p["r"].as_f64().unwrap())
+        })
+        .collect();
+    expected.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+    assert!(!expected.is_empty());
+    assert_eq!(
+        found.iter().map(|f| (&f.0, &f.1)).collect::<Vec<_>>(),
+        expected.iter().map(|f| (&f.0, &f.1)).collect::<Vec<_>>()
+    );
+    for (f, e) in found.iter().zip(&expected) {
+        assert!((f.2 - e.2).abs() < 1e-3, "{f:?} vs {e:?}");
+    }
+    // `leaks` (held-out × training only) finds the same pairs that straddle a split.
+    let held: Vec<usize> = (0..records.len()).filter(|i| i % 2 == 0).collect();
+    let train: Vec<usize> = (0..records.len()).filter(|i| i % 2 == 1).collect();
+    let (crossing, _) = leaks(&records, &held, &train);
+    let straddling: Vec<_> = pairs
+        .iter()
+        .filter(|p| p.a % 2 != p.b % 2)
+        .map(|p| if p.a % 2 == 0 { (p.a, p.b) } else { (p.b, p.a) })
+        .collect();
+    let mut got: Vec<_> = crossing.iter().map(|p| (p.a, p.b)).collect();
+    got.sort_unstable();
+    let mut want = straddling;
+    want.sort_unstable();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn classifier_keeps_its_test_split_figures() {
     let bundle = shipped_bundle(ModelKind::Classifier);
     let spec = cxrlens::ml::train::SplitSpec::of_bundle(&bundle);

@@ -100,13 +100,38 @@ pub fn evaluate_lung(
     if dices.is_empty() {
         return Err(MlError::Dataset("no held-out image has a mask".into()));
     }
-    let mean = dices.iter().map(|(_, d)| d).sum::<f64>() / dices.len() as f64;
     dices.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let sorted: Vec<f64> = dices.iter().map(|(_, d)| *d).collect();
+    let Some(summary) = DiceSummary::of_sorted(&sorted) else {
+        return Err(MlError::Dataset("no held-out image has a mask".into()));
+    };
     Ok(LungEvaluation {
         images: dices.len(),
-        dice_image: mean,
-        dice_image_median: dices[dices.len() / 2].1,
-        dice_image_p05: dices[(dices.len() as f64 * 0.05) as usize].1,
+        dice_image: summary.mean,
+        dice_image_median: summary.median,
+        dice_image_p05: summary.p05,
         per_image: dices,
     })
+}
+
+/// Mean, median (upper) and 5th percentile (nearest rank below) of Dice values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DiceSummary {
+    pub mean: f64,
+    pub median: f64,
+    pub p05: f64,
+}
+
+impl DiceSummary {
+    /// Of values sorted ascending; `None` when empty.
+    pub fn of_sorted(sorted: &[f64]) -> Option<Self> {
+        if sorted.is_empty() {
+            return None;
+        }
+        Some(Self {
+            mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+            median: sorted[sorted.len() / 2],
+            p05: sorted[(sorted.len() as f64 * 0.05) as usize],
+        })
+    }
 }

@@ -21,6 +21,7 @@ pub mod explain;
 pub mod lung;
 pub mod memory;
 pub mod metrics;
+pub mod near_identical;
 pub mod ood;
 pub mod ood_fit;
 pub mod preprocess;

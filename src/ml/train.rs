@@ -144,6 +144,16 @@ pub fn train(
     data_problems.extend(p1);
     data_problems.extend(p2);
     data_problems.extend(p3);
+    // A radiograph listed twice under two patient ids defeats the patient-wise split; say so
+    // (decode problems were reported by `prepare` already).
+    let held: Vec<usize> = val_idx.iter().chain(&test_idx).copied().collect();
+    for p in super::near_identical::leaks(&records, &held, &train_idx).0 {
+        let (h, t) = (&records[p.a], &records[p.b]);
+        data_problems.push(format!(
+            "{} (held out, patient {}) is the same radiograph as {} (training, patient {}; r = {:.4}): its held-out figures are not independent",
+            h.id, h.patient_id, t.id, t.patient_id, p.r
+        ));
+    }
     if train_set.is_empty() || val_set.is_empty() {
         return Err(MlError::Dataset(
             "no usable images in the training or validation split".into(),

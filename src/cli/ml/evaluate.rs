@@ -102,6 +102,28 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
         "class_names": info.card.class_names,
         "evaluation": evaluation,
     });
+    // Held-out images that are the same radiograph as a training image (listed twice under two
+    // patient ids): the patient split could not keep them apart.
+    let leaked = if matches!(spec.held_out, HeldOut::Validation | HeldOut::Test) {
+        let (records, _) = crate::ml::data::read_labels(&args.data).map_err(|e| e.to_string())?;
+        let training = SplitSpec {
+            held_out: HeldOut::Training,
+            ..spec.clone()
+        }
+        .indices(&records);
+        let pairs =
+            crate::ml::near_identical::leaks(&records, &spec.indices(&records), &training).0;
+        out += &near_identical_report(&records, &pairs);
+        json["near_identical_to_training"] = pairs
+            .iter()
+            .map(|p| {
+                serde_json::json!({"held_out": records[p.a].id, "training": records[p.b].id, "r": p.r})
+            })
+            .collect();
+        pairs.iter().map(|p| records[p.a].id.clone()).collect()
+    } else {
+        std::collections::BTreeSet::new()
+    };
     let mut lung_rows = None;
     if info.card.kind == crate::ml::bundle::ModelKind::Lung {
         let e = crate::ml::eval::evaluate_lung(&info, &args.data, &spec, &device, !args.raw)
@@ -113,6 +135,26 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
         json["dice_image_resolution"] = serde_json::json!({
             "mean": e.dice_image, "median": e.dice_image_median, "p05": e.dice_image_p05, "images": e.images
         });
+        if !leaked.is_empty() {
+            let kept: Vec<f64> = e
+                .per_image
+                .iter()
+                .filter(|(id, _)| !leaked.contains(id))
+                .map(|(_, d)| *d)
+                .collect();
+            if let Some(s) = crate::ml::eval::DiceSummary::of_sorted(&kept) {
+                out += &format!(
+                    "without those: {} masks, Dice mean {:.4}, median {:.4}, 5th percentile {:.4}\n",
+                    kept.len(),
+                    s.mean,
+                    s.median,
+                    s.p05
+                );
+                json["dice_image_resolution_independent"] = serde_json::json!({
+                    "mean": s.mean, "median": s.median, "p05": s.p05, "images": kept.len()
+                });
+            }
+        }
         lung_rows = Some(
             std::iter::once("id,dice\n".to_string())
                 .chain(e.per_image.iter().map(|(id, d)| format!("{id},{d:.5}\n")))
@@ -149,6 +191,34 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
         out += &format!("wrote {}\n", dir.join("evaluation.json").display());
     }
     Ok(out)
+}
+
+/// Lines naming each held-out image that is a training image too, with the agreement of the two
+/// human masks where both copies have one.
+fn near_identical_report(
+    records: &[crate::ml::data::Record],
+    pairs: &[crate::ml::near_identical::NearIdentical],
+) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "warning: {} held-out image(s) are the same radiograph as a training image listed under another patient id (fingerprint r ≥ {}): their figures are not independent\n",
+        pairs.len(),
+        crate::ml::near_identical::NEAR_IDENTICAL_R
+    );
+    for p in pairs {
+        let (h, t) = (&records[p.a], &records[p.b]);
+        out += &format!(
+            "  {} (patient {}) = {} (patient {}), r = {:.4}",
+            h.id, h.patient_id, t.id, t.patient_id, p.r
+        );
+        if let Some(d) = crate::ml::near_identical::mask_agreement(h, t) {
+            out += &format!("; its two human lung masks agree at Dice {d:.4}");
+        }
+        out += "\n";
+    }
+    out
 }
 
 #[derive(Debug, Args)]
