@@ -41,7 +41,7 @@ pub fn fingerprint(
         .map(|&x| (x as f64 - mean).powi(2))
         .sum::<f64>()
         .sqrt();
-    if !(norm > 1e-9 * n) {
+    if norm.is_nan() || norm <= 1e-9 * n {
         return None;
     }
     Some(

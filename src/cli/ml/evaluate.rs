@@ -108,7 +108,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, String> {
         let (records, _) = crate::ml::data::read_labels(&args.data).map_err(|e| e.to_string())?;
         let training = SplitSpec {
             held_out: HeldOut::Training,
-            ..spec.clone()
+            ..spec
         }
         .indices(&records);
         let pairs =
