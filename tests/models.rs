@@ -319,6 +319,44 @@ fn lung_network_keeps_its_image_resolution_dice_on_held_out_patients() {
     assert!((mean - e.dice_image).abs() < 1e-9);
     let ids: std::collections::HashSet<_> = e.per_image.iter().map(|(id, _)| id).collect();
     assert_eq!(ids.len(), e.images, "an image counted twice");
+    // The card names the held-out images that are second copies of training radiographs and
+    // says the figures without them are not lower: both re-derived here.
+    use cxrlens::ml::train::{HeldOut, SplitSpec};
+    let (records, _) = read_labels(&shared_data().join("cxr-ieee8023")).unwrap();
+    let spec = SplitSpec::of_bundle(&bundle);
+    let training = SplitSpec {
+        held_out: HeldOut::Training,
+        ..spec
+    }
+    .indices(&records);
+    let (pairs, _) =
+        cxrlens::ml::near_identical::leaks(&records, &spec.indices(&records), &training);
+    let leaked: std::collections::HashSet<&str> =
+        pairs.iter().map(|p| records[p.a].id.as_str()).collect();
+    let limitations = bundle.card.limitations.join(" ");
+    assert!(!leaked.is_empty());
+    for id in &leaked {
+        assert!(limitations.contains(id), "the card does not name {id}");
+    }
+    let kept: Vec<f64> = e
+        .per_image
+        .iter()
+        .filter(|(id, _)| !leaked.contains(id.as_str()))
+        .map(|(_, d)| *d)
+        .collect();
+    let without = cxrlens::ml::eval::DiceSummary::of_sorted(&kept).unwrap();
+    let text = format!(
+        "{} masks: mean {:.4}, median {:.4}, 5th percentile {:.4}",
+        kept.len(),
+        without.mean,
+        without.median,
+        without.p05
+    );
+    assert!(
+        limitations.contains(&text),
+        "the card does not say {text:?}"
+    );
+    assert!(without.mean >= e.dice_image && without.p05 >= e.dice_image_p05);
 }
 
 #[test]
