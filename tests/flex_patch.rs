@@ -8,6 +8,8 @@
 //! depthwise 3×3/5×5 with stride 2 and asymmetric "same" padding) and what they do not (groups 2,
 //! dilation, odd sizes, batch 1, a feature map large enough to be processed in several chunks).
 //!
+//! Element-wise maps (the patch: parallel chunks, a vectorisable clamp) against `std`.
+//!
 //! Batch norm in training mode (the patch: per-channel passes in place) against its definition in
 //! f64, and its gradients against central differences of that definition.
 
@@ -380,4 +382,90 @@ fn batch_norm_training_matches_central_differences() {
         ex < 1e-4 && eg < 1e-4 && eb < 1e-4,
         "batch norm gradients: input {ex:.2e}, gamma {eg:.2e}, beta {eb:.2e}"
     );
+}
+
+/// Clamp (ReLU6), clamp_min/clamp_max, ReLU and exp, element-wise, against the scalar
+/// definitions in `std` (`f32::clamp`, comparisons, `f32::exp`): on tensors below and above the
+/// size at which the patch maps in parallel chunks, owned (mapped in place) and shared (copied),
+/// with NaN, ±0 and values at the bounds. The comparison is bit for bit except for NaN, which
+/// must stay NaN.
+#[test]
+fn element_wise_maps_match_std_in_place_and_in_parallel() {
+    let device = Device::flex();
+    for n in [1000, 300_000, 1_000_003] {
+        let mut v: Vec<f32> = values(n, 11 + n as u64).iter().map(|x| 8.0 * x).collect();
+        for (i, special) in [
+            f32::NAN,
+            -0.0,
+            0.0,
+            6.0,
+            -6.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            v[i * (n / 7)] = special;
+        }
+        let same = |got: Vec<f32>, want: &dyn Fn(f32) -> f32, what: &str| {
+            assert_eq!(got.len(), n, "{what} n={n}");
+            for (i, (&g, &x)) in got.iter().zip(&v).enumerate() {
+                let w = want(x);
+                assert!(
+                    (g.is_nan() && w.is_nan()) || g.to_bits() == w.to_bits(),
+                    "{what} n={n} at {i}: f({x}) = {g}, want {w}"
+                );
+            }
+        };
+        let tensor = || Tensor::<1>::from_data(TensorData::new(v.clone(), [n]), &device);
+        let read = |t: Tensor<1>| t.into_data().to_vec::<f32>().unwrap();
+        // Owned: the in-place path.
+        same(
+            read(tensor().clamp(0.0, 6.0)),
+            &|x| x.clamp(0.0, 6.0),
+            "clamp",
+        );
+        same(
+            read(tensor().clamp_min(-1.5)),
+            &|x| if x.is_nan() { x } else { x.max(-1.5) },
+            "clamp_min",
+        );
+        same(
+            read(tensor().clamp_max(2.5)),
+            &|x| if x.is_nan() { x } else { x.min(2.5) },
+            "clamp_max",
+        );
+        same(
+            read(burn::tensor::activation::relu(tensor())),
+            &|x| {
+                if x.is_nan() {
+                    x
+                } else if x > 0.0 {
+                    x
+                } else {
+                    0.0
+                }
+            },
+            "relu",
+        );
+        same(read(tensor().exp()), &f32::exp, "exp");
+        // Shared with a second handle: the copying path, which must leave the input alone.
+        let t = tensor();
+        let kept = t.clone();
+        same(
+            read(t.clamp(-2.0, 3.0)),
+            &|x| x.clamp(-2.0, 3.0),
+            "clamp (shared)",
+        );
+        same(read(kept), &|x| x, "input of a shared clamp");
+    }
+}
+
+#[test]
+fn clamp_with_a_nan_bound_gives_nan() {
+    let device = Device::flex();
+    let t = Tensor::<1>::from_data(TensorData::new(vec![-1.0f32, 0.5, 7.0], [3]), &device);
+    let got = t.clamp(f32::NAN, 6.0).into_data().to_vec::<f32>().unwrap();
+    assert!(got.iter().all(|x| x.is_nan()), "{got:?}");
 }

@@ -31,6 +31,9 @@ pub struct BenchArgs {
     /// One JSON object per backend (seconds), for scripts/reference/bench_train.py.
     #[arg(long)]
     pub json: bool,
+    /// Time inference only, no backward pass (to profile the forward alone, e.g. under `perf`).
+    #[arg(long, conflicts_with = "train_step")]
+    pub forward_only: bool,
 }
 
 /// The network a benchmark times.
@@ -135,7 +138,8 @@ impl BenchNet {
 /// Median seconds of forward, forward+backward and a whole training step on one backend.
 pub(crate) struct Timing {
     pub(crate) forward: f64,
-    pub(crate) forward_backward: f64,
+    /// None with `--forward-only`.
+    pub(crate) forward_backward: Option<f64>,
     pub(crate) step: Option<f64>,
     pub(crate) first_call: f64,
     pub(crate) parameters: usize,
@@ -162,8 +166,10 @@ pub(crate) fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<
     let wait = || compute.device.sync().map_err(|e| format!("{e:?}"));
     let first = Instant::now();
     sync(net.infer(x_inner.clone().to_device(&inner)))?;
-    let _ = net.loss(x.clone()).backward();
-    wait()?;
+    if !args.forward_only {
+        let _ = net.loss(x.clone()).backward();
+        wait()?;
+    }
     let first_call = first.elapsed().as_secs_f64();
     let repeat = args.repeat.max(1);
     let mut forward = Vec::new();
@@ -173,6 +179,9 @@ pub(crate) fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<
         sync(net.infer(x_inner.clone()))?;
         inner.sync().map_err(|e| format!("{e:?}"))?;
         forward.push(t.elapsed().as_secs_f64());
+        if args.forward_only {
+            continue;
+        }
         let t = Instant::now();
         let grads = net.loss(x.clone()).backward();
         wait()?;
@@ -197,7 +206,7 @@ pub(crate) fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<
     };
     Ok(Timing {
         forward: median(forward),
-        forward_backward: median(backward),
+        forward_backward: (!backward.is_empty()).then(|| median(backward)),
         step,
         first_call,
         parameters: net.parameters(),
@@ -278,14 +287,19 @@ pub fn run_bench(args: &BenchArgs) -> Result<String, String> {
             continue;
         }
         out += &format!(
-            "{:<40} {}: forward {:>8.1} ms ({:.1} img/s)   forward+backward {:>8.1} ms ({:.1} img/s)",
+            "{:<40} {}: forward {:>8.1} ms ({:.1} img/s)",
             compute.description,
             t.network,
             1000.0 * t.forward,
             per_s(t.forward),
-            1000.0 * t.forward_backward,
-            per_s(t.forward_backward),
         );
+        if let Some(s) = t.forward_backward {
+            out += &format!(
+                "   forward+backward {:>8.1} ms ({:.1} img/s)",
+                1000.0 * s,
+                per_s(s)
+            );
+        }
         if let Some(s) = t.step {
             out += &format!(
                 "   train step (+ Adam) {:>8.1} ms ({:.1} img/s)",

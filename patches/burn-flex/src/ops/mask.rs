@@ -19,12 +19,22 @@ fn uninit_vec<T: Copy>(len: usize) -> Vec<T> {
     v
 }
 
+/// `t = value` where `m != 0`: a select, not a branch, so that it vectorises and does not
+/// mispredict on random masks (cxrlens patch, PATCH.md). A function of its own: inlined into
+/// the rayon closure, LLVM turned the select back into a branch (a scalar loop, 4× slower).
+#[inline(never)]
+fn fill_where<T: Copy>(t: &mut [T], m: &[u8], value: T) {
+    for (t, &m) in t.iter_mut().zip(m) {
+        *t = if m != 0 { value } else { *t };
+    }
+}
+
 /// Fill tensor elements with a value where mask is true.
 ///
 /// mask_fill(tensor, mask, value) -> tensor with elements replaced where mask is true
 pub fn mask_fill<T>(tensor: FlexTensor, mask: FlexTensor, value: T) -> FlexTensor
 where
-    T: Element + bytemuck::Pod + Copy,
+    T: Element + bytemuck::Pod + Copy + Send + Sync,
 {
     let dtype = tensor.dtype();
 
@@ -39,12 +49,22 @@ where
             let m_offset = mask.layout().start_offset();
             let mask_bytes = &mask.bytes()[m_offset..m_offset + numel];
             let tensor_slice = &mut tensor.storage_mut::<T>()[t_offset..t_offset + numel];
-            // cxrlens patch (PATCH.md): a select, not a branch — it vectorises and does not
-            // mispredict on the random masks of ReLU's backward pass (17 % of an EfficientNet
-            // training step with the branch).
-            for (t, &m) in tensor_slice.iter_mut().zip(mask_bytes) {
-                *t = if m != 0 { value } else { *t };
+            // cxrlens patch (PATCH.md): `fill_where` selects rather than branches — the branch
+            // mispredicted on the random masks of ReLU's backward pass (17 % of an EfficientNet
+            // training step).
+            // Parallel chunks when large (the masks of ReLU6's clamp in an EfficientNet
+            // training step are several million elements).
+            #[cfg(feature = "rayon")]
+            if numel >= crate::ops::PARALLEL_THRESHOLD {
+                use rayon::prelude::*;
+                const CHUNK: usize = 64 * 1024;
+                tensor_slice
+                    .par_chunks_mut(CHUNK)
+                    .zip(mask_bytes.par_chunks(CHUNK))
+                    .for_each(|(t, m)| fill_where(t, m, value));
+                return tensor;
             }
+            fill_where(tensor_slice, mask_bytes, value);
             return tensor;
         } else if let Some(nest) = crate::zip::collapse_for_zip(tensor.layout(), mask.layout()) {
             let mask_bytes = mask.bytes();

@@ -53,10 +53,13 @@ where
 }
 
 /// Apply a unary operation element-wise to a tensor.
+///
+/// Large contiguous tensors are mapped in parallel chunks (feature `rayon`), hence the
+/// `Send + Sync` bounds on the closures.
 pub fn unary_op<F32Op, F64Op>(tensor: FlexTensor, f32_op: F32Op, f64_op: F64Op) -> FlexTensor
 where
-    F32Op: Fn(f32) -> f32 + Copy,
-    F64Op: Fn(f64) -> f64 + Copy,
+    F32Op: Fn(f32) -> f32 + Copy + Send + Sync,
+    F64Op: Fn(f64) -> f64 + Copy + Send + Sync,
 {
     let dtype = tensor.dtype();
 
@@ -69,11 +72,43 @@ where
     }
 }
 
+/// Elements per parallel chunk of the element-wise maps below (256 KiB of f32).
+#[cfg(feature = "rayon")]
+const UNARY_CHUNK: usize = 64 * 1024;
+
+/// `x = op(x)` over a slice, in parallel chunks when it is large.
+fn map_in_place<E: Copy + Send, Op: Fn(E) -> E + Sync>(data: &mut [E], op: &Op) {
+    #[cfg(feature = "rayon")]
+    if data.len() >= super::PARALLEL_THRESHOLD {
+        use rayon::prelude::*;
+        data.par_chunks_mut(UNARY_CHUNK).for_each(|chunk| {
+            for x in chunk.iter_mut() {
+                *x = op(*x);
+            }
+        });
+        return;
+    }
+    for x in data.iter_mut() {
+        *x = op(*x);
+    }
+}
+
+/// `op` of every element of a slice into a new vector, in parallel chunks when it is large.
+fn map_to_vec<E: Copy + Send + Sync, Op: Fn(E) -> E + Sync>(src: &[E], op: &Op) -> Vec<E> {
+    #[cfg(feature = "rayon")]
+    if src.len() >= super::PARALLEL_THRESHOLD {
+        let mut out = src.to_vec();
+        map_in_place(&mut out, op);
+        return out;
+    }
+    src.iter().map(|&x| op(x)).collect()
+}
+
 /// Generic unary operation for any element type.
 fn unary_op_typed<E, Op>(mut tensor: FlexTensor, op: Op) -> FlexTensor
 where
-    E: burn_backend::Element + bytemuck::Pod,
-    Op: Fn(E) -> E,
+    E: burn_backend::Element + bytemuck::Pod + Send + Sync,
+    Op: Fn(E) -> E + Send + Sync,
 {
     let n = tensor.layout().num_elements();
 
@@ -81,9 +116,7 @@ where
     if tensor.is_unique() && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for x in storage[..n].iter_mut() {
-            *x = op(*x);
-        }
+        map_in_place(&mut storage[..n], &op);
         return tensor;
     }
 
@@ -98,7 +131,7 @@ where
     // Iterate in storage order (contiguous) and preserve original layout.
     // Only valid when all strides are positive.
     if !has_negative_strides && layout.start_offset() == 0 && src.len() == n {
-        let result: Vec<E> = src.iter().map(|&x| op(x)).collect();
+        let result: Vec<E> = map_to_vec(src, &op);
         let bytes = Bytes::from_elems(result);
         return FlexTensor::new(bytes, layout, E::dtype());
     }
