@@ -8,7 +8,8 @@
 //! depthwise 3×3/5×5 with stride 2 and asymmetric "same" padding) and what they do not (groups 2,
 //! dilation, odd sizes, batch 1, a feature map large enough to be processed in several chunks).
 //!
-//! Element-wise maps (the patch: parallel chunks, a vectorisable clamp) against `std`.
+//! Element-wise maps (the patch: parallel chunks, a vectorisable clamp) against `std`; 2×2 max
+//! pooling (the patch: a path without range divisions) against its definition.
 //!
 //! Batch norm in training mode (the patch: per-channel passes in place) against its definition in
 //! f64, and its gradients against central differences of that definition.
@@ -468,4 +469,60 @@ fn clamp_with_a_nan_bound_gives_nan() {
     let t = Tensor::<1>::from_data(TensorData::new(vec![-1.0f32, 0.5, 7.0], [3]), &device);
     let got = t.clamp(f32::NAN, 6.0).into_data().to_vec::<f32>().unwrap();
     assert!(got.iter().all(|x| x.is_nan()), "{got:?}");
+}
+
+/// 2×2 stride-2 max pooling (the patch: a path without per-window range divisions) against the
+/// definition: per window, in row-major order, the first maximum wins and NaN beats everything
+/// (the last NaN's index), as in PyTorch. Odd sizes (a row and a column left over), ties and
+/// NaN; the indices, which the backward pass uses, are checked as well as the values.
+#[test]
+fn max_pool_2x2_matches_the_definition() {
+    use burn::tensor::module::max_pool2d_with_indices;
+    use burn::tensor::ops::MaxPoolOptions;
+    let device = Device::flex();
+    for (batch, channels, h, w) in [(2, 3, 8, 8), (1, 5, 7, 9), (3, 2, 33, 64)] {
+        let n = batch * channels * h * w;
+        // Rounded to quarters so that windows hold ties; a few NaNs.
+        let mut v: Vec<f32> = values(n, 5 + n as u64)
+            .iter()
+            .map(|x| (x * 4.0).round() / 4.0)
+            .collect();
+        for i in (0..n).step_by(37) {
+            v[i] = f32::NAN;
+        }
+        let x =
+            Tensor::<4>::from_data(TensorData::new(v.clone(), [batch, channels, h, w]), &device);
+        let (y, idx) = max_pool2d_with_indices(x, MaxPoolOptions::new([2, 2]));
+        let y = y.into_data().to_vec::<f32>().unwrap();
+        let idx: Vec<i64> = idx.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+        let (oh_n, ow_n) = (h / 2, w / 2);
+        assert_eq!(y.len(), batch * channels * oh_n * ow_n);
+        for bc in 0..batch * channels {
+            let plane = &v[bc * h * w..][..h * w];
+            for oh in 0..oh_n {
+                for ow in 0..ow_n {
+                    let mut best: Option<(f32, usize)> = None;
+                    for ky in 0..2 {
+                        for kx in 0..2 {
+                            let i = (2 * oh + ky) * w + 2 * ow + kx;
+                            let val = plane[i];
+                            best = match best {
+                                None => Some((val, i)),
+                                Some((m, _)) if val.is_nan() || val > m => Some((val, i)),
+                                keep => keep,
+                            };
+                        }
+                    }
+                    let (want, want_i) = best.unwrap();
+                    let o = bc * oh_n * ow_n + oh * ow_n + ow;
+                    assert!(
+                        (y[o].is_nan() && want.is_nan()) || y[o] == want,
+                        "[{batch},{channels},{h},{w}] plane {bc} ({oh},{ow}): {} vs {want}",
+                        y[o]
+                    );
+                    assert_eq!(idx[o], want_i as i64, "index at plane {bc} ({oh},{ow})");
+                }
+            }
+        }
+    }
 }

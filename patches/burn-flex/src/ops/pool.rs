@@ -301,6 +301,17 @@ where
         (max_val, max_idx)
     };
 
+    // Plain 2×2 stride-2 pooling of a 2D plane with every window inside it.
+    #[cfg(feature = "rayon")]
+    let pairs_2x2 = in_d == 1
+        && out_d == 1
+        && kernel_size == [1, 2, 2]
+        && stride[1..] == [2, 2]
+        && padding == [0, 0, 0]
+        && dilation[1..] == [1, 1]
+        && 2 * out_h <= in_h
+        && 2 * out_w <= in_w;
+
     let (output, indices) = {
         #[cfg(feature = "rayon")]
         {
@@ -319,6 +330,33 @@ where
                 let c = bc % channels;
                 let x_offset = b * channels * in_d * in_h * in_w + c * in_d * in_h * in_w;
                 let out_offset = bc * spatial_out;
+
+                // cxrlens patch (PATCH.md): 2×2 windows of stride 2 that all lie inside the
+                // plane (U-Net downsampling) without the generic kernel's per-output range
+                // divisions; same order and tie/NaN rule, so the same values and indices.
+                if pairs_2x2 {
+                    let plane = &x_data[x_offset..][..in_h * in_w];
+                    for oh in 0..out_h {
+                        let (r0, r1) = (2 * oh * in_w, (2 * oh + 1) * in_w);
+                        for ow in 0..out_w {
+                            let iw = 2 * ow;
+                            let mut max_val = plane[r0 + iw];
+                            let mut max_idx = r0 + iw;
+                            for i in [r0 + iw + 1, r1 + iw, r1 + iw + 1] {
+                                let val = plane[i];
+                                if val > max_val || val.is_nan() {
+                                    max_val = val;
+                                    max_idx = i;
+                                }
+                            }
+                            unsafe {
+                                out_ptr.write(out_offset + oh * out_w + ow, max_val);
+                                idx_ptr.write(out_offset + oh * out_w + ow, max_idx as i64);
+                            }
+                        }
+                    }
+                    return;
+                }
 
                 for od in 0..out_d {
                     for oh in 0..out_h {
