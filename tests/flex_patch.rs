@@ -215,6 +215,16 @@ fn dense_convolutions_match_the_definition() {
         groups: 2,
         ..case(2, 4, 6, [8, 9], [3, 3])
     });
+    // Stride 1 with a non-square kernel and unequal padding per dimension, and a 2×2 kernel with
+    // none ("valid"): the patch computes their dX as a convolution of dY with the flipped kernel.
+    check(&Case {
+        padding: [(0, 0), (2, 2)],
+        ..case(2, 6, 5, [10, 11], [3, 5])
+    });
+    check(&Case {
+        padding: [(0, 0), (0, 0)],
+        ..case(3, 8, 7, [9, 8], [2, 2])
+    });
 }
 
 #[test]

@@ -478,6 +478,53 @@ fn input_grad_item<T: Float>(
     }
 }
 
+/// Whether dX of this convolution is itself a forward convolution that [`forward_gemm`] can run
+/// (see [`input_grad_as_conv`]): groups 1, stride 1, dilation 1, a kernel larger than 1×1, and
+/// the same padding at both ends (`in = out + k − 1 − 2p`).
+fn x_grad_is_conv(geo: &Geometry) -> bool {
+    let same = |input: usize, out: usize, k: usize, p: usize| p < k && input + 2 * p == out + k - 1;
+    geo.groups == 1
+        && geo.stride == [1, 1]
+        && geo.dilation == [1, 1]
+        && geo.kernel_len() > 1
+        && same(geo.in_h, geo.out_h, geo.kernel_h, geo.padding[0])
+        && same(geo.in_w, geo.out_w, geo.kernel_w, geo.padding[1])
+}
+
+/// dX of a stride-1 convolution as the forward convolution of dY with the kernel transposed
+/// (input ↔ output channels) and flipped, padded by `k − 1 − p`: im2col of dY and one GEMM
+/// written straight into dX, instead of a GEMM into an im2col-sized buffer and col2im's
+/// nine-fold scatter-add.
+fn input_grad_as_conv<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
+    let (co, ci, kk) = (geo.channels_out, geo.cpg, geo.kernel_len());
+    let mut wt = uninit_vec::<T>(w.len());
+    for o in 0..co {
+        for i in 0..ci {
+            for t in 0..kk {
+                wt[(i * co + o) * kk + (kk - 1 - t)] = w[(o * ci + i) * kk + t];
+            }
+        }
+    }
+    let conv = Geometry {
+        batch: geo.batch,
+        channels_in: co,
+        in_h: geo.out_h,
+        in_w: geo.out_w,
+        channels_out: ci,
+        groups: 1,
+        cpg: co,
+        opg: ci,
+        kernel_h: geo.kernel_h,
+        kernel_w: geo.kernel_w,
+        out_h: geo.in_h,
+        out_w: geo.in_w,
+        stride: [1, 1],
+        padding: [geo.kernel_h - 1 - geo.padding[0], geo.kernel_w - 1 - geo.padding[1]],
+        dilation: [1, 1],
+    };
+    forward_gemm(dy, &wt, &conv)
+}
+
 /// dX for any grouping: col = W_gᵀ · dY, then col2im.
 fn input_grad_gemm<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
     let plane = geo.in_h * geo.in_w;
@@ -794,6 +841,18 @@ pub(crate) fn conv2d_x_backward(
                 input_grad_depthwise::<f32>,
                 input_grad_depthwise::<f64>,
                 input_grad_depthwise::<f16>,
+            ),
+        )
+    } else if x_grad_is_conv(&geo) {
+        dispatch(
+            weight,
+            output_grad,
+            &geo,
+            shape,
+            (
+                input_grad_as_conv::<f32>,
+                input_grad_as_conv::<f64>,
+                input_grad_as_conv::<f16>,
             ),
         )
     } else {
