@@ -461,6 +461,30 @@ fn element_wise_maps_match_std_in_place_and_in_parallel() {
             "relu",
         );
         same(read(tensor().exp()), &f32::exp, "exp");
+        // Binary maps and comparisons (flex's SIMD kernels, parallel from 256 Ki elements with
+        // the patch): against the other operand `w`, element by element.
+        let w: Vec<f32> = values(n, 99 + n as u64);
+        let other = || Tensor::<1>::from_data(TensorData::new(w.clone(), [n]), &device);
+        let pairs = |got: Vec<f32>, f: &dyn Fn(f32, f32) -> f32, what: &str| {
+            let want: Vec<f32> = v.iter().zip(&w).map(|(&a, &b)| f(a, b)).collect();
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g.is_nan() && e.is_nan()) || g.to_bits() == e.to_bits(),
+                    "{what} n={n} at {i}: {g} vs {e}"
+                );
+            }
+        };
+        pairs(read(tensor() + other()), &|a, b| a + b, "add");
+        pairs(read(tensor() * other()), &|a, b| a * b, "mul");
+        let gt: Vec<bool> = tensor()
+            .greater_elem(0.5)
+            .into_data()
+            .to_vec::<bool>()
+            .unwrap();
+        assert!(
+            gt.iter().zip(&v).all(|(&g, &x)| g == (x > 0.5)),
+            "greater_elem n={n}"
+        );
         // Shared with a second handle: the copying path, which must leave the input alone.
         let t = tensor();
         let kept = t.clone();

@@ -9,9 +9,11 @@ use macerator::{Scalar, Simd, VBitAnd, VBitOr, VBitXor, vload_unaligned, vstore_
 use rayon::prelude::*;
 
 /// Threshold for parallel execution (elements).
-/// For memory-bound operations, parallelism helps when data exceeds L3 cache.
+/// cxrlens patch (PATCH.md): the crate's general `ops::PARALLEL_THRESHOLD` (256 Ki elements)
+/// rather than 4 Mi. A U-Net's activations at 128², batch 8, are 2 Mi elements: below 4 Mi their
+/// element-wise passes ran on one thread of two.
 #[cfg(feature = "rayon")]
-const PARALLEL_THRESHOLD: usize = 4 * 1024 * 1024;
+const PARALLEL_THRESHOLD: usize = crate::ops::PARALLEL_THRESHOLD;
 
 #[cfg(feature = "rayon")]
 const CHUNK_SIZE: usize = 4096;
