@@ -430,7 +430,7 @@ fn element_wise_maps_match_std_in_place_and_in_parallel() {
             }
         };
         let tensor = || Tensor::<1>::from_data(TensorData::new(v.clone(), [n]), &device);
-        let read = |t: Tensor<1>| t.into_data().to_vec::<f32>().unwrap();
+        let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
         // Owned: the in-place path.
         same(
             read(tensor().clamp(0.0, 6.0)),
@@ -449,15 +449,7 @@ fn element_wise_maps_match_std_in_place_and_in_parallel() {
         );
         same(
             read(burn::tensor::activation::relu(tensor())),
-            &|x| {
-                if x.is_nan() {
-                    x
-                } else if x > 0.0 {
-                    x
-                } else {
-                    0.0
-                }
-            },
+            &|x| if x.is_nan() || x > 0.0 { x } else { 0.0 },
             "relu",
         );
         same(read(tensor().exp()), &f32::exp, "exp");
@@ -479,7 +471,7 @@ fn element_wise_maps_match_std_in_place_and_in_parallel() {
         let gt: Vec<bool> = tensor()
             .greater_elem(0.5)
             .into_data()
-            .to_vec::<bool>()
+            .try_to_vec::<bool>()
             .unwrap();
         assert!(
             gt.iter().zip(&v).all(|(&g, &x)| g == (x > 0.5)),
@@ -501,7 +493,11 @@ fn element_wise_maps_match_std_in_place_and_in_parallel() {
 fn clamp_with_a_nan_bound_gives_nan() {
     let device = Device::flex();
     let t = Tensor::<1>::from_data(TensorData::new(vec![-1.0f32, 0.5, 7.0], [3]), &device);
-    let got = t.clamp(f32::NAN, 6.0).into_data().to_vec::<f32>().unwrap();
+    let got = t
+        .clamp(f32::NAN, 6.0)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     assert!(got.iter().all(|x| x.is_nan()), "{got:?}");
 }
 
@@ -527,8 +523,12 @@ fn max_pool_2x2_matches_the_definition() {
         let x =
             Tensor::<4>::from_data(TensorData::new(v.clone(), [batch, channels, h, w]), &device);
         let (y, idx) = max_pool2d_with_indices(x, MaxPoolOptions::new([2, 2]));
-        let y = y.into_data().to_vec::<f32>().unwrap();
-        let idx: Vec<i64> = idx.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+        let y = y.into_data().try_to_vec::<f32>().unwrap();
+        let idx: Vec<i64> = idx
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
         let (oh_n, ow_n) = (h / 2, w / 2);
         assert_eq!(y.len(), batch * channels * oh_n * ow_n);
         for bc in 0..batch * channels {
