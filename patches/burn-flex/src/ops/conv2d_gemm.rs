@@ -143,12 +143,14 @@ impl Geometry {
 
 /// Whether to split a convolution over its batch items, one thread each, rather than inside
 /// each item: with at least as many items as threads this avoids a fork-join per row chunk (on 2
-/// cores the threads spent a quarter of a batch-8 U-Net step going to sleep and waking up).
+/// cores the threads spent a quarter of a batch-8 U-Net step going to sleep and waking up). Also
+/// with one thread: the inside-item path (rayon im2col chunks, gemm's rayon mode) measured twice
+/// as slow there (U-Net forward, batch 8: 254 → 133 ms; batch 1: 44 → 20 ms).
 fn batch_parallel(batch: usize) -> bool {
     #[cfg(feature = "rayon")]
     {
         let threads = rayon::current_num_threads();
-        threads > 1 && batch >= threads
+        batch >= threads
     }
     #[cfg(not(feature = "rayon"))]
     {
