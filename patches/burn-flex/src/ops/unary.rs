@@ -97,9 +97,12 @@ fn map_in_place<E: Copy + Send, Op: Fn(E) -> E + Sync>(data: &mut [E], op: &Op) 
 fn map_to_vec<E: Copy + Send + Sync, Op: Fn(E) -> E + Sync>(src: &[E], op: &Op) -> Vec<E> {
     #[cfg(feature = "rayon")]
     if src.len() >= super::PARALLEL_THRESHOLD {
-        let mut out = src.to_vec();
-        map_in_place(&mut out, op);
-        return out;
+        use rayon::prelude::*;
+        return src
+            .par_iter()
+            .with_min_len(UNARY_CHUNK)
+            .map(|&x| op(x))
+            .collect();
     }
     src.iter().map(|&x| op(x)).collect()
 }
