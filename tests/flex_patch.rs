@@ -225,6 +225,18 @@ fn dense_convolutions_match_the_definition() {
         padding: [(0, 0), (0, 0)],
         ..case(3, 8, 7, [9, 8], [2, 2])
     });
+    // Stride 1, output as wide as the input: im2col copies each tap as one shifted plane. With
+    // dilation 2, and with a 5×5 kernel taller and wider than a 2×3 image (taps whose rows all
+    // fall on the padding).
+    check(&Case {
+        padding: [(2, 2), (2, 2)],
+        dilation: [2, 2],
+        ..case(2, 5, 4, [9, 10], [3, 3])
+    });
+    check(&case(1, 6, 3, [2, 3], [5, 5]));
+    // One image with fewer items than threads: its output rows are split into bands, one task
+    // each (13 rows: unequal bands).
+    check(&case(1, 8, 5, [13, 11], [3, 3]));
 }
 
 #[test]
