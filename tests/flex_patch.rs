@@ -572,3 +572,40 @@ fn max_pool_2x2_matches_the_definition() {
         }
     }
 }
+
+/// ReLU's gradient (the patch: parallel chunks for large f32 tensors) through burn's autodiff on
+/// flex, against its definition: for loss = Σ relu(x) ⊙ G, ∂loss/∂x = G where relu(x) is positive
+/// or NaN, 0 elsewhere (at x = ±0 too). Below and above the parallel threshold (256 Ki elements).
+#[test]
+fn relu_gradient_matches_the_definition() {
+    let device = Device::flex().autodiff();
+    for n in [1000, 300_000, 1_000_003] {
+        let mut v: Vec<f32> = values(n, 5 + n as u64);
+        for (i, special) in [f32::NAN, -0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY]
+            .into_iter()
+            .enumerate()
+        {
+            v[i * (n / 5) + 1] = special;
+        }
+        let g: Vec<f32> = values(n, 17 + n as u64);
+        let x = Tensor::<1>::from_data(TensorData::new(v.clone(), [n]), &device).require_grad();
+        let weights = Tensor::<1>::from_data(TensorData::new(g.clone(), [n]), &device);
+        let grads = (burn::tensor::activation::relu(x.clone()) * weights)
+            .sum()
+            .backward();
+        let got = x
+            .grad(&grads)
+            .expect("input gradient")
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(got.len(), n);
+        for (i, ((&d, &x), &g)) in got.iter().zip(&v).zip(&g).enumerate() {
+            let want = if x.is_nan() || x > 0.0 { g } else { 0.0 };
+            assert!(
+                d.to_bits() == want.to_bits() || (d == 0.0 && want == 0.0),
+                "n={n} at {i}: x = {x}, G = {g}: got {d}, want {want}"
+            );
+        }
+    }
+}
