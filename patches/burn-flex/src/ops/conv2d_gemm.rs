@@ -294,15 +294,16 @@ fn weight_grad_item<T: Float>(
     dy: &[T],
     geo: &Geometry,
     b: usize,
+    rows: core::ops::Range<usize>,
     par: bool,
 ) {
     let n = geo.cpg * geo.kernel_len();
     let out_plane = geo.out_h * geo.out_w;
-    let rows = geo.chunk_rows();
+    let chunk = geo.chunk_rows();
     for g in 0..geo.groups {
-        let mut oy0 = 0;
-        while oy0 < geo.out_h {
-            let r = rows.min(geo.out_h - oy0);
+        let mut oy0 = rows.start;
+        while oy0 < rows.end {
+            let r = chunk.min(rows.end - oy0);
             let kc = r * geo.out_w;
             let col = &mut col[..n * kc];
             im2col(col, x, geo, b, g, oy0, r, par);
@@ -348,12 +349,22 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
     // the positions summed over, and with a column-major destination gemm packs dY (opg rows)
     // rather than the im2col buffer (n = cpg·kh·kw rows, several times more).
     let len = geo.channels_out * n;
-    let acc = if batch_parallel(geo.batch) {
+    // With fewer batch items than threads, each item's output rows are split into bands (as in
+    // `forward_gemm`), so that the tasks are (item, band) pairs rather than rayon inside
+    // every im2col chunk and GEMM.
+    #[cfg(feature = "rayon")]
+    let bands = rayon::current_num_threads()
+        .div_ceil(geo.batch.max(1))
+        .min(geo.out_h.max(1));
+    #[cfg(not(feature = "rayon"))]
+    let bands = 1;
+    let band_rows = |band: usize| band * geo.out_h / bands..(band + 1) * geo.out_h / bands;
+    let acc = if cfg!(feature = "rayon") && geo.batch * bands > 1 {
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
             // One accumulator per rayon task (about one per thread), summed at the end.
-            (0..geo.batch)
+            (0..geo.batch * bands)
                 .into_par_iter()
                 .fold(
                     || {
@@ -363,8 +374,9 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
                             uninit_vec::<T>(col_len),
                         )
                     },
-                    |(mut acc, mut first, mut col), b| {
-                        weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, false);
+                    |(mut acc, mut first, mut col), task| {
+                        let (b, rows) = (task / bands, band_rows(task % bands));
+                        weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, rows, false);
                         (acc, first, col)
                     },
                 )
@@ -386,7 +398,7 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
             uninit_vec::<T>(col_len),
         );
         for b in 0..geo.batch {
-            weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, true);
+            weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, 0..geo.out_h, false);
         }
         acc
     };
