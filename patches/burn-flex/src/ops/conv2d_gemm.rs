@@ -141,11 +141,12 @@ impl Geometry {
     }
 }
 
-/// Whether to split a convolution over its batch items, one thread each, rather than inside
-/// each item: with at least as many items as threads this avoids a fork-join per row chunk (on 2
-/// cores the threads spent a quarter of a batch-8 U-Net step going to sleep and waking up). Also
-/// with one thread: the inside-item path (rayon im2col chunks, gemm's rayon mode) measured twice
-/// as slow there (U-Net forward, batch 8: 254 → 133 ms; batch 1: 44 → 20 ms).
+/// Whether the general input gradient ([`input_grad_gemm`]) splits over batch items, one thread
+/// each, rather than inside each item (gemm's rayon mode, col2im over channels): with at least
+/// as many items as threads this avoids a fork-join per row chunk (on 2 cores the threads spent
+/// a quarter of a batch-8 U-Net step going to sleep and waking up); also with one thread, where
+/// the inside-item path measured twice as slow. The forward convolution and the weight gradient
+/// split fewer items than threads into row bands instead (see [`forward_gemm`]).
 fn batch_parallel(batch: usize) -> bool {
     #[cfg(feature = "rayon")]
     {
@@ -217,17 +218,17 @@ fn im2col<T: Float>(
     g: usize,
     oy0: usize,
     rows: usize,
-    par: bool,
 ) {
     let kc = rows * geo.out_w;
     let plane = geo.in_h * geo.in_w;
-    for_each_chunk(col, kc, par, |n, dst| {
+    for (n, dst) in col.chunks_mut(kc).enumerate() {
         let ci = n / geo.kernel_len();
         let (kh, kw) = ((n % geo.kernel_len()) / geo.kernel_w, n % geo.kernel_w);
         let src = &x[(b * geo.channels_in + g * geo.cpg + ci) * plane..][..plane];
         let (lo, hi, ix0) = geo.col_range(kw);
         if geo.stride == [1, 1] && geo.in_w == geo.out_w {
-            return shifted_plane(dst, src, geo, oy0, kh, (lo, hi, ix0));
+            shifted_plane(dst, src, geo, oy0, kh, (lo, hi, ix0));
+            continue;
         }
         for (r, row) in dst.chunks_mut(geo.out_w).enumerate() {
             let Some(iy) = geo.in_row(oy0 + r, kh) else {
@@ -245,7 +246,7 @@ fn im2col<T: Float>(
                 }
             }
         }
-    });
+    }
 }
 
 /// One im2col row (kernel tap `kh`, columns `lo..hi` from input column `ix0`) of a stride-1
@@ -295,7 +296,6 @@ fn weight_grad_item<T: Float>(
     geo: &Geometry,
     b: usize,
     rows: core::ops::Range<usize>,
-    par: bool,
 ) {
     let n = geo.cpg * geo.kernel_len();
     let out_plane = geo.out_h * geo.out_w;
@@ -306,7 +306,7 @@ fn weight_grad_item<T: Float>(
             let r = chunk.min(rows.end - oy0);
             let kc = r * geo.out_w;
             let col = &mut col[..n * kc];
-            im2col(col, x, geo, b, g, oy0, r, par);
+            im2col(col, x, geo, b, g, oy0, r);
             let lhs = &dy[(b * geo.channels_out + g * geo.opg) * out_plane + oy0 * geo.out_w..];
             let dst = &mut acc[g * geo.opg * n..][..geo.opg * n];
             // SAFETY: dst is opg × n column-major (column stride opg); lhs rows are opg
@@ -332,7 +332,7 @@ fn weight_grad_item<T: Float>(
                     false,
                     false,
                     false,
-                    parallelism(geo.opg, n, kc, par),
+                    gemm::Parallelism::None,
                 );
             }
             first[g] = false;
@@ -376,7 +376,7 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
                     },
                     |(mut acc, mut first, mut col), task| {
                         let (b, rows) = (task / bands, band_rows(task % bands));
-                        weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, rows, false);
+                        weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, rows);
                         (acc, first, col)
                     },
                 )
@@ -398,7 +398,7 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
             uninit_vec::<T>(col_len),
         );
         for b in 0..geo.batch {
-            weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, 0..geo.out_h, false);
+            weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, 0..geo.out_h);
         }
         acc
     };
@@ -710,7 +710,6 @@ unsafe fn forward_rows<T: Float>(
     geo: &Geometry,
     b: usize,
     rows: core::ops::Range<usize>,
-    par: bool,
 ) {
     let n = geo.cpg * geo.kernel_len();
     let out_plane = geo.out_h * geo.out_w;
@@ -720,7 +719,7 @@ unsafe fn forward_rows<T: Float>(
         let r = chunk.min(rows.end - oy0);
         let kc = r * geo.out_w;
         let col = &mut col[..n * kc];
-        im2col(col, x, geo, b, 0, oy0, r, par);
+        im2col(col, x, geo, b, 0, oy0, r);
         // SAFETY: dst holds channels_out rows of kc positions (row stride out_plane) from row
         // oy0 of plane 0, inside y_b's item; lhs is W as channels_out × n; rhs is col as n × kc.
         unsafe {
@@ -743,7 +742,7 @@ unsafe fn forward_rows<T: Float>(
                 false,
                 false,
                 false,
-                parallelism(geo.channels_out, kc, n, par),
+                gemm::Parallelism::None,
             );
         }
         oy0 += r;
@@ -775,7 +774,7 @@ fn forward_gemm<T: Float>(x: &[T], w: &[T], geo: &Geometry) -> Vec<T> {
                     let out = out;
                     // SAFETY: item b's planes lie inside y; tasks write distinct (item, rows).
                     unsafe {
-                        forward_rows(out.0.add(b * item), col, x, w, geo, b, rows, false)
+                        forward_rows(out.0.add(b * item), col, x, w, geo, b, rows)
                     };
                 },
             );
@@ -785,7 +784,7 @@ fn forward_gemm<T: Float>(x: &[T], w: &[T], geo: &Geometry) -> Vec<T> {
     let mut col = uninit_vec::<T>(col_len);
     for (b, y_b) in y.chunks_mut(item.max(1)).enumerate() {
         // SAFETY: y_b is item b's planes, written by this call only.
-        unsafe { forward_rows(y_b.as_mut_ptr(), &mut col, x, w, geo, b, 0..geo.out_h, false) };
+        unsafe { forward_rows(y_b.as_mut_ptr(), &mut col, x, w, geo, b, 0..geo.out_h) };
     }
     y
 }
