@@ -19,21 +19,25 @@ use crate::ops::binary::binary_op;
 use crate::ops::unary::unary_op;
 use crate::{Flex, FlexTensor, Layout};
 
-/// ReLU's gradient `g` where the output `o` is positive or NaN, 0 elsewhere, written into `g`:
-/// a select (vectorised), in a function of its own so that LLVM does not turn it into a branch
-/// inside the rayon closure (cxrlens patch, PATCH.md).
-#[inline(never)]
-fn relu_grad_in_place(g: &mut [f32], o: &[f32]) {
-    for (g, &o) in g.iter_mut().zip(o) {
-        *g = if o.is_nan() || o > 0.0 { *g } else { 0.0 };
+multiversion! {
+    /// ReLU's gradient `g` where the output `o` is positive or NaN, 0 elsewhere, written into
+    /// `g`: a select (vectorised), in a function of its own so that LLVM does not turn it into a
+    /// branch inside the rayon closure (cxrlens patch, PATCH.md).
+    #[inline(never)]
+    fn relu_grad_in_place(g: &mut [f32], o: &[f32]) {
+        for (g, &o) in g.iter_mut().zip(o) {
+            *g = if o.is_nan() || o > 0.0 { *g } else { 0.0 };
+        }
     }
 }
 
-/// As [`relu_grad_in_place`], into `dst`.
-#[inline(never)]
-fn relu_grad_into(dst: &mut [f32], g: &[f32], o: &[f32]) {
-    for ((d, &g), &o) in dst.iter_mut().zip(g).zip(o) {
-        *d = if o.is_nan() || o > 0.0 { g } else { 0.0 };
+multiversion! {
+    /// As [`relu_grad_in_place`], into `dst`.
+    #[inline(never)]
+    fn relu_grad_into(dst: &mut [f32], g: &[f32], o: &[f32]) {
+        for ((d, &g), &o) in dst.iter_mut().zip(g).zip(o) {
+            *d = if o.is_nan() || o > 0.0 { g } else { 0.0 };
+        }
     }
 }
 

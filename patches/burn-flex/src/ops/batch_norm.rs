@@ -18,34 +18,68 @@ trait Float: num_traits::Float + bytemuck::Pod + burn_backend::Element + Send + 
 impl Float for f32 {}
 impl Float for f64 {}
 
-/// Σ v, in eight partial sums (vectorises; less rounding error than one running sum).
-#[inline]
-fn sum<T: Float>(v: &[T], f: impl Fn(T) -> T) -> T {
-    let mut acc = [T::zero(); 8];
-    let chunks = v.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] = acc[l] + f(c[l]);
+multiversion! {
+    /// Σ f(v), in eight partial sums (vectorises; less rounding error than one running sum).
+    #[inline]
+    fn sum<T: Float>(v: &[T], f: impl Fn(T) -> T) -> T {
+        let mut acc = [T::zero(); 8];
+        let chunks = v.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for l in 0..8 {
+                acc[l] = acc[l] + f(c[l]);
+            }
         }
+        let tail = rest.iter().fold(T::zero(), |s, &x| s + f(x));
+        acc.iter().fold(tail, |s, &x| s + x)
     }
-    let tail = rest.iter().fold(T::zero(), |s, &x| s + f(x));
-    acc.iter().fold(tail, |s, &x| s + x)
 }
 
-/// Σ f(a, b) over two equal-length slices, in eight partial sums.
-#[inline]
-fn sum2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
-    let mut acc = [T::zero(); 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] = acc[l] + f(x[l], y[l]);
+multiversion! {
+    /// Σ f(a, b) over two equal-length slices, in eight partial sums.
+    #[inline]
+    fn sum2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
+        let mut acc = [T::zero(); 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for l in 0..8 {
+                acc[l] = acc[l] + f(x[l], y[l]);
+            }
+        }
+        let tail = ra.iter().zip(rb).fold(T::zero(), |s, (&x, &y)| s + f(x, y));
+        acc.iter().fold(tail, |s, &x| s + x)
+    }
+}
+
+multiversion! {
+    /// dst = src·s + t.
+    #[inline]
+    fn affine_plane<T: Float>(dst: &mut [T], src: &[T], s: T, t: T) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v * s + t;
         }
     }
-    let tail = ra.iter().zip(rb).fold(T::zero(), |s, (&x, &y)| s + f(x, y));
-    acc.iter().fold(tail, |s, &x| s + x)
+}
+
+multiversion! {
+    /// One plane of batch norm's input gradient: k·(dy − mean_dy − (x − m)·s·mean_dy_xhat).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn input_grad_plane<T: Float>(
+        dst: &mut [T],
+        dy: &[T],
+        x: &[T],
+        k: T,
+        mean_dy: T,
+        m: T,
+        s: T,
+        mean_dy_xhat: T,
+    ) {
+        for ((d, &t), &u) in dst.iter_mut().zip(dy).zip(x) {
+            *d = k * (t - mean_dy - (u - m) * s * mean_dy_xhat);
+        }
+    }
 }
 
 /// `[batch, channels, spatial]` of a `[batch, channels, …]` shape.
@@ -126,9 +160,7 @@ fn affine<T: Float>(x: &[T], shape: &Shape, scale: &[T], shift: &[T]) -> Vec<T> 
     let mut out = super::conv2d_gemm::uninit_vec::<T>(x.len());
     per_plane(&mut out, spatial, |i, dst| {
         let (s, t) = (scale[i % channels], shift[i % channels]);
-        for (d, &v) in dst.iter_mut().zip(&x[i * spatial..][..spatial]) {
-            *d = v * s + t;
-        }
+        affine_plane(dst, &x[i * spatial..][..spatial], s, t);
     });
     out
 }
@@ -299,9 +331,7 @@ fn batch_norm_train_backward_typed<T: Float>(
             &dys[i * spatial..][..spatial],
             &xs[i * spatial..][..spatial],
         );
-        for ((d, &t), &u) in dst.iter_mut().zip(g).zip(v) {
-            *d = k * (t - mean_dy - (u - m) * s * mean_dy_xhat);
-        }
+        input_grad_plane(dst, g, v, k, mean_dy, m, s, mean_dy_xhat);
     });
     let (beta_grad, gamma_grad): (Vec<T>, Vec<T>) = sums.into_iter().unzip();
     let per = Shape::from(alloc::vec![channels]);

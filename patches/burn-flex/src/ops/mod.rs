@@ -88,6 +88,8 @@ pub(crate) fn float_storage_as_f32(tensor: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
+#[macro_use]
+mod multiversion;
 pub mod activation;
 pub mod attention;
 // cxrlens patch: batch norm read in place, per channel (PATCH.md).

@@ -227,6 +227,36 @@ fn valid_range_maxpool(
     (start as usize, end as usize)
 }
 
+multiversion! {
+    /// One output row of 2×2 stride-2 max pooling (cxrlens patch, PATCH.md): `top` and `bottom`
+    /// are the two input rows (starting at plane offsets `r0`, `r1`). Visits the window in the
+    /// generic kernel's order with its rule (a value replaces the maximum when greater or NaN),
+    /// written as selects so that it vectorises.
+    #[inline(never)]
+    #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
+    fn max_pool_pairs_row<T: num_traits::Float>(
+        out: &mut [T],
+        idx: &mut [i64],
+        top: &[T],
+        bottom: &[T],
+        r0: usize,
+        r1: usize,
+    ) {
+        let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+        for (ow, ((o, i), (t, b))) in out.iter_mut().zip(idx.iter_mut()).zip(pairs).enumerate() {
+            let iw = 2 * ow;
+            let (mut m, mut k) = (t[0], r0 + iw);
+            for (v, j) in [(t[1], r0 + iw + 1), (b[0], r1 + iw), (b[1], r1 + iw + 1)] {
+                let take = v > m || v.is_nan();
+                m = if take { v } else { m };
+                k = if take { j } else { k };
+            }
+            *o = m;
+            *i = k as i64;
+        }
+    }
+}
+
 /// Generic 3D max pooling with indices implementation.
 #[allow(clippy::too_many_arguments)]
 fn max_pool3d_with_indices_impl<T>(
@@ -336,24 +366,30 @@ where
                 // divisions; same order and tie/NaN rule, so the same values and indices.
                 if pairs_2x2 {
                     let plane = &x_data[x_offset..][..in_h * in_w];
+                    // SAFETY: plane bc of the output and of the indices, written by this task
+                    // only; nothing else refers to them meanwhile.
+                    let (out, idx) = unsafe {
+                        (
+                            core::slice::from_raw_parts_mut(
+                                out_ptr.ptr_add(out_offset),
+                                spatial_out,
+                            ),
+                            core::slice::from_raw_parts_mut(
+                                idx_ptr.ptr_add(out_offset),
+                                spatial_out,
+                            ),
+                        )
+                    };
                     for oh in 0..out_h {
                         let (r0, r1) = (2 * oh * in_w, (2 * oh + 1) * in_w);
-                        for ow in 0..out_w {
-                            let iw = 2 * ow;
-                            let mut max_val = plane[r0 + iw];
-                            let mut max_idx = r0 + iw;
-                            for i in [r0 + iw + 1, r1 + iw, r1 + iw + 1] {
-                                let val = plane[i];
-                                if val > max_val || val.is_nan() {
-                                    max_val = val;
-                                    max_idx = i;
-                                }
-                            }
-                            unsafe {
-                                out_ptr.write(out_offset + oh * out_w + ow, max_val);
-                                idx_ptr.write(out_offset + oh * out_w + ow, max_idx as i64);
-                            }
-                        }
+                        max_pool_pairs_row(
+                            &mut out[oh * out_w..][..out_w],
+                            &mut idx[oh * out_w..][..out_w],
+                            &plane[r0..][..2 * out_w],
+                            &plane[r1..][..2 * out_w],
+                            r0,
+                            r1,
+                        );
                     }
                     return;
                 }
