@@ -283,13 +283,13 @@ pub fn scalar_op<F32Op, F64Op>(
     f64_op: F64Op,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy,
+    F32Op: Fn(f32, f32) -> f32 + Copy + Send + Sync,
     F64Op: Fn(f64, f64) -> f64 + Copy,
 {
     let dtype = tensor.dtype();
 
     match dtype {
-        DType::F32 => scalar_op_typed(tensor, scalar as f32, f32_op),
+        DType::F32 => scalar_op_f32(tensor, scalar as f32, f32_op),
         DType::F64 => scalar_op_typed(tensor, scalar, f64_op),
         DType::F16 => {
             let scalar_f16 = f16::from_f32(scalar as f32);
@@ -307,6 +307,49 @@ where
         }
         _ => panic!("scalar_op: unsupported dtype {:?}", dtype),
     }
+}
+
+/// cxrlens patch (PATCH.md): f32 tensors of at least 64 Ki contiguous elements in parallel
+/// chunks (the optimizer's per-parameter updates, 147–295 Ki elements for a U-Net's larger
+/// convolution weights, ran on one thread while the pool waited); the rest as before.
+fn scalar_op_f32<Op>(mut tensor: FlexTensor, scalar: f32, op: Op) -> FlexTensor
+where
+    Op: Fn(f32, f32) -> f32 + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        const MIN: usize = 1 << 16;
+        const CHUNK: usize = 1 << 14;
+        if tensor.is_unique()
+            && let Some((0, end)) = tensor.layout().contiguous_offsets()
+            && end >= MIN
+        {
+            let storage: &mut [f32] = tensor.storage_mut();
+            storage[..end].par_chunks_mut(CHUNK).for_each(|c| {
+                for x in c {
+                    *x = op(*x, scalar);
+                }
+            });
+            return tensor;
+        }
+        if let Some((start, end)) = tensor.layout().contiguous_offsets()
+            && end - start >= MIN
+        {
+            let shape = tensor.layout().shape().clone();
+            let src: &[f32] = &tensor.storage()[start..end];
+            let mut out = super::conv2d_gemm::uninit_vec::<f32>(end - start);
+            out.par_chunks_mut(CHUNK)
+                .zip(src.par_chunks(CHUNK))
+                .for_each(|(d, s)| {
+                    for (d, &x) in d.iter_mut().zip(s) {
+                        *d = op(x, scalar);
+                    }
+                });
+            return make_tensor(out, shape, DType::F32);
+        }
+    }
+    scalar_op_typed(tensor, scalar, op)
 }
 
 pub(crate) fn scalar_op_typed<E, Op>(mut tensor: FlexTensor, scalar: E, op: Op) -> FlexTensor

@@ -1235,12 +1235,15 @@ where
         .map(|kw| valid_out_range(kw, dilation_w, pad_w, stride_w, in_w, out_w))
         .collect();
 
-    let mut output = vec![zero; total];
+    // cxrlens patch (PATCH.md): each plane is zeroed by the task that accumulates into it
+    // (`plane_work`), not by one thread beforehand.
+    let mut output = super::conv2d_gemm::uninit_vec::<T>(total);
 
     // Per-plane work for one `(batch, channel)` pair. Output slice is passed
     // in so the rayon and sequential dispatch paths can source it differently
     // (from a raw pointer or a direct borrow) without duplicating this body.
     let plane_work = |bc: usize, out_plane: &mut [T]| {
+        out_plane.fill(zero);
         let c = bc % channels;
         let in_base = bc * in_spatial;
         let w_base = c * k_spatial;
@@ -1462,12 +1465,15 @@ where
         .map(|kw| valid_out_range(kw, dilation_w, pad_w, stride_w, in_w, out_w))
         .collect();
 
-    let mut output = vec![zero; total];
+    // cxrlens patch (PATCH.md): each plane is zeroed by the task that accumulates into it
+    // (`plane_work`), not by one thread beforehand.
+    let mut output = super::conv2d_gemm::uninit_vec::<T>(total);
 
     // Per-plane work for one `(batch, out_channel)` pair. Accumulates
     // `sum over ci of conv2d(in[b, ci], w[co, ci])` into `out_plane` by
     // calling the shared helper once per input channel.
     let plane_work = |b_co: usize, out_plane: &mut [T]| {
+        out_plane.fill(zero);
         let b = b_co / channels_out;
         let co = b_co % channels_out;
         for ci in 0..channels_in {

@@ -402,19 +402,35 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
         }
         acc
     };
-    let mut dw = vec![T::zero(); len];
-    for g in 0..geo.groups {
-        let (src, dst) = (
-            &acc[g * geo.opg * n..][..geo.opg * n],
-            &mut dw[g * geo.opg * n..][..geo.opg * n],
-        );
-        for m in 0..geo.opg {
-            for k in 0..n {
-                dst[m * n + k] = src[k * geo.opg + m];
-            }
+    // dW row r (output channel m of group g) gathers column m of the group's accumulator.
+    let mut dw = uninit_vec::<T>(len);
+    for_each_row(&mut dw, n, |r, row| {
+        let (g, m) = (r / geo.opg, r % geo.opg);
+        let src = &acc[g * geo.opg * n..][..geo.opg * n];
+        for (k, d) in row.iter_mut().enumerate() {
+            *d = src[k * geo.opg + m];
         }
-    }
+    });
     dw
+}
+
+/// `f(r, row)` over the rows of `data` (`len` elements each), in parallel when rayon is enabled
+/// and `data` is large (cxrlens patch, PATCH.md): the weight rearrangements around the
+/// convolutions' GEMMs ran on the thread driving autodiff while the pool waited (about 6 ms of
+/// a U-Net backward pass).
+fn for_each_row<T: Send>(data: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) {
+    let len = len.max(1);
+    #[cfg(feature = "rayon")]
+    if data.len() >= 1 << 15 {
+        use rayon::prelude::*;
+        data.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(r, row)| f(r, row));
+        return;
+    }
+    data.chunks_mut(len)
+        .enumerate()
+        .for_each(|(r, row)| f(r, row));
 }
 
 /// dW of a depthwise convolution: one dot product per (channel, kernel tap, output row).
@@ -550,14 +566,16 @@ fn x_grad_is_conv(geo: &Geometry) -> bool {
 /// nine-fold scatter-add.
 fn input_grad_as_conv<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
     let (co, ci, kk) = (geo.channels_out, geo.cpg, geo.kernel_len());
+    // wt[i][o] is w[o][i] flipped, written row by row (input channel i).
     let mut wt = uninit_vec::<T>(w.len());
-    for o in 0..co {
-        for i in 0..ci {
-            for t in 0..kk {
-                wt[(i * co + o) * kk + (kk - 1 - t)] = w[(o * ci + i) * kk + t];
+    for_each_row(&mut wt, co * kk, |i, row| {
+        for (o, dst) in row.chunks_exact_mut(kk).enumerate() {
+            let src = &w[(o * ci + i) * kk..][..kk];
+            for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = v;
             }
         }
-    }
+    });
     let conv = Geometry {
         batch: geo.batch,
         channels_in: co,

@@ -88,9 +88,33 @@ pub(crate) fn convert_f32_to_bf16(tensor: &FlexTensor) -> FlexTensor {
 // Bias addition
 // ============================================================================
 
+/// `output[b, c, …] += bias[c]` for `[batch, channels, spatial]` data. cxrlens patch (PATCH.md):
+/// large outputs one plane per rayon task (this ran on the thread driving autodiff, after the
+/// parallel convolution, while the pool waited).
+pub(crate) fn add_bias<T: Element + ElementAdd>(
+    output: &mut [T],
+    bias: &[T],
+    batch: usize,
+    channels: usize,
+    spatial: usize,
+) {
+    #[cfg(feature = "rayon")]
+    if output.len() >= super::PARALLEL_THRESHOLD && spatial >= 256 && channels > 0 {
+        use rayon::prelude::*;
+        output
+            .par_chunks_mut(spatial)
+            .enumerate()
+            .for_each(|(i, plane)| {
+                add_bias_planes(plane, &bias[i % channels..][..1], 1, 1, spatial)
+            });
+        return;
+    }
+    add_bias_planes(output, bias, batch, channels, spatial);
+}
+
 #[allow(clippy::needless_range_loop, clippy::extra_unused_type_parameters)]
 #[cfg_attr(feature = "simd", macerator::with_simd)]
-pub(crate) fn add_bias<#[cfg(feature = "simd")] S: macerator::Simd, T: Element + ElementAdd>(
+fn add_bias_planes<#[cfg(feature = "simd")] S: macerator::Simd, T: Element + ElementAdd>(
     output: &mut [T],
     bias: &[T],
     batch: usize,

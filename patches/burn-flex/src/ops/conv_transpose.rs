@@ -332,7 +332,7 @@ fn conv_transpose3d_impl<
             dtype,
         );
     }
-    let mut output = vec![zero; output_size];
+    let mut output = super::filled_vec(output_size, zero);
 
     let group_chunk_len = out_channels_per_group * out_spatial;
     #[cfg(feature = "rayon")]

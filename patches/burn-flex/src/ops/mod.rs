@@ -1,6 +1,7 @@
 //! Backend operations implementations.
 
 use alloc::borrow::Cow;
+use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_std::{bf16, f16};
 
@@ -55,6 +56,21 @@ impl<T> SendMutPtr<T> {
     pub(crate) unsafe fn ptr_add(&self, offset: usize) -> *mut T {
         unsafe { self.0.add(offset) }
     }
+}
+
+/// `len` copies of `value`, written in parallel chunks when rayon is enabled and `len` is at
+/// least [`PARALLEL_THRESHOLD`] (cxrlens patch, PATCH.md: accumulators were zeroed by one
+/// thread while the pool waited).
+pub(crate) fn filled_vec<T: bytemuck::Pod + Send + Sync>(len: usize, value: T) -> Vec<T> {
+    let mut v = conv2d_gemm::uninit_vec::<T>(len);
+    #[cfg(feature = "rayon")]
+    if len >= PARALLEL_THRESHOLD {
+        use rayon::prelude::*;
+        v.par_chunks_mut(1 << 16).for_each(|c| c.fill(value));
+        return v;
+    }
+    v.fill(value);
+    v
 }
 
 /// Read a float tensor's storage as f32 values, regardless of source dtype.

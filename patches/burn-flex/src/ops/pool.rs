@@ -347,8 +347,11 @@ where
         {
             use rayon::prelude::*;
 
-            let mut output = vec![neg_inf; batch_size * channels * spatial_out];
-            let mut indices = vec![-1i64; batch_size * channels * spatial_out];
+            // Every element is written below (by the 2×2 path or the generic kernel).
+            let mut output =
+                super::conv2d_gemm::uninit_vec::<T>(batch_size * channels * spatial_out);
+            let mut indices =
+                super::conv2d_gemm::uninit_vec::<i64>(batch_size * channels * spatial_out);
             let out_ptr = crate::ops::SendMutPtr::new(output.as_mut_ptr());
             let idx_ptr = crate::ops::SendMutPtr::new(indices.as_mut_ptr());
 
