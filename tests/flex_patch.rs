@@ -8,8 +8,9 @@
 //! depthwise 3×3/5×5 with stride 2 and asymmetric "same" padding) and what they do not (groups 2,
 //! dilation, odd sizes, batch 1, a feature map large enough to be processed in several chunks).
 //!
-//! Element-wise maps (the patch: parallel chunks, a vectorisable clamp) against `std`; 2×2 max
-//! pooling (the patch: a path without range divisions) against its definition.
+//! Element-wise maps and scalar arithmetic (the patch: parallel chunks, a vectorisable clamp)
+//! against `std`; 2×2 max pooling and its gradient (the patch: a path without range divisions,
+//! vectorised rows) and concatenation (parallel copies) against their definitions.
 //!
 //! Batch norm in training mode (the patch: per-channel passes in place) against its definition in
 //! f64, and its gradients against central differences of that definition.
@@ -237,6 +238,12 @@ fn dense_convolutions_match_the_definition() {
     // One image with fewer items than threads: its output rows are split into bands, one task
     // each (13 rows: unequal bands).
     check(&case(1, 8, 5, [13, 11], [3, 3]));
+    // Weights of at least 32 Ki elements (64 × 64 × 3 × 3): their rearrangements for dW and dX
+    // run in parallel rows.
+    check(&case(2, 64, 64, [6, 5], [3, 3]));
+    // flex's own small-channel forward with an output of at least 256 Ki elements: each plane
+    // zeroed by its task, the bias added one plane per task.
+    check(&case(2, 3, 16, [96, 96], [3, 3]));
 }
 
 #[test]
@@ -465,6 +472,20 @@ fn element_wise_maps_match_std_in_place_and_in_parallel() {
             "relu",
         );
         same(read(tensor().exp()), &f32::exp, "exp");
+        // Scalar arithmetic (the patch: f32 from 64 Ki elements in parallel chunks), owned, and
+        // on a view that starts inside its storage (elements 1..), which is copied.
+        same(read(tensor() * 1.7), &|x| x * 1.7, "mul_scalar");
+        same(read(tensor() + 0.3), &|x| x + 0.3, "add_scalar");
+        same(read(tensor() / 3.0), &|x| x / 3.0, "div_scalar");
+        let shifted = read(tensor().narrow(0, 1, n - 1) - 0.5);
+        assert_eq!(shifted.len(), n - 1);
+        for (i, (&g, &x)) in shifted.iter().zip(&v[1..]).enumerate() {
+            let w = x - 0.5;
+            assert!(
+                (g.is_nan() && w.is_nan()) || g.to_bits() == w.to_bits(),
+                "sub_scalar on a view n={n} at {i}: {g} vs {w}"
+            );
+        }
         // Binary maps and comparisons (flex's SIMD kernels, parallel from 256 Ki elements with
         // the patch): against the other operand `w`, element by element.
         let w: Vec<f32> = values(n, 99 + n as u64);
@@ -605,6 +626,133 @@ fn relu_gradient_matches_the_definition() {
             assert!(
                 d.to_bits() == want.to_bits() || (d == 0.0 && want == 0.0),
                 "n={n} at {i}: x = {x}, G = {g}: got {d}, want {want}"
+            );
+        }
+    }
+}
+
+/// Concatenation along the channels and along the rows (the patch: large outputs copied in
+/// parallel pieces) against indexing by hand, output element by output element: inputs below
+/// and above the size at which the copies go parallel, one of them a view that starts inside
+/// its storage (items 1.. of a larger batch).
+#[test]
+fn cat_matches_the_definition() {
+    let device = Device::flex();
+    for (batch, h, w) in [(2, 5, 7), (2, 150, 170)] {
+        for dim in [1, 2] {
+            // The inputs' shapes differ along `dim` only.
+            let shape = |n: usize| {
+                let mut s = [batch, 3, h, w];
+                s[dim] = n;
+                s
+            };
+            let shapes = [shape(3), shape(5), shape(2)];
+            let logical: Vec<Vec<f32>> = shapes
+                .iter()
+                .enumerate()
+                .map(|(k, s)| values(s.iter().product(), 40 + k as u64))
+                .collect();
+            let mut inputs: Vec<Tensor<4>> = shapes[..2]
+                .iter()
+                .zip(&logical)
+                .map(|(s, d)| Tensor::<4>::from_data(TensorData::new(d.clone(), *s), &device))
+                .collect();
+            // The third: a batch of one more item whose items 1.. hold `logical[2]`.
+            let item: usize = shapes[2][1..].iter().product();
+            let mut padded = values(item, 9);
+            padded.extend_from_slice(&logical[2]);
+            let [_, c2, h2, w2] = shapes[2];
+            inputs.push(
+                Tensor::<4>::from_data(TensorData::new(padded, [batch + 1, c2, h2, w2]), &device)
+                    .narrow(0, 1, batch),
+            );
+            let got = Tensor::cat(inputs, dim);
+            let dims = got.dims();
+            let got = got.into_data().try_to_vec::<f32>().unwrap();
+            let mut want_dims = shapes[0];
+            want_dims[dim] = 10;
+            assert_eq!(dims, want_dims, "dim {dim}");
+            let mut i = 0;
+            for b in 0..dims[0] {
+                for c in 0..dims[1] {
+                    for y in 0..dims[2] {
+                        for x in 0..dims[3] {
+                            let mut at = [b, c, y, x];
+                            let (k, start) = match at[dim] {
+                                0..3 => (0, 0),
+                                3..8 => (1, 3),
+                                _ => (2, 8),
+                            };
+                            at[dim] -= start;
+                            let s = shapes[k];
+                            let want =
+                                logical[k][((at[0] * s[1] + at[1]) * s[2] + at[2]) * s[3] + at[3]];
+                            assert_eq!(got[i].to_bits(), want.to_bits(), "dim {dim} at {at:?}");
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 2×2 max pooling's gradient (the patch: each input plane zeroed by the task that scatters into
+/// it): for loss = Σ maxpool(x) ⊙ G, ∂loss/∂x is G at each window's maximum (the first, in
+/// row-major order) and 0 elsewhere, including the row and column left over at odd sizes. Below
+/// and above the size at which planes are handled in parallel.
+#[test]
+fn max_pool_2x2_gradient_goes_to_each_window_maximum() {
+    use burn::tensor::module::max_pool2d;
+    use burn::tensor::ops::MaxPoolOptions;
+    let device = Device::flex().autodiff();
+    for (batch, channels, h, w) in [(1, 3, 7, 9), (2, 8, 129, 130)] {
+        let n = batch * channels * h * w;
+        // Quarters, so that windows hold ties.
+        let v: Vec<f32> = values(n, 21 + n as u64)
+            .iter()
+            .map(|x| (x * 4.0).round() / 4.0)
+            .collect();
+        let (oh_n, ow_n) = (h / 2, w / 2);
+        let g = values(batch * channels * oh_n * ow_n, 3);
+        let x =
+            Tensor::<4>::from_data(TensorData::new(v.clone(), [batch, channels, h, w]), &device)
+                .require_grad();
+        let weights = Tensor::<4>::from_data(
+            TensorData::new(g.clone(), [batch, channels, oh_n, ow_n]),
+            &device,
+        );
+        let grads = (max_pool2d(x.clone(), MaxPoolOptions::new([2, 2])) * weights)
+            .sum()
+            .backward();
+        let got = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let mut want = vec![0.0f32; n];
+        for bc in 0..batch * channels {
+            for oh in 0..oh_n {
+                for ow in 0..ow_n {
+                    let mut best = (f32::NEG_INFINITY, usize::MAX);
+                    for ky in 0..2 {
+                        for kx in 0..2 {
+                            let i = bc * h * w + (2 * oh + ky) * w + 2 * ow + kx;
+                            if best.1 == usize::MAX || v[i] > best.0 {
+                                best = (v[i], i);
+                            }
+                        }
+                    }
+                    want[best.1] = g[(bc * oh_n + oh) * ow_n + ow];
+                }
+            }
+        }
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "[{batch},{channels},{h},{w}] at {i}"
             );
         }
     }

@@ -590,7 +590,10 @@ fn input_grad_as_conv<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
         out_h: geo.in_h,
         out_w: geo.in_w,
         stride: [1, 1],
-        padding: [geo.kernel_h - 1 - geo.padding[0], geo.kernel_w - 1 - geo.padding[1]],
+        padding: [
+            geo.kernel_h - 1 - geo.padding[0],
+            geo.kernel_w - 1 - geo.padding[1],
+        ],
         dilation: [1, 1],
     };
     forward_gemm(dy, &wt, &conv)
@@ -791,9 +794,7 @@ fn forward_gemm<T: Float>(x: &[T], w: &[T], geo: &Geometry) -> Vec<T> {
                     let rows = band * geo.out_h / bands..(band + 1) * geo.out_h / bands;
                     let out = out;
                     // SAFETY: item b's planes lie inside y; tasks write distinct (item, rows).
-                    unsafe {
-                        forward_rows(out.0.add(b * item), col, x, w, geo, b, rows)
-                    };
+                    unsafe { forward_rows(out.0.add(b * item), col, x, w, geo, b, rows) };
                 },
             );
             return y;
