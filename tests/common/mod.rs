@@ -90,3 +90,16 @@ pub fn isolate_user_dirs() -> &'static std::path::Path {
         dir
     })
 }
+
+/// `n` pseudo-random values in [−1, 1) from `seed` (xorshift64; the same sequence on every run).
+pub fn uniform_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect()
+}
