@@ -224,6 +224,27 @@ fn relu_gradient_matches_the_definition() {
                 "n={n} at {i}: x = {x}, G = {g}: got {d}, want {want}"
             );
         }
+        // Two ReLUs of x summed: the addition hands both the same gradient tensor, so the first
+        // ReLU's backward pass finds it shared (the copying branch) and must leave it intact for
+        // the second. ∂/∂x = 2·G where relu(x) is positive or NaN (doubling is exact).
+        let grads = ((burn::tensor::activation::relu(x.clone())
+            + burn::tensor::activation::relu(x.clone()))
+            * Tensor::<1>::from_data(TensorData::new(g.clone(), [n]), &device))
+        .sum()
+        .backward();
+        let got = x
+            .grad(&grads)
+            .expect("input gradient")
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for (i, ((&d, &x), &g)) in got.iter().zip(&v).zip(&g).enumerate() {
+            let want = if x.is_nan() || x > 0.0 { 2.0 * g } else { 0.0 };
+            assert!(
+                d.to_bits() == want.to_bits() || (d == 0.0 && want == 0.0),
+                "two ReLUs, n={n} at {i}: x = {x}, G = {g}: got {d}, want {want}"
+            );
+        }
     }
 }
 
