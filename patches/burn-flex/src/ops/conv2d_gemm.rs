@@ -111,6 +111,21 @@ impl Geometry {
         self.kernel_h * self.kernel_w
     }
 
+    /// How many row bands each batch item's output is split into for `threads` threads: about
+    /// `threads / batch`, so that fewer items than threads still give every thread a task (one
+    /// band per item otherwise), never more bands than rows.
+    fn bands(&self, threads: usize) -> usize {
+        threads
+            .div_ceil(self.batch.max(1))
+            .clamp(1, self.out_h.max(1))
+    }
+
+    /// Output rows `[start, end)` of band `band` of [`Self::bands`]`(…) = bands`: the rows split as
+    /// evenly as integers allow, none empty.
+    fn band_rows(&self, band: usize, bands: usize) -> core::ops::Range<usize> {
+        band * self.out_h / bands..(band + 1) * self.out_h / bands
+    }
+
     /// Output rows per column chunk.
     fn chunk_rows(&self) -> usize {
         let per_row = (self.cpg * self.kernel_len() * self.out_w).max(1);
@@ -382,12 +397,9 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
     // `forward_gemm`), so that the tasks are (item, band) pairs rather than rayon inside
     // every im2col chunk and GEMM.
     #[cfg(feature = "rayon")]
-    let bands = rayon::current_num_threads()
-        .div_ceil(geo.batch.max(1))
-        .min(geo.out_h.max(1));
+    let bands = geo.bands(rayon::current_num_threads());
     #[cfg(not(feature = "rayon"))]
     let bands = 1;
-    let band_rows = |band: usize| band * geo.out_h / bands..(band + 1) * geo.out_h / bands;
     let acc = if cfg!(feature = "rayon") && geo.batch * bands > 1 {
         #[cfg(feature = "rayon")]
         {
@@ -404,7 +416,7 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
                         )
                     },
                     |(mut acc, mut first, mut col), task| {
-                        let (b, rows) = (task / bands, band_rows(task % bands));
+                        let (b, rows) = (task / bands, geo.band_rows(task % bands, bands));
                         weight_grad_item(&mut acc, &mut first, &mut col, x, dy, geo, b, rows);
                         (acc, first, col)
                     },
@@ -814,13 +826,12 @@ fn forward_gemm<T: Float>(x: &[T], w: &[T], geo: &Geometry) -> Vec<T> {
         use rayon::prelude::*;
         let threads = rayon::current_num_threads();
         if threads > 1 {
-            let bands = threads.div_ceil(geo.batch.max(1)).min(geo.out_h.max(1));
+            let bands = geo.bands(threads);
             let out = SharedOut(y.as_mut_ptr());
             (0..geo.batch * bands).into_par_iter().for_each_init(
                 || uninit_vec::<T>(col_len),
                 |col, task| {
-                    let (b, band) = (task / bands, task % bands);
-                    let rows = band * geo.out_h / bands..(band + 1) * geo.out_h / bands;
+                    let (b, rows) = (task / bands, geo.band_rows(task % bands, bands));
                     let out = out;
                     // SAFETY: item b's planes lie inside y; tasks write distinct (item, rows).
                     unsafe { forward_rows(out.0.add(b * item), col, x, w, geo, b, rows) };
