@@ -206,45 +206,32 @@ fn relu_gradient_matches_the_definition() {
         }
         let g: Vec<f32> = values(n, 17 + n as u64);
         let x = Tensor::<1>::from_data(TensorData::new(v.clone(), [n]), &device).require_grad();
-        let weights = Tensor::<1>::from_data(TensorData::new(g.clone(), [n]), &device);
-        let grads = (burn::tensor::activation::relu(x.clone()) * weights)
-            .sum()
-            .backward();
-        let got = x
-            .grad(&grads)
-            .expect("input gradient")
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        assert_eq!(got.len(), n);
-        for (i, ((&d, &x), &g)) in got.iter().zip(&v).zip(&g).enumerate() {
-            let want = if x.is_nan() || x > 0.0 { g } else { 0.0 };
-            assert!(
-                d.to_bits() == want.to_bits() || (d == 0.0 && want == 0.0),
-                "n={n} at {i}: x = {x}, G = {g}: got {d}, want {want}"
-            );
-        }
+        let weights = || Tensor::<1>::from_data(TensorData::new(g.clone(), [n]), &device);
+        let relu = || burn::tensor::activation::relu(x.clone());
+        // ∂loss/∂x must be k·G where relu(x) is positive or NaN, 0 elsewhere (k·G is exact for
+        // k = 1, 2).
+        let check = |loss: Tensor<1>, k: f32, what: &str| {
+            let grads = loss.sum().backward();
+            let got = x
+                .grad(&grads)
+                .expect("input gradient")
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            assert_eq!(got.len(), n);
+            for (i, ((&d, &x), &g)) in got.iter().zip(&v).zip(&g).enumerate() {
+                let want = if x.is_nan() || x > 0.0 { k * g } else { 0.0 };
+                assert!(
+                    d.to_bits() == want.to_bits() || (d == 0.0 && want == 0.0),
+                    "{what}, n={n} at {i}: x = {x}, G = {g}: got {d}, want {want}"
+                );
+            }
+        };
+        check(relu() * weights(), 1.0, "one ReLU");
         // Two ReLUs of x summed: the addition hands both the same gradient tensor, so the first
         // ReLU's backward pass finds it shared (the copying branch) and must leave it intact for
-        // the second. ∂/∂x = 2·G where relu(x) is positive or NaN (doubling is exact).
-        let grads = ((burn::tensor::activation::relu(x.clone())
-            + burn::tensor::activation::relu(x.clone()))
-            * Tensor::<1>::from_data(TensorData::new(g.clone(), [n]), &device))
-        .sum()
-        .backward();
-        let got = x
-            .grad(&grads)
-            .expect("input gradient")
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        for (i, ((&d, &x), &g)) in got.iter().zip(&v).zip(&g).enumerate() {
-            let want = if x.is_nan() || x > 0.0 { 2.0 * g } else { 0.0 };
-            assert!(
-                d.to_bits() == want.to_bits() || (d == 0.0 && want == 0.0),
-                "two ReLUs, n={n} at {i}: x = {x}, G = {g}: got {d}, want {want}"
-            );
-        }
+        // the second.
+        check((relu() + relu()) * weights(), 2.0, "two ReLUs");
     }
 }
 
