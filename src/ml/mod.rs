@@ -4,6 +4,7 @@
 //! Nothing here imports egui; the GUI reaches this module only through the inference worker
 //! (`worker::inference`), the CLI and the tests call it directly.
 
+pub mod adam;
 pub mod analysis;
 pub mod augment;
 pub mod backend_check;

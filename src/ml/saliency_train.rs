@@ -18,8 +18,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use super::adam::CpuAdamConfig;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 
@@ -218,8 +219,8 @@ pub fn train_saliency(
             }
             net = net.freeze_all_but_fusion_head();
         }
-        let mut optimizer = AdamConfig::new().init();
-        let mut classifier_optimizer = AdamConfig::new().init();
+        let mut optimizer = CpuAdamConfig::new().init();
+        let mut classifier_optimizer = CpuAdamConfig::new().init();
         let stage_start = if stage == 2 { 0 } else { options.epochs };
         if let Some(c) = &resumed
             && c.epochs_done > stage_start

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use super::adam::CpuAdamConfig;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, sigmoid};
 use serde::{Deserialize, Serialize};
@@ -169,7 +170,7 @@ pub fn train(
     let mean = raw.iter().sum::<f32>() / raw.len() as f32;
     let class_weights: Vec<f32> = raw.iter().map(|w| w / mean).collect();
 
-    let mut optimizer = AdamConfig::new().init();
+    let mut optimizer = CpuAdamConfig::new().init();
     let mut rng = SplitMix64::new(options.seed ^ 0xA5A5);
     let batches = train_set.len().div_ceil(options.batch_size.max(1));
     let mut history = Vec::new();

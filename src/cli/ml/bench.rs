@@ -190,7 +190,7 @@ pub(crate) fn time_backend(compute: &ComputeDevice, args: &BenchArgs) -> Result<
     }
     let step = if args.train_step {
         // Forward, backward and one Adam step, as the trainer does per batch (one untimed first).
-        let mut optimizer = burn::optim::AdamConfig::new().init();
+        let mut optimizer = crate::ml::adam::CpuAdamConfig::new().init();
         let mut steps = Vec::new();
         for k in 0..=repeat {
             let t = Instant::now();
