@@ -257,6 +257,93 @@ fn depthwise_convolutions_match_the_definition() {
     });
 }
 
+/// Depthwise forward (no bias) summed in f32 in the order the patch documents: taps in (kh, kw)
+/// order, each `x · w + acc` from zero over the zero-padded input.
+fn depthwise_in_order(
+    x: &[f32],
+    w: &[f32],
+    dims: [usize; 4],
+    k: usize,
+    s: usize,
+    p: usize,
+) -> Vec<f32> {
+    let [n, c, h, wd] = dims;
+    let (oh_n, ow_n) = ((h + 2 * p - k) / s + 1, (wd + 2 * p - k) / s + 1);
+    let mut out = Vec::with_capacity(n * c * oh_n * ow_n);
+    for b in 0..n {
+        for ch in 0..c {
+            for oh in 0..oh_n {
+                for ow in 0..ow_n {
+                    let mut acc = 0.0f32;
+                    for kh in 0..k {
+                        for kw in 0..k {
+                            let (iy, ix) = (
+                                (oh * s + kh) as isize - p as isize,
+                                (ow * s + kw) as isize - p as isize,
+                            );
+                            let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                0.0
+                            } else {
+                                x[((b * c + ch) * h + iy as usize) * wd + ix as usize]
+                            };
+                            acc = v * w[(ch * k + kh) * k + kw] + acc;
+                        }
+                    }
+                    out.push(acc);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn depthwise_forward_adds_the_taps_in_order_bit_for_bit() {
+    // The patch computes f32 depthwise planes with stride 1 or 2 as whole-plane runs over
+    // padded phase planes; it claims the same bits as adding the taps one by one. Sizes: the
+    // 7- and 14-wide planes of EfficientNet's late stages, odd sizes, and a 70×70 plane (more
+    // than one 4096-element band). One weight is infinite: where its tap falls on the padding
+    // the output is NaN (inf · 0), as with materialised zeros.
+    let device = Device::flex();
+    for (hw, k, s) in [
+        (7, 5, 1),
+        (14, 3, 1),
+        (14, 3, 2),
+        (13, 5, 2),
+        (15, 3, 2),
+        (70, 3, 1),
+        (70, 5, 2),
+    ] {
+        let (n, c, p) = (2, 3, k / 2);
+        let dims = [n, c, hw, hw];
+        let xv = values(n * c * hw * hw, 5);
+        let mut wv = values(c * k * k, 6);
+        wv[k * k] = f32::INFINITY; // channel 1, tap (0, 0)
+        let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), dims), &device);
+        let w = Tensor::<4>::from_data(TensorData::new(wv.clone(), [c, 1, k, k]), &device);
+        let y = conv2d(x, w, None, ConvOptions::new([s, s], [p, p], [1, 1], c));
+        let got = y.into_data().try_to_vec::<f32>().unwrap();
+        let want = depthwise_in_order(&xv, &wv, dims, k, s, p);
+        assert_eq!(got.len(), want.len());
+        let nans = want.iter().filter(|v| v.is_nan()).count();
+        assert!(
+            nans > 0,
+            "{hw}² k{k} s{s}: the infinite weight never meets the padding"
+        );
+        let differ = got
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| !(a == b || (a.is_nan() && b.is_nan())))
+            .count();
+        assert_eq!(
+            differ,
+            0,
+            "{hw}² k{k} s{s}: {differ} of {} outputs differ",
+            want.len()
+        );
+    }
+}
+
 #[test]
 fn a_feature_map_larger_than_one_column_chunk_matches_the_definition() {
     // 16 channels × 3×3 × 160 columns = 23,040 column elements per output row: the patch's

@@ -1242,11 +1242,33 @@ where
     // Per-plane work for one `(batch, channel)` pair. Output slice is passed
     // in so the rayon and sequential dispatch paths can source it differently
     // (from a raw pointer or a direct borrow) without duplicating this body.
+    // cxrlens patch (PATCH.md): f32 planes with stride 1 or 2 as whole-plane vector runs.
+    let flat = (dtype == DType::F32)
+        .then(|| {
+            super::depthwise_flat::Plan::new(
+                [kernel_h, kernel_w],
+                [stride_h, stride_w],
+                [pad_h, pad_w],
+                [dilation_h, dilation_w],
+                [in_h, in_w],
+                [out_h, out_w],
+            )
+        })
+        .flatten();
+
     let plane_work = |bc: usize, out_plane: &mut [T]| {
-        out_plane.fill(zero);
         let c = bc % channels;
         let in_base = bc * in_spatial;
         let w_base = c * k_spatial;
+        if let Some(plan) = &flat {
+            plan.run(
+                bytemuck::cast_slice_mut(out_plane),
+                bytemuck::cast_slice(&x_data[in_base..in_base + in_spatial]),
+                bytemuck::cast_slice(&w_data[w_base..w_base + k_spatial]),
+            );
+            return;
+        }
+        out_plane.fill(zero);
         conv_plane_accumulate(
             out_plane,
             &x_data[in_base..in_base + in_spatial],

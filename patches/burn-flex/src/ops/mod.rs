@@ -119,9 +119,11 @@ mod conv_common;
 pub mod conv;
 // cxrlens patch: conv2d by im2col/GEMM in NCHW, and its backward passes (PATCH.md).
 mod conv2d_gemm;
+// cxrlens patch: depthwise f32 planes as whole-plane vector runs (PATCH.md).
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;
+mod depthwise_flat;
 pub mod expand;
 #[cfg(feature = "fft")]
 pub mod fft;
