@@ -297,14 +297,59 @@ fn depthwise_in_order(
     out
 }
 
+/// Depthwise input gradient for loss = Σ y ⊙ G, summed in f32 tap by tap in (kh, kw) order:
+/// `dx = g · w + dx` from zero, padding skipped.
+fn depthwise_dx_in_order(
+    g: &[f32],
+    w: &[f32],
+    dims: [usize; 4],
+    k: usize,
+    s: usize,
+    p: usize,
+) -> Vec<f32> {
+    let [n, c, h, wd] = dims;
+    let (oh_n, ow_n) = ((h + 2 * p - k) / s + 1, (wd + 2 * p - k) / s + 1);
+    let mut dx = vec![0.0f32; n * c * h * wd];
+    for b in 0..n {
+        for ch in 0..c {
+            for kh in 0..k {
+                for kw in 0..k {
+                    for oh in 0..oh_n {
+                        for ow in 0..ow_n {
+                            let (iy, ix) = (oh * s + kh, ow * s + kw);
+                            if iy < p || ix < p || iy - p >= h || ix - p >= wd {
+                                continue;
+                            }
+                            let gv = g[((b * c + ch) * oh_n + oh) * ow_n + ow];
+                            let d = &mut dx[((b * c + ch) * h + iy - p) * wd + ix - p];
+                            *d = gv * w[(ch * k + kh) * k + kw] + *d;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// How many values differ (equal, or both NaN, counts as the same).
+fn count_differing(got: &[f32], want: &[f32]) -> usize {
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(want)
+        .filter(|(a, b)| !(a == b || (a.is_nan() && b.is_nan())))
+        .count()
+}
+
 #[test]
-fn depthwise_forward_adds_the_taps_in_order_bit_for_bit() {
-    // The patch computes f32 depthwise planes with stride 1 or 2 as whole-plane runs over
-    // padded phase planes; it claims the same bits as adding the taps one by one. Sizes: the
+fn depthwise_forward_and_input_gradient_add_the_taps_in_order_bit_for_bit() {
+    // The patch computes f32 depthwise planes with stride 1 or 2 (forward and input gradient) as
+    // whole-plane runs over padded phase planes; it claims the same bits as adding the taps one
+    // by one. (Its weight gradient sums in another order: checked against f64 above.) Sizes: the
     // 7- and 14-wide planes of EfficientNet's late stages, odd sizes, and a 70×70 plane (more
     // than one 4096-element band). One weight is infinite: where its tap falls on the padding
     // the output is NaN (inf · 0), as with materialised zeros.
-    let device = Device::flex();
+    let device = Device::flex().autodiff();
     for (hw, k, s) in [
         (7, 5, 1),
         (14, 3, 1),
@@ -319,26 +364,45 @@ fn depthwise_forward_adds_the_taps_in_order_bit_for_bit() {
         let xv = values(n * c * hw * hw, 5);
         let mut wv = values(c * k * k, 6);
         wv[k * k] = f32::INFINITY; // channel 1, tap (0, 0)
-        let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), dims), &device);
+        let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), dims), &device).require_grad();
         let w = Tensor::<4>::from_data(TensorData::new(wv.clone(), [c, 1, k, k]), &device);
-        let y = conv2d(x, w, None, ConvOptions::new([s, s], [p, p], [1, 1], c));
-        let got = y.into_data().try_to_vec::<f32>().unwrap();
+        let y = conv2d(
+            x.clone(),
+            w,
+            None,
+            ConvOptions::new([s, s], [p, p], [1, 1], c),
+        );
+        let got = y.clone().into_data().try_to_vec::<f32>().unwrap();
         let want = depthwise_in_order(&xv, &wv, dims, k, s, p);
-        assert_eq!(got.len(), want.len());
         let nans = want.iter().filter(|v| v.is_nan()).count();
         assert!(
             nans > 0,
             "{hw}² k{k} s{s}: the infinite weight never meets the padding"
         );
-        let differ = got
-            .iter()
-            .zip(&want)
-            .filter(|(a, b)| !(a == b || (a.is_nan() && b.is_nan())))
-            .count();
+        let differ = count_differing(&got, &want);
         assert_eq!(
             differ,
             0,
             "{hw}² k{k} s{s}: {differ} of {} outputs differ",
+            want.len()
+        );
+        // The input gradient: the patch scatters each tap over the whole plane, in tap order
+        // (channel 1, with the infinite weight, takes the row-wise path).
+        let gv = values(want.len(), 7);
+        let g = Tensor::<4>::from_data(TensorData::new(gv.clone(), y.dims()), &device);
+        let grads = (y * g).sum().backward();
+        let got = x
+            .grad(&grads)
+            .expect("input gradient")
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let want = depthwise_dx_in_order(&gv, &wv, dims, k, s, p);
+        let differ = count_differing(&got, &want);
+        assert_eq!(
+            differ,
+            0,
+            "{hw}² k{k} s{s}: {differ} of {} input-gradient values differ",
             want.len()
         );
     }

@@ -21,6 +21,7 @@
 //! loops for depthwise convolutions (one channel per group), which have no reduction over
 //! channels to give a GEMM.
 
+use super::depthwise_flat::all_finite;
 use alloc::vec;
 use alloc::vec::Vec;
 use burn_backend::DType;
@@ -105,6 +106,18 @@ impl Geometry {
 
     fn is_depthwise(&self) -> bool {
         self.groups == self.channels_in && self.cpg == 1 && self.opg == 1
+    }
+
+    /// The whole-plane depthwise plan for these shapes, if they suit it (`depthwise_flat`).
+    fn flat_plan(&self) -> Option<super::depthwise_flat::Plan> {
+        super::depthwise_flat::Plan::new(
+            [self.kernel_h, self.kernel_w],
+            self.stride,
+            self.padding,
+            self.dilation,
+            [self.in_h, self.in_w],
+            [self.out_h, self.out_w],
+        )
     }
 
     fn kernel_len(&self) -> usize {
@@ -476,6 +489,30 @@ fn for_each_row<T: Send>(data: &mut [T], len: usize, f: impl Fn(usize, &mut [T])
 
 /// dW of a depthwise convolution: one dot product per (channel, kernel tap, output row).
 fn weight_grad_depthwise<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
+    weight_grad_depthwise_with(x, dy, geo, |taps, src, grad| {
+        weight_grad_depthwise_plane(taps, src, grad, geo)
+    })
+}
+
+/// As [`weight_grad_depthwise`]; f32 planes with stride 1 or 2 as one dot product per tap over
+/// the whole plane (cxrlens patch, PATCH.md: `depthwise_flat`), when the plane and its gradient
+/// are finite.
+fn weight_grad_depthwise_f32(x: &[f32], dy: &[f32], geo: &Geometry) -> Vec<f32> {
+    let plan = geo.flat_plan();
+    weight_grad_depthwise_with(x, dy, geo, |taps, src, grad| match &plan {
+        Some(plan) if all_finite(src) && all_finite(grad) => plan.weight_grad(taps, src, grad),
+        _ => weight_grad_depthwise_plane(taps, src, grad, geo),
+    })
+}
+
+/// The depthwise dW loop: channels in parallel, `plane(taps, x plane, dy plane)` adds each
+/// image's contribution to the channel's taps.
+fn weight_grad_depthwise_with<T: Float>(
+    x: &[T],
+    dy: &[T],
+    geo: &Geometry,
+    plane_fn: impl Fn(&mut [T], &[T], &[T]) + Send + Sync,
+) -> Vec<T> {
     let kk = geo.kernel_len();
     let (plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
     let mut dw = vec![T::zero(); geo.channels_out * kk];
@@ -483,32 +520,37 @@ fn weight_grad_depthwise<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> 
         for b in 0..geo.batch {
             let src = &x[(b * geo.channels_in + c) * plane..][..plane];
             let grad = &dy[(b * geo.channels_out + c) * out_plane..][..out_plane];
-            for (t, tap) in taps.iter_mut().enumerate() {
-                let (kh, kw) = (t / geo.kernel_w, t % geo.kernel_w);
-                let (lo, hi, ix0) = geo.col_range(kw);
-                if lo >= hi {
-                    continue;
-                }
-                let mut sum = T::zero();
-                for oy in 0..geo.out_h {
-                    let Some(iy) = geo.in_row(oy, kh) else {
-                        continue;
-                    };
-                    let g_row = &grad[oy * geo.out_w + lo..oy * geo.out_w + hi];
-                    let line = &src[iy * geo.in_w..][..geo.in_w];
-                    if geo.stride[1] == 1 {
-                        sum = sum + dot(g_row, &line[ix0..ix0 + (hi - lo)]);
-                    } else {
-                        for (k, &gv) in g_row.iter().enumerate() {
-                            sum = sum + gv * line[ix0 + k * geo.stride[1]];
-                        }
-                    }
-                }
-                *tap = *tap + sum;
-            }
+            plane_fn(taps, src, grad);
         }
     });
     dw
+}
+
+/// One image's contribution to one channel's depthwise dW, row by row.
+fn weight_grad_depthwise_plane<T: Float>(taps: &mut [T], src: &[T], grad: &[T], geo: &Geometry) {
+    for (t, tap) in taps.iter_mut().enumerate() {
+        let (kh, kw) = (t / geo.kernel_w, t % geo.kernel_w);
+        let (lo, hi, ix0) = geo.col_range(kw);
+        if lo >= hi {
+            continue;
+        }
+        let mut sum = T::zero();
+        for oy in 0..geo.out_h {
+            let Some(iy) = geo.in_row(oy, kh) else {
+                continue;
+            };
+            let g_row = &grad[oy * geo.out_w + lo..oy * geo.out_w + hi];
+            let line = &src[iy * geo.in_w..][..geo.in_w];
+            if geo.stride[1] == 1 {
+                sum = sum + dot(g_row, &line[ix0..ix0 + (hi - lo)]);
+            } else {
+                for (k, &gv) in g_row.iter().enumerate() {
+                    sum = sum + gv * line[ix0 + k * geo.stride[1]];
+                }
+            }
+        }
+        *tap = *tap + sum;
+    }
 }
 
 /// dX for any grouping: col = W_gᵀ · dY, then col2im.
@@ -682,34 +724,60 @@ fn add_row<T: Float>(line: &mut [T], values: &[T], ix0: usize, stride: usize, sc
 /// dX of a depthwise convolution: each output-gradient row scaled by its kernel tap and added
 /// back where it came from.
 fn input_grad_depthwise<T: Float>(w: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
+    input_grad_depthwise_with(w, dy, geo, |dst, grad, taps| {
+        input_grad_depthwise_plane(dst, grad, taps, geo)
+    })
+}
+
+/// As [`input_grad_depthwise`]; f32 planes with stride 1 or 2 as one run per tap over the
+/// whole plane (cxrlens patch, PATCH.md: `depthwise_flat`), when the channel's taps are finite.
+fn input_grad_depthwise_f32(w: &[f32], dy: &[f32], geo: &Geometry) -> Vec<f32> {
+    let plan = geo.flat_plan();
+    input_grad_depthwise_with(w, dy, geo, |dst, grad, taps| match &plan {
+        Some(plan) if all_finite(taps) => plan.input_grad(dst, grad, taps),
+        _ => input_grad_depthwise_plane(dst, grad, taps, geo),
+    })
+}
+
+/// The depthwise dX loop: (image, channel) planes in parallel, `plane(dx plane, dy plane, the
+/// channel's taps)` writes each (into zeros).
+fn input_grad_depthwise_with<T: Float>(
+    w: &[T],
+    dy: &[T],
+    geo: &Geometry,
+    plane_fn: impl Fn(&mut [T], &[T], &[T]) + Send + Sync,
+) -> Vec<T> {
     let kk = geo.kernel_len();
     let (plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
     let mut dx = vec![T::zero(); geo.batch * geo.channels_in * plane];
     for_each_chunk(&mut dx, plane, true, |bc, dst| {
         let c = bc % geo.channels_in;
-        let grad = &dy[bc * out_plane..][..out_plane];
-        for t in 0..kk {
-            let (kh, kw) = (t / geo.kernel_w, t % geo.kernel_w);
-            let (lo, hi, ix0) = geo.col_range(kw);
-            if lo >= hi {
-                continue;
-            }
-            let tap = w[c * kk + t];
-            for oy in 0..geo.out_h {
-                let Some(iy) = geo.in_row(oy, kh) else {
-                    continue;
-                };
-                add_row(
-                    &mut dst[iy * geo.in_w..][..geo.in_w],
-                    &grad[oy * geo.out_w + lo..oy * geo.out_w + hi],
-                    ix0,
-                    geo.stride[1],
-                    tap,
-                );
-            }
-        }
+        plane_fn(dst, &dy[bc * out_plane..][..out_plane], &w[c * kk..][..kk]);
     });
     dx
+}
+
+/// One plane of depthwise dX, row by row, into `dst` (zeros).
+fn input_grad_depthwise_plane<T: Float>(dst: &mut [T], grad: &[T], taps: &[T], geo: &Geometry) {
+    for (t, &tap) in taps.iter().enumerate() {
+        let (kh, kw) = (t / geo.kernel_w, t % geo.kernel_w);
+        let (lo, hi, ix0) = geo.col_range(kw);
+        if lo >= hi {
+            continue;
+        }
+        for oy in 0..geo.out_h {
+            let Some(iy) = geo.in_row(oy, kh) else {
+                continue;
+            };
+            add_row(
+                &mut dst[iy * geo.in_w..][..geo.in_w],
+                &grad[oy * geo.out_w + lo..oy * geo.out_w + hi],
+                ix0,
+                geo.stride[1],
+                tap,
+            );
+        }
+    }
 }
 
 fn typed<T: Float>(
@@ -937,7 +1005,7 @@ pub(crate) fn conv2d_weight_backward(
             &geo,
             shape,
             (
-                weight_grad_depthwise::<f32>,
+                weight_grad_depthwise_f32,
                 weight_grad_depthwise::<f64>,
                 weight_grad_depthwise::<f16>,
             ),
@@ -978,7 +1046,7 @@ pub(crate) fn conv2d_x_backward(
             &geo,
             shape,
             (
-                input_grad_depthwise::<f32>,
+                input_grad_depthwise_f32,
                 input_grad_depthwise::<f64>,
                 input_grad_depthwise::<f16>,
             ),

@@ -32,6 +32,45 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// `Σ a[i] · b[i]`, in sixteen lane-wise partial sums.
+    #[inline(never)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+        let mut tail = 0.0f32;
+        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+            tail += x * y;
+        }
+        let mut acc = [0.0f32; 16];
+        for (x, y) in ca.zip(cb) {
+            for l in 0..16 {
+                acc[l] += x[l] * y[l];
+            }
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+}
+
+multiversion! {
+    /// Whether every value is finite: sixteen lane-wise sums of `v · 0`, NaN if any `v` is
+    /// infinite or NaN.
+    #[inline(never)]
+    pub(crate) fn all_finite(values: &[f32]) -> bool {
+        let chunks = values.chunks_exact(16);
+        let mut tail = 0.0f32;
+        for &v in chunks.remainder() {
+            tail += v * 0.0;
+        }
+        let mut acc = [0.0f32; 16];
+        for x in chunks {
+            for l in 0..16 {
+                acc[l] += x[l] * 0.0;
+            }
+        }
+        acc.iter().sum::<f32>() + tail == 0.0
+    }
+}
+
 thread_local! {
     /// Phase planes and accumulator, reused by the tasks of one thread.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
@@ -109,16 +148,8 @@ impl Plan {
         debug_assert_eq!(w_plane.len(), self.taps.len());
         SCRATCH.with(|scratch| {
             let (phases, acc) = &mut *scratch.borrow_mut();
-            let s = self.stride;
-            phases.resize(s * s * self.phase_len(), 0.0);
-            for a in 0..s {
-                for b in 0..s {
-                    let start = (a * s + b) * self.phase_len();
-                    self.fill_phase(&mut phases[start..start + self.phase_len()], in_plane, a, b);
-                }
-            }
-            // Flat accumulator positions that hold outputs: up to the last row's `out_w`.
-            let len = (self.out_h - 1) * self.wq + self.out_w;
+            self.fill_phases(phases, in_plane);
+            let len = self.wide_len();
             acc.resize(len, 0.0);
             let mut i0 = 0;
             while i0 < len {
@@ -134,6 +165,82 @@ impl Plan {
                 row.copy_from_slice(&acc[oh * self.wq..oh * self.wq + self.out_w]);
             }
         });
+    }
+
+    /// Positions of the `wq`-wide layout that hold outputs: up to the last row's `out_w`.
+    fn wide_len(&self) -> usize {
+        (self.out_h - 1) * self.wq + self.out_w
+    }
+
+    /// `grad` (an output plane) in the `wq`-wide layout, zero in the dropped columns.
+    fn widen(&self, wide: &mut Vec<f32>, grad: &[f32]) {
+        wide.clear();
+        wide.resize(self.wide_len(), 0.0);
+        for (oh, row) in grad.chunks_exact(self.out_w).enumerate() {
+            wide[oh * self.wq..oh * self.wq + self.out_w].copy_from_slice(row);
+        }
+    }
+
+    /// Weight gradient of one image's plane: `taps[t] += Σ grad · x` over the positions tap `t`
+    /// reads, as one dot product over the whole plane per tap. The caller checks that `x_plane`
+    /// and `grad` are finite (a dropped column or padding contributes `0 · x` or `g · 0`).
+    pub(crate) fn weight_grad(&self, taps: &mut [f32], x_plane: &[f32], grad: &[f32]) {
+        SCRATCH.with(|scratch| {
+            let (phases, wide) = &mut *scratch.borrow_mut();
+            self.fill_phases(phases, x_plane);
+            self.widen(wide, grad);
+            let len = wide.len();
+            for (tap, &start) in taps.iter_mut().zip(&self.taps) {
+                *tap += dot(wide, &phases[start..start + len]);
+            }
+        });
+    }
+
+    /// Input gradient of one plane: every tap scatters `w · grad` back onto the phase planes as
+    /// one run, in `(kh, kw)` order, as the row-wise path adds them (so the same bits); then the
+    /// phases are read back in input order. The caller checks that `w_plane` is finite (the
+    /// dropped columns scatter `w · 0`).
+    pub(crate) fn input_grad(&self, dx_plane: &mut [f32], grad: &[f32], w_plane: &[f32]) {
+        SCRATCH.with(|scratch| {
+            let (phases, wide) = &mut *scratch.borrow_mut();
+            let s = self.stride;
+            phases.clear();
+            phases.resize(s * s * self.phase_len(), 0.0);
+            self.widen(wide, grad);
+            let len = wide.len();
+            for (&start, &w) in self.taps.iter().zip(w_plane) {
+                accumulate(&mut phases[start..start + len], wide, w);
+            }
+            for (iy, row) in dx_plane.chunks_exact_mut(self.in_w).enumerate() {
+                let y = iy + self.pad_h;
+                let (a, r) = (y % s, y / s);
+                if r >= self.hq {
+                    row.fill(0.0);
+                    continue;
+                }
+                for (ix, d) in row.iter_mut().enumerate() {
+                    let x = ix + self.pad_w;
+                    let (b, c) = (x % s, x / s);
+                    *d = if c < self.wq {
+                        phases[(a * s + b) * self.phase_len() + r * self.wq + c]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        });
+    }
+
+    /// Every phase plane of `in_plane`.
+    fn fill_phases(&self, phases: &mut Vec<f32>, in_plane: &[f32]) {
+        let s = self.stride;
+        phases.resize(s * s * self.phase_len(), 0.0);
+        for a in 0..s {
+            for b in 0..s {
+                let start = (a * s + b) * self.phase_len();
+                self.fill_phase(&mut phases[start..start + self.phase_len()], in_plane, a, b);
+            }
+        }
     }
 
     /// Phase `(a, b)`: `p[r][c] = x[s·r + a − pad_h][s·c + b − pad_w]`, zero outside the input,
@@ -162,8 +269,11 @@ impl Plan {
             if s == 1 {
                 row[c_lo..c_hi].copy_from_slice(&input[first..first + (c_hi - c_lo)]);
             } else {
-                for (k, value) in row[c_lo..c_hi].iter_mut().enumerate() {
-                    *value = input[first + s * k];
+                for (value, &x) in row[c_lo..c_hi]
+                    .iter_mut()
+                    .zip(input[first..].iter().step_by(s))
+                {
+                    *value = x;
                 }
             }
         }
