@@ -258,7 +258,7 @@ fn depthwise_convolutions_match_the_definition() {
 }
 
 /// Depthwise forward (no bias) summed in f32 in the order the patch documents: taps in (kh, kw)
-/// order, each `x · w + acc` from zero over the zero-padded input.
+/// order, each `acc += x · w` from zero over the zero-padded input.
 fn depthwise_in_order(
     x: &[f32],
     w: &[f32],
@@ -286,7 +286,7 @@ fn depthwise_in_order(
                             } else {
                                 x[((b * c + ch) * h + iy as usize) * wd + ix as usize]
                             };
-                            acc = v * w[(ch * k + kh) * k + kw] + acc;
+                            acc += v * w[(ch * k + kh) * k + kw];
                         }
                     }
                     out.push(acc);
@@ -298,7 +298,7 @@ fn depthwise_in_order(
 }
 
 /// Depthwise input gradient for loss = Σ y ⊙ G, summed in f32 tap by tap in (kh, kw) order:
-/// `dx = g · w + dx` from zero, padding skipped.
+/// `dx += g · w` from zero, padding skipped.
 fn depthwise_dx_in_order(
     g: &[f32],
     w: &[f32],
@@ -322,7 +322,7 @@ fn depthwise_dx_in_order(
                             }
                             let gv = g[((b * c + ch) * oh_n + oh) * ow_n + ow];
                             let d = &mut dx[((b * c + ch) * h + iy - p) * wd + ix - p];
-                            *d = gv * w[(ch * k + kh) * k + kw] + *d;
+                            *d += gv * w[(ch * k + kh) * k + kw];
                         }
                     }
                 }
