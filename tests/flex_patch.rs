@@ -257,79 +257,47 @@ fn depthwise_convolutions_match_the_definition() {
     });
 }
 
-/// Depthwise forward (no bias) summed in f32 in the order the patch documents: taps in (kh, kw)
-/// order, each `acc += x · w` from zero over the zero-padded input.
+/// Depthwise forward (no bias) and input gradient for loss = Σ y ⊙ G, summed in f32 in the
+/// order the patch documents: taps in (kh, kw) order, from zero. The output adds `x · w` over
+/// the zero-padded input (padding included: `inf · 0` is NaN); the input gradient adds `g · w`
+/// at the input positions only.
+#[allow(clippy::too_many_arguments)]
 fn depthwise_in_order(
     x: &[f32],
-    w: &[f32],
-    dims: [usize; 4],
-    k: usize,
-    s: usize,
-    p: usize,
-) -> Vec<f32> {
-    let [n, c, h, wd] = dims;
-    let (oh_n, ow_n) = ((h + 2 * p - k) / s + 1, (wd + 2 * p - k) / s + 1);
-    let mut out = Vec::with_capacity(n * c * oh_n * ow_n);
-    for b in 0..n {
-        for ch in 0..c {
-            for oh in 0..oh_n {
-                for ow in 0..ow_n {
-                    let mut acc = 0.0f32;
-                    for kh in 0..k {
-                        for kw in 0..k {
-                            let (iy, ix) = (
-                                (oh * s + kh) as isize - p as isize,
-                                (ow * s + kw) as isize - p as isize,
-                            );
-                            let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                                0.0
-                            } else {
-                                x[((b * c + ch) * h + iy as usize) * wd + ix as usize]
-                            };
-                            acc += v * w[(ch * k + kh) * k + kw];
-                        }
-                    }
-                    out.push(acc);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Depthwise input gradient for loss = Σ y ⊙ G, summed in f32 tap by tap in (kh, kw) order:
-/// `dx += g · w` from zero, padding skipped.
-fn depthwise_dx_in_order(
     g: &[f32],
     w: &[f32],
     dims: [usize; 4],
     k: usize,
     s: usize,
     p: usize,
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<f32>) {
     let [n, c, h, wd] = dims;
     let (oh_n, ow_n) = ((h + 2 * p - k) / s + 1, (wd + 2 * p - k) / s + 1);
+    let mut y = vec![0.0f32; n * c * oh_n * ow_n];
     let mut dx = vec![0.0f32; n * c * h * wd];
     for b in 0..n {
         for ch in 0..c {
             for kh in 0..k {
                 for kw in 0..k {
+                    let tap = w[(ch * k + kh) * k + kw];
                     for oh in 0..oh_n {
                         for ow in 0..ow_n {
+                            let o = ((b * c + ch) * oh_n + oh) * ow_n + ow;
                             let (iy, ix) = (oh * s + kh, ow * s + kw);
                             if iy < p || ix < p || iy - p >= h || ix - p >= wd {
+                                y[o] += 0.0 * tap;
                                 continue;
                             }
-                            let gv = g[((b * c + ch) * oh_n + oh) * ow_n + ow];
-                            let d = &mut dx[((b * c + ch) * h + iy - p) * wd + ix - p];
-                            *d += gv * w[(ch * k + kh) * k + kw];
+                            let i = ((b * c + ch) * h + iy - p) * wd + ix - p;
+                            y[o] += x[i] * tap;
+                            dx[i] += g[o] * tap;
                         }
                     }
                 }
             }
         }
     }
-    dx
+    (y, dx)
 }
 
 /// How many values differ (equal, or both NaN, counts as the same).
@@ -373,7 +341,8 @@ fn depthwise_forward_and_input_gradient_add_the_taps_in_order_bit_for_bit() {
             ConvOptions::new([s, s], [p, p], [1, 1], c),
         );
         let got = y.clone().into_data().try_to_vec::<f32>().unwrap();
-        let want = depthwise_in_order(&xv, &wv, dims, k, s, p);
+        let gv = values(got.len(), 7);
+        let (want, want_dx) = depthwise_in_order(&xv, &gv, &wv, dims, k, s, p);
         let nans = want.iter().filter(|v| v.is_nan()).count();
         assert!(
             nans > 0,
@@ -388,22 +357,15 @@ fn depthwise_forward_and_input_gradient_add_the_taps_in_order_bit_for_bit() {
         );
         // The input gradient: the patch scatters each tap over the whole plane, in tap order
         // (channel 1, with the infinite weight, takes the row-wise path).
-        let gv = values(want.len(), 7);
-        let g = Tensor::<4>::from_data(TensorData::new(gv.clone(), y.dims()), &device);
+        let g = Tensor::<4>::from_data(TensorData::new(gv, y.dims()), &device);
         let grads = (y * g).sum().backward();
-        let got = x
-            .grad(&grads)
-            .expect("input gradient")
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let want = depthwise_dx_in_order(&gv, &wv, dims, k, s, p);
-        let differ = count_differing(&got, &want);
+        let got = common::grad_values(x.grad(&grads));
+        let differ = count_differing(&got, &want_dx);
         assert_eq!(
             differ,
             0,
             "{hw}² k{k} s{s}: {differ} of {} input-gradient values differ",
-            want.len()
+            want_dx.len()
         );
     }
 }

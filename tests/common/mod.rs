@@ -103,3 +103,12 @@ pub fn uniform_values(n: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// A gradient from `Tensor::grad` as f32 values, row-major (panics when there is none).
+pub fn grad_values<const D: usize>(grad: Option<burn::prelude::Tensor<D>>) -> Vec<f32> {
+    grad.expect("a gradient")
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 values")
+}
