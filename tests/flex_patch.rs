@@ -5,7 +5,8 @@
 //! the definition, summed by hand in f64: y = conv2d(x, w) + bias and, for loss = Σ y ⊙ G,
 //!   ∂loss/∂w[co, ci, kh, kw] = Σ_b,oy,ox G[b, co, oy, ox] · x[b, g·cpg + ci, oy·s + kh·d − p, ox·s + kw·d − p]
 //!   ∂loss/∂x[b, c, iy, ix]   = the same products, gathered by input position instead.
-//! Shapes cover what the shipped networks use (3×3 same convolutions, 2×2 stride-2, 1×1,
+//! Shapes cover what the shipped networks use (3×3 same convolutions, also on the patch's direct
+//! path without im2col, 2×2 stride-2, 1×1,
 //! depthwise 3×3/5×5 with stride 2 and asymmetric "same" padding) and what they do not (groups 2,
 //! dilation, odd sizes, batch 1, a feature map large enough to be processed in several chunks).
 //!
@@ -368,6 +369,78 @@ fn depthwise_forward_and_input_gradient_add_the_taps_in_order_bit_for_bit() {
             want_dx.len()
         );
     }
+}
+
+#[test]
+fn direct_3x3_convolutions_match_the_definition() {
+    // The patch runs 3×3 stride-1 convolutions with "same" padding (in + 2p = out + 2), at most 64
+    // output channels and planes at least 16 wide without im2col: the forward pass, and the input
+    // gradient (itself such a convolution); with at most 16 output channels the weight gradient
+    // too (on CPUs with AVX-512F, as this one; elsewhere these cases check the im2col path).
+    // One input channel (the U-Net's first layer): flex's small-channel forward, the patch's
+    // direct weight gradient and a one-channel input gradient (an 8-channel tile, 7 of them zero).
+    check(&case(2, 1, 16, [20, 17], [3, 3]));
+    // 13 output channels: the last 8-channel tile partly filled; its weight gradient in blocks of
+    // three channels and one left over.
+    check(&case(3, 5, 13, [18, 16], [3, 3]));
+    // One image: its rows split into bands; 40 output channels (five tiles), weight gradient by
+    // im2col; the input gradient (7 output channels) direct.
+    check(&case(1, 7, 40, [33, 21], [3, 3]));
+    // "Valid" (no padding): out = in − 2; its input gradient is a convolution padded by 2.
+    check(&Case {
+        padding: [(0, 0), (0, 0)],
+        ..case(2, 6, 9, [20, 19], [3, 3])
+    });
+    // 8×8 planes, batch 8: the weight gradient as one GEMM over the whole batch's positions.
+    check(&case(8, 24, 20, [8, 8], [3, 3]));
+}
+
+#[test]
+fn a_non_finite_input_on_the_image_edge_gives_the_definitions_weight_gradient() {
+    // The direct weight gradient multiplies the zero columns past each gradient row by the start
+    // of the next input row: an infinite input in column 0 would give 0 · ∞ = NaN there, so such
+    // a result goes to the im2col path. The definition: ±∞ for the taps that reach the value
+    // from inside the output (kw = 0, 1), finite for kw = 2.
+    let device = Device::flex().autodiff();
+    let c = case(2, 3, 8, [20, 18], [3, 3]);
+    let x_shape = [c.batch, c.cin, c.hw[0], c.hw[1]];
+    let w_shape = [c.cout, c.cin, 3, 3];
+    let mut xv = values(x_shape.iter().product(), 8);
+    xv[((c.cin + 2) * c.hw[0] + 5) * c.hw[1]] = f32::INFINITY; // item 1, channel 2, row 5, column 0
+    let wv = values(w_shape.iter().product(), 9);
+    let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), x_shape), &device);
+    let w = Tensor::<4>::from_data(TensorData::new(wv.clone(), w_shape), &device).require_grad();
+    let y = conv2d(
+        x,
+        w.clone(),
+        None,
+        ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+    );
+    let gv = values(c.batch * c.cout * c.hw[0] * c.hw[1], 10);
+    let g = Tensor::<4>::from_data(TensorData::new(gv.clone(), y.dims()), &device);
+    let grads = (y * g).sum().backward();
+    let got = common::grad_values(w.grad(&grads));
+    let (_, want, _) = reference(&c, &xv, &wv, &gv, c.hw);
+    let infinite = want.iter().filter(|v| v.is_infinite()).count();
+    assert_eq!(
+        infinite,
+        2 * 3 * c.cout,
+        "the case does not test what it claims"
+    );
+    let mut finite = (Vec::new(), Vec::new());
+    for (i, (&a, &b)) in got.iter().zip(&want).enumerate() {
+        if b.is_finite() {
+            finite.0.push(a);
+            finite.1.push(b);
+        } else {
+            assert_eq!(
+                a as f64, b,
+                "weight-gradient entry {i}: {a} where the definition has {b}"
+            );
+        }
+    }
+    let e = relative_l2(&finite.0, &finite.1);
+    assert!(e < 1e-5, "finite entries: relative L2 error {e:.2e}");
 }
 
 #[test]

@@ -120,6 +120,29 @@ impl Geometry {
         )
     }
 
+    /// These shapes for `conv3x3_direct`, if they suit it: groups 1, a 3×3 kernel, stride and
+    /// dilation 1, the same padding at both ends.
+    fn shape_3x3(&self) -> Option<super::conv3x3_direct::Shape3x3> {
+        let same = |input: usize, out: usize, p: usize| p < 3 && input + 2 * p == out + 2;
+        (self.groups == 1
+            && [self.kernel_h, self.kernel_w] == [3, 3]
+            && self.stride == [1, 1]
+            && self.dilation == [1, 1]
+            && same(self.in_h, self.out_h, self.padding[0])
+            && same(self.in_w, self.out_w, self.padding[1]))
+        .then_some(super::conv3x3_direct::Shape3x3 {
+            batch: self.batch,
+            channels_in: self.channels_in,
+            channels_out: self.channels_out,
+            in_h: self.in_h,
+            in_w: self.in_w,
+            out_h: self.out_h,
+            out_w: self.out_w,
+            pad_h: self.padding[0],
+            pad_w: self.padding[1],
+        })
+    }
+
     fn kernel_len(&self) -> usize {
         self.kernel_h * self.kernel_w
     }
@@ -236,14 +259,32 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     acc.iter().fold(sum, |s, &v| s + v)
 }
 
-/// Fills `col` ([cpg·kh·kw, rows·out_w], row-major) with the input patches of output rows
+/// Fills `col` ([cpg·kh·kw, rows·out_w], rows `ld` apart) with the input patches of output rows
 /// `oy0..oy0 + rows`, batch `b`, group `g`; zero where the kernel falls on the padding.
+#[allow(clippy::too_many_arguments)]
 fn im2col<T: Float>(
     col: &mut [T],
+    ld: usize,
     x: &[T],
     geo: &Geometry,
     b: usize,
     g: usize,
+    oy0: usize,
+    rows: usize,
+) {
+    im2col_channels(col, ld, x, geo, b, g, 0..geo.cpg, oy0, rows);
+}
+
+/// [`im2col`] for the group's input channels `cis` only (their rows from the start of `col`).
+#[allow(clippy::too_many_arguments)]
+fn im2col_channels<T: Float>(
+    col: &mut [T],
+    ld: usize,
+    x: &[T],
+    geo: &Geometry,
+    b: usize,
+    g: usize,
+    cis: core::ops::Range<usize>,
     oy0: usize,
     rows: usize,
 ) {
@@ -256,10 +297,10 @@ fn im2col<T: Float>(
         let taps: Vec<Option<ShiftedPlane>> = (0..geo.kernel_len())
             .map(|t| ShiftedPlane::new(geo, oy0, rows, t / geo.kernel_w, t % geo.kernel_w))
             .collect();
-        let channel = geo.kernel_len() * kc;
-        for (ci, dst) in col.chunks_mut(channel).enumerate() {
+        for (c, ci) in cis.enumerate() {
             let src = &x[(b * geo.channels_in + g * geo.cpg + ci) * plane..][..plane];
-            for (dst, tap) in dst.chunks_mut(kc).zip(&taps) {
+            for (t, tap) in taps.iter().enumerate() {
+                let dst = &mut col[(c * taps.len() + t) * ld..][..kc];
                 match tap {
                     Some(tap) => tap.fill(dst, src, geo.out_w),
                     None => dst.fill(T::zero()),
@@ -268,8 +309,9 @@ fn im2col<T: Float>(
         }
         return;
     }
-    for (n, dst) in col.chunks_mut(kc).enumerate() {
-        let ci = n / geo.kernel_len();
+    for n in 0..cis.len() * geo.kernel_len() {
+        let dst = &mut col[n * ld..][..kc];
+        let ci = cis.start + n / geo.kernel_len();
         let (kh, kw) = ((n % geo.kernel_len()) / geo.kernel_w, n % geo.kernel_w);
         let src = &x[(b * geo.channels_in + g * geo.cpg + ci) * plane..][..plane];
         let (lo, hi, ix0) = geo.col_range(kw);
@@ -363,7 +405,7 @@ fn weight_grad_item<T: Float>(
             let r = chunk.min(rows.end - oy0);
             let kc = r * geo.out_w;
             let col = &mut col[..n * kc];
-            im2col(col, x, geo, b, g, oy0, r);
+            im2col(col, kc, x, geo, b, g, oy0, r);
             let lhs = &dy[(b * geo.channels_out + g * geo.opg) * out_plane + oy0 * geo.out_w..];
             let dst = &mut acc[g * geo.opg * n..][..geo.opg * n];
             // SAFETY: dst is opg × n column-major (column stride opg); lhs rows are opg
@@ -398,9 +440,88 @@ fn weight_grad_item<T: Float>(
     }
 }
 
+/// dW of a convolution whose planes are small (the whole batch's im2col fits
+/// [`BATCH_COLUMN_ELEMENTS`]), groups 1: the im2col of every item side by side (`n` rows of
+/// `batch · out_plane`, filled in parallel by input channel) and one GEMM over all positions,
+/// split by gemm over the threads. Per item, the GEMM's reduction was only the plane's positions
+/// (64 at 8×8), each call read and wrote the whole `co × n` accumulator for little work, and each
+/// thread's accumulator was summed at the end (2.4 MB each for the U-Net's 256-channel layer).
+fn weight_grad_batch<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
+    let kk = geo.kernel_len();
+    let n = geo.cpg * kk;
+    let out_plane = geo.out_h * geo.out_w;
+    let ld = geo.batch * out_plane;
+    let mut col = uninit_vec::<T>(n * ld);
+    for_each_chunk(&mut col, kk * ld, true, |ci, rows| {
+        for b in 0..geo.batch {
+            im2col_channels(
+                &mut rows[b * out_plane..],
+                ld,
+                x,
+                geo,
+                b,
+                0,
+                ci..ci + 1,
+                0,
+                geo.out_h,
+            );
+        }
+    });
+    let mut grad = uninit_vec::<T>(geo.channels_out * ld);
+    for_each_chunk(&mut grad, ld, true, |m, row| {
+        for (b, dst) in row.chunks_exact_mut(out_plane).enumerate() {
+            dst.copy_from_slice(&dy[(b * geo.channels_out + m) * out_plane..][..out_plane]);
+        }
+    });
+    let mut dw = uninit_vec::<T>(geo.channels_out * n);
+    // dWᵀ = col · gradᵀ, written as dW row-major (dWᵀ column-major, column stride n), in full
+    // (read_dst false). SAFETY: col is n × ld row-major; grad is co × ld row-major, read as
+    // ld × co column-major (column stride ld).
+    unsafe {
+        gemm::gemm(
+            n,
+            geo.channels_out,
+            ld,
+            dw.as_mut_ptr(),
+            n as isize,
+            1,
+            false,
+            col.as_ptr(),
+            1,
+            ld as isize,
+            grad.as_ptr(),
+            ld as isize,
+            1,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism(geo.channels_out, n, ld, true),
+        );
+    }
+    dw
+}
+
+/// Elements of the column buffer of [`weight_grad_batch`].
+const BATCH_COLUMN_ELEMENTS: usize = 1 << 21;
+
+/// Output positions per plane up to which [`weight_grad_batch`] is taken: at 8×8 it cut the
+/// U-Net's bottleneck dW (256 → 256 channels, batch 8) from 4.1 to 2.7–3.3 ms; at 16×16 (64 →
+/// 128) the per-item path was faster (0.8–1.4 ms against 2.1–2.4).
+const BATCH_MAX_PLANE: usize = 128;
+
 /// dW for any grouping, by im2col + GEMM.
 fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
     let n = geo.cpg * geo.kernel_len();
+    let out_plane = geo.out_h * geo.out_w;
+    if geo.groups == 1
+        && geo.batch > 1
+        && out_plane <= BATCH_MAX_PLANE
+        && n * geo.batch * out_plane <= BATCH_COLUMN_ELEMENTS
+    {
+        return weight_grad_batch(x, dy, geo);
+    }
     let col_len = n * geo.chunk_rows() * geo.out_w;
     // Accumulated column-major (dW_gᵀ row-major, [n][opg]): both operands are contiguous along
     // the positions summed over, and with a column-major destination gemm packs dY (opg rows)
@@ -456,6 +577,14 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
         }
         acc
     };
+    transpose_groups(acc, geo)
+}
+
+/// dW (`[co, cpg·kh·kw]` row-major) from the accumulators of [`weight_grad_gemm`] (column-major
+/// per group).
+fn transpose_groups<T: Float>(acc: Vec<T>, geo: &Geometry) -> Vec<T> {
+    let n = geo.cpg * geo.kernel_len();
+    let len = geo.channels_out * n;
     // dW row r (output channel m of group g) gathers column m of the group's accumulator.
     let mut dw = uninit_vec::<T>(len);
     for_each_row(&mut dw, n, |r, row| {
@@ -466,6 +595,28 @@ fn weight_grad_gemm<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
         }
     });
     dw
+}
+
+/// As [`weight_grad_gemm`]; dense 3×3 stride-1 convolutions without im2col when the CPU has the
+/// kernel's instructions and the result is finite (cxrlens patch, PATCH.md: `conv3x3_direct`).
+///
+/// Only for at most 16 output channels (where the GEMM's destination has a single vector row) and
+/// planes at least 16 wide: with more channels or narrower planes the im2col GEMM measured as fast
+/// or faster.
+fn weight_grad_gemm_f32(x: &[f32], dy: &[f32], geo: &Geometry) -> Vec<f32> {
+    if let Some(shape) = geo
+        .shape_3x3()
+        .filter(|_| geo.channels_out <= 16 && geo.out_w >= 16)
+    {
+        #[cfg(feature = "rayon")]
+        let bands = geo.bands(rayon::current_num_threads());
+        #[cfg(not(feature = "rayon"))]
+        let bands = 1;
+        if let Some(dw) = super::conv3x3_direct::weight_grad(x, dy, &shape, bands) {
+            return dw;
+        }
+    }
+    weight_grad_gemm(x, dy, geo)
 }
 
 /// `f(r, row)` over the rows of `data` (`len` elements each), in parallel when rayon is enabled
@@ -849,7 +1000,7 @@ unsafe fn forward_rows<T: Float>(
         let r = chunk.min(rows.end - oy0);
         let kc = r * geo.out_w;
         let col = &mut col[..n * kc];
-        im2col(col, x, geo, b, 0, oy0, r);
+        im2col(col, kc, x, geo, b, 0, oy0, r);
         // SAFETY: dst holds channels_out rows of kc positions (row stride out_plane) from row
         // oy0 of plane 0, inside y_b's item; lhs is W as channels_out × n; rhs is col as n × kc.
         unsafe {
@@ -885,6 +1036,36 @@ unsafe fn forward_rows<T: Float>(
 /// inside every im2col chunk and GEMM (batch 1 at 2 threads took as long as at 1 thread, 20 ms
 /// for the U-Net, against 8.5 ms per image at batch 8).
 fn forward_gemm<T: Float>(x: &[T], w: &[T], geo: &Geometry) -> Vec<T> {
+    // f32 3×3 convolutions with few output channels: without im2col (cxrlens patch, PATCH.md:
+    // `conv3x3_direct`). Also reached from the input gradient, which runs as a convolution.
+    if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
+        && geo.channels_out <= FORWARD_DIRECT_CHANNELS
+        && geo.out_w >= 16
+    {
+        if let Some(shape) = geo.shape_3x3() {
+            #[cfg(feature = "rayon")]
+            let bands = geo.bands(rayon::current_num_threads());
+            #[cfg(not(feature = "rayon"))]
+            let bands = 1;
+            let (xf, wf): (&[f32], &[f32]) = (bytemuck::cast_slice(x), bytemuck::cast_slice(w));
+            if let Some(y) = super::conv3x3_direct::forward(xf, wf, &shape, bands) {
+                let y: alloc::boxed::Box<dyn core::any::Any> = alloc::boxed::Box::new(y);
+                if let Ok(y) = y.downcast::<Vec<T>>() {
+                    return *y;
+                }
+            }
+        }
+    }
+    forward_gemm_im2col(x, w, geo)
+}
+
+/// Output channels up to which [`forward_gemm`] takes `conv3x3_direct` (when the CPU has
+/// AVX-512F): with few output channels each im2col element feeds few multiply-adds, and the
+/// copies dominated (about 100 GMAC/s at 16 channels against 170 at 128, 2 threads).
+const FORWARD_DIRECT_CHANNELS: usize = 64;
+
+/// [`forward_gemm`] by im2col + GEMM.
+fn forward_gemm_im2col<T: Float>(x: &[T], w: &[T], geo: &Geometry) -> Vec<T> {
     let item = geo.channels_out * geo.out_h * geo.out_w;
     let col_len = geo.cpg * geo.kernel_len() * geo.chunk_rows() * geo.out_w;
     // Every element is written by one GEMM (read_dst = false).
@@ -1017,7 +1198,7 @@ pub(crate) fn conv2d_weight_backward(
             &geo,
             shape,
             (
-                weight_grad_gemm::<f32>,
+                weight_grad_gemm_f32,
                 weight_grad_gemm::<f64>,
                 weight_grad_gemm::<f16>,
             ),

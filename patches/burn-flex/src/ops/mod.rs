@@ -145,3 +145,4 @@ pub mod sort;
 mod transaction;
 pub mod unary;
 pub mod unfold;
+mod conv3x3_direct;
