@@ -259,25 +259,11 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     acc.iter().fold(sum, |s, &v| s + v)
 }
 
-/// Fills `col` ([cpg·kh·kw, rows·out_w], rows `ld` apart) with the input patches of output rows
-/// `oy0..oy0 + rows`, batch `b`, group `g`; zero where the kernel falls on the padding.
+/// Fills `col` ([len(cis)·kh·kw, rows·out_w], rows `ld` apart) with the input patches of output
+/// rows `oy0..oy0 + rows`, batch `b`, group `g`, the group's input channels `cis`; zero where the
+/// kernel falls on the padding.
 #[allow(clippy::too_many_arguments)]
 fn im2col<T: Float>(
-    col: &mut [T],
-    ld: usize,
-    x: &[T],
-    geo: &Geometry,
-    b: usize,
-    g: usize,
-    oy0: usize,
-    rows: usize,
-) {
-    im2col_channels(col, ld, x, geo, b, g, 0..geo.cpg, oy0, rows);
-}
-
-/// [`im2col`] for the group's input channels `cis` only (their rows from the start of `col`).
-#[allow(clippy::too_many_arguments)]
-fn im2col_channels<T: Float>(
     col: &mut [T],
     ld: usize,
     x: &[T],
@@ -405,7 +391,7 @@ fn weight_grad_item<T: Float>(
             let r = chunk.min(rows.end - oy0);
             let kc = r * geo.out_w;
             let col = &mut col[..n * kc];
-            im2col(col, kc, x, geo, b, g, oy0, r);
+            im2col(col, kc, x, geo, b, g, 0..geo.cpg, oy0, r);
             let lhs = &dy[(b * geo.channels_out + g * geo.opg) * out_plane + oy0 * geo.out_w..];
             let dst = &mut acc[g * geo.opg * n..][..geo.opg * n];
             // SAFETY: dst is opg × n column-major (column stride opg); lhs rows are opg
@@ -454,7 +440,7 @@ fn weight_grad_batch<T: Float>(x: &[T], dy: &[T], geo: &Geometry) -> Vec<T> {
     let mut col = uninit_vec::<T>(n * ld);
     for_each_chunk(&mut col, kk * ld, true, |ci, rows| {
         for b in 0..geo.batch {
-            im2col_channels(
+            im2col(
                 &mut rows[b * out_plane..],
                 ld,
                 x,
@@ -1000,7 +986,7 @@ unsafe fn forward_rows<T: Float>(
         let r = chunk.min(rows.end - oy0);
         let kc = r * geo.out_w;
         let col = &mut col[..n * kc];
-        im2col(col, kc, x, geo, b, 0, oy0, r);
+        im2col(col, kc, x, geo, b, 0, 0..geo.cpg, oy0, r);
         // SAFETY: dst holds channels_out rows of kc positions (row stride out_plane) from row
         // oy0 of plane 0, inside y_b's item; lhs is W as channels_out × n; rhs is col as n × kc.
         unsafe {

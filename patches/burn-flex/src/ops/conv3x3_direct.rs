@@ -1,23 +1,26 @@
-//! Weight gradient of a dense 3×3, stride-1 convolution without im2col (cxrlens patch, see
-//! `PATCH.md`).
+//! Dense 3×3, stride-1 convolutions without im2col, on CPUs with AVX-512F (cxrlens patch, see
+//! `PATCH.md`): the forward pass (also the input gradient, which `conv2d_gemm` runs as a
+//! convolution) and the weight gradient.
 //!
-//! `dW[co, ci, kh, kw] = Σ_b,y,x dY[b, co, y, x] · X[b, ci, y + kh − p, x + kw − p]`. With the
-//! input plane copied into a zero-padded plane `wp = in_w + 2p` wide, and `dY` into a plane of the
-//! same width (zero in the `wp − out_w` columns past its rows), every tap is one dot product over
-//! the flat padded positions `q = y·wp + x`: `Σ_q dYp[co, q] · Xp[ci, q + kh·wp + kw]`. The kernel
-//! keeps nine vector accumulators per output channel (two output channels at once: eighteen
-//! fused multiply-adds per eleven loads), and sums the lanes once per block of rows.
+//! The input rows a task reads are copied into zero-padded planes `wp = in_w + 2p` wide, so that
+//! output position `q = y·wp + x` reads tap `(kh, kw)` at `q + kh·wp + kw` (the `wp − out_w`
+//! extra columns of each row are computed and dropped):
+//! - forward: `Y[co, q] = Σ_ci Σ_t W[co, ci, t] · Xp[ci, q + tap_t]`, tiles of 48 positions × 8
+//!   output channels in 24 vector registers;
+//! - weight gradient: `dW[co, ci, t] = Σ_q dYp[co, q] · Xp[ci, q + tap_t]`, with `dY` copied into
+//!   the same width (zero in the extra columns), nine vector accumulators per output channel,
+//!   three channels at a time, lanes summed once per block of rows.
 //!
-//! What it replaces: im2col of the input (recomputed after the forward pass: nine copies of every
-//! input plane) and a GEMM whose destination has only `co` rows. For the U-Net's 16- and
-//! 32-channel layers that GEMM ran gemm's 16- and 32-row microkernels (one or two vector
-//! accumulator rows, load-bound), 12 % of a training step, and im2col another 12–19 %.
+//! What it replaces, for few channels: im2col (nine copies of every input plane, each element
+//! feeding only `co` multiply-adds: the U-Net's 16-channel layers ran at ~100 GMAC/s against ~170
+//! for its 128-channel ones) and, for the weight gradient, a GEMM whose destination had only `co`
+//! rows (gemm's one-vector-row microkernels).
 //!
-//! The lanes are summed in a different order than the GEMM, so the values differ from it in the
-//! last bits (both are checked against the definition in f64). A dropped column or a padding
-//! position contributes `0 · x`: with a non-finite input or output gradient the result would be
-//! NaN where the definition is not, so a non-finite result is handed back (`None`) and the caller
-//! takes the im2col path, which skips the padding.
+//! The sums run in another order than the GEMM's, so the values differ from it in the last bits
+//! (both are checked against the definition in f64). In the forward pass the padding enters as
+//! zeros, as in im2col. In the weight gradient a dropped column contributes `0 · x` for a real
+//! input `x`: with a non-finite input the result would be NaN where the definition is not, so a
+//! result with a NaN is handed back (`None`) and the caller takes the im2col path.
 
 use alloc::vec;
 use alloc::vec::Vec;
