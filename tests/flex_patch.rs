@@ -15,8 +15,8 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::{conv_transpose2d, conv2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 mod common;
 use common::uniform_values as values;
@@ -141,24 +141,20 @@ fn check(c: &Case) {
         .unwrap();
     let eb = relative_l2(&got_b, &want_b);
     assert!(eb < 1e-5, "bias gradient: relative L2 error {eb:.2e}");
-    let (ey, ew, ex) = (
-        relative_l2(&got_y, &want_y),
-        relative_l2(&got_w, &want_w),
-        relative_l2(&got_x, &want_x),
+    let what = format!(
+        "batch {} {}→{} {:?} kernel {:?} stride {:?} padding {:?} dilation {:?} groups {}",
+        c.batch, c.cin, c.cout, c.hw, c.kernel, c.stride, c.padding, c.dilation, c.groups
     );
+    assert_matches(&what, [&got_y, &got_w, &got_x], [&want_y, &want_w, &want_x]);
+}
+
+/// Output, weight gradient and input gradient within 1e-5 relative L2 of the definition.
+fn assert_matches(what: &str, got: [&[f32]; 3], want: [&[f64]; 3]) {
+    let [ey, ew, ex] = [0, 1, 2].map(|i| relative_l2(got[i], want[i]));
     assert!(
         ey < 1e-5 && ew < 1e-5 && ex < 1e-5,
-        "batch {} {}→{} {:?} kernel {:?} stride {:?} padding {:?} dilation {:?} groups {}: \
-         relative L2 error output {ey:.2e}, weight gradient {ew:.2e}, input gradient {ex:.2e}",
-        c.batch,
-        c.cin,
-        c.cout,
-        c.hw,
-        c.kernel,
-        c.stride,
-        c.padding,
-        c.dilation,
-        c.groups
+        "{what}: relative L2 error output {ey:.2e}, weight gradient {ew:.2e}, input gradient \
+         {ex:.2e}"
     );
 }
 
@@ -448,6 +444,92 @@ fn a_feature_map_larger_than_one_column_chunk_matches_the_definition() {
     // 16 channels × 3×3 × 160 columns = 23,040 column elements per output row: the patch's
     // 2^20-element buffer takes 45 rows at a time, so 130 rows are accumulated in three chunks.
     check(&case(2, 16, 4, [130, 160], [3, 3]));
+}
+
+/// conv_transpose2d's weight gradient (the patch: one GEMM over the gathered output gradient,
+/// instead of burn's default conv2d with the input as kernel), its output and input gradient,
+/// against the definition in f64: the transposed convolution adds
+/// `x[b, ci, iy, ix] · w[ci, co, kh, kw]` into `y[b, g·cog + co, iy·s − p + kh·d, ix·s − p + kw·d]`
+/// (left out where that falls outside `y`), so for loss = Σ y ⊙ G each product's gradient is `G`
+/// at that position times the other factor.
+fn check_transposed(batch: usize, [cin, cog]: [usize; 2], hw: [usize; 2], opt: [usize; 6]) {
+    let [k, stride, padding, padding_out, dilation, groups] = opt;
+    let device = Device::flex().autodiff();
+    let cout = cog * groups;
+    let x_shape = [batch, cin, hw[0], hw[1]];
+    let w_shape = [cin, cog, k, k];
+    let (xv, wv) = (
+        values(x_shape.iter().product(), 5),
+        values(w_shape.iter().product(), 6),
+    );
+    let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), x_shape), &device).require_grad();
+    let w = Tensor::<4>::from_data(TensorData::new(wv.clone(), w_shape), &device).require_grad();
+    let options = ConvTransposeOptions::new(
+        [stride; 2],
+        [padding; 2],
+        [padding_out; 2],
+        [dilation; 2],
+        groups,
+    );
+    let y = conv_transpose2d(x.clone(), w.clone(), None, options);
+    let [_, _, oh, ow] = y.dims();
+    let gv = values(batch * cout * oh * ow, 7);
+    let g = Tensor::<4>::from_data(TensorData::new(gv.clone(), [batch, cout, oh, ow]), &device);
+    let got_y = y
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let grads = (y * g).sum().backward();
+    let got_w = common::grad_values(w.grad(&grads));
+    let got_x = common::grad_values(x.grad(&grads));
+    let cig = cin / groups;
+    let (mut want_y, mut want_w, mut want_x) = (
+        vec![0.0f64; got_y.len()],
+        vec![0.0f64; wv.len()],
+        vec![0.0f64; xv.len()],
+    );
+    for b in 0..batch {
+        for ci in 0..cin {
+            for iy in 0..hw[0] {
+                for ix in 0..hw[1] {
+                    let xi = ((b * cin + ci) * hw[0] + iy) * hw[1] + ix;
+                    for co in 0..cog {
+                        let c = ci / cig * cog + co;
+                        for kh in 0..k {
+                            for kw in 0..k {
+                                let oy = (iy * stride + kh * dilation) as isize - padding as isize;
+                                let ox = (ix * stride + kw * dilation) as isize - padding as isize;
+                                if oy < 0 || ox < 0 || oy >= oh as isize || ox >= ow as isize {
+                                    continue;
+                                }
+                                let yi = ((b * cout + c) * oh + oy as usize) * ow + ox as usize;
+                                let wi = ((ci * cog + co) * k + kh) * k + kw;
+                                want_y[yi] += xv[xi] as f64 * wv[wi] as f64;
+                                want_w[wi] += xv[xi] as f64 * gv[yi] as f64;
+                                want_x[xi] += wv[wi] as f64 * gv[yi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let what = format!("batch {batch} {cin}→{cout} {hw:?} [k, s, p, out-p, d, groups] {opt:?}");
+    assert_matches(&what, [&got_y, &got_w, &got_x], [&want_y, &want_w, &want_x]);
+}
+
+#[test]
+fn transposed_convolutions_match_the_definition() {
+    // The U-Net's 2×2 stride-2 up-sampling: one item (the input used as it is), and eight (more
+    // than the default's small-channel threshold of four swapped input channels).
+    check_transposed(1, [24, 12], [5, 6], [2, 2, 0, 0, 1, 1]);
+    check_transposed(8, [16, 8], [4, 4], [2, 2, 0, 0, 1, 1]);
+    // Overlapping taps, padding, output padding, dilation and groups: taps that fall outside
+    // the output on every side.
+    check_transposed(3, [4, 3], [5, 4], [3, 2, 1, 1, 2, 2]);
+    check_transposed(2, [6, 5], [3, 7], [3, 1, 2, 0, 1, 1]);
 }
 
 /// Batch norm with the batch's statistics, in f64: Σ G ⊙ BN(x; γ, β).

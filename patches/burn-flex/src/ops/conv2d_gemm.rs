@@ -56,7 +56,10 @@ pub(crate) fn uninit_vec<T: bytemuck::Pod>(len: usize) -> Vec<T> {
     v
 }
 
-trait Float: num_traits::Float + bytemuck::Pod + burn_backend::Element + Send + Sync + 'static {}
+pub(super) trait Float:
+    num_traits::Float + bytemuck::Pod + burn_backend::Element + Send + Sync + 'static
+{
+}
 impl Float for f32 {}
 impl Float for f64 {}
 impl Float for f16 {}
@@ -232,7 +235,7 @@ fn for_each_chunk<T: Send>(
     data.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
 }
 
-fn parallelism(m: usize, n: usize, k: usize, par: bool) -> gemm::Parallelism {
+pub(super) fn parallelism(m: usize, n: usize, k: usize, par: bool) -> gemm::Parallelism {
     #[cfg(feature = "rayon")]
     if par && m.saturating_mul(n).saturating_mul(k) >= GEMM_PARALLEL_WORK {
         return gemm::Parallelism::Rayon(0);
@@ -609,7 +612,11 @@ fn weight_grad_gemm_f32(x: &[f32], dy: &[f32], geo: &Geometry) -> Vec<f32> {
 /// and `data` is large (cxrlens patch, PATCH.md): the weight rearrangements around the
 /// convolutions' GEMMs ran on the thread driving autodiff while the pool waited (about 6 ms of
 /// a U-Net backward pass).
-fn for_each_row<T: Send>(data: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) {
+pub(super) fn for_each_row<T: Send>(
+    data: &mut [T],
+    len: usize,
+    f: impl Fn(usize, &mut [T]) + Send + Sync,
+) {
     let len = len.max(1);
     #[cfg(feature = "rayon")]
     if data.len() >= 1 << 15 {

@@ -121,6 +121,7 @@ pub mod conv;
 mod conv2d_gemm;
 // cxrlens patch: depthwise f32 planes as whole-plane vector runs (PATCH.md).
 pub mod conv_transpose;
+mod conv_transpose_grad;
 pub mod cumulative;
 pub mod deform_conv;
 mod depthwise_flat;

@@ -358,6 +358,22 @@ impl ModuleOps<Flex> for Flex {
         }
     }
 
+    // cxrlens patch (PATCH.md): the default weight gradient is a convolution whose kernel is
+    // the whole input plane, which flex runs on its small-kernel paths.
+    fn conv_transpose2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Flex> {
+        super::conv_transpose_grad::conv_transpose2d_weight_backward(
+            x,
+            weight,
+            output_grad,
+            &options,
+        )
+    }
+
     fn conv_transpose3d(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
