@@ -6,7 +6,11 @@ in cxrlens (`bench-backends --json --backends …`, flex by default) alternately
   forward            inference (no autograd), the network's outputs
   forward+backward   training mode, loss = sum of every output, backward into the parameters
   train step         forward+backward and one Adam step (what the trainer does per batch)
-and prints the medians and the ratio cxrlens / PyTorch (below 1: cxrlens is faster).
+and prints the medians, the ratio cxrlens / PyTorch (below 1: cxrlens is faster) and, with more
+than one round, the lowest and highest of the rounds' own ratios (how much the machine moved).
+
+PyTorch runs with the glibc malloc thresholds cxrlens sets for itself (--pytorch-malloc default:
+glibc's own, under which a fresh process pays page faults on every large buffer).
 
 The architectures are the ones cxrlens ships (ml::lung's U-Net; EfficientNet-Lite0 with the grey
 stem cxrlens uses and a 2-class head, optionally with the stem and the first K blocks frozen as
@@ -39,6 +43,11 @@ DEFAULT_CONFIGS = [
     "efficientnet:224:16:8",
     "efficientnet:224:16:0",
 ]
+
+
+# src/ml/memory.rs: buffers up to 256 MiB from the heap, free memory returned beyond 512 MiB.
+MMAP_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 512 << 20
 
 
 def parse_config(text):
@@ -128,11 +137,27 @@ def main():
     ap.add_argument("--rounds", type=int, default=2, help="alternated rounds cxrlens / PyTorch (median)")
     ap.add_argument("--config", nargs="*", default=DEFAULT_CONFIGS,
                     help="network:size:batch[:frozen-blocks]")
+    ap.add_argument("--pytorch-malloc", choices=("same", "default"), default="same",
+                    help="same: run PyTorch with the glibc thresholds cxrlens sets for itself "
+                         "(src/ml/memory.rs); default: glibc's defaults")
     args = ap.parse_args()
+    if args.pytorch_malloc == "same" and os.environ.get("MALLOC_MMAP_THRESHOLD_") != str(MMAP_THRESHOLD):
+        # glibc reads these at start-up only: run this script again with them set. Without them a
+        # fresh process maps every buffer over the dynamic threshold anew and takes a page fault on
+        # each page (EfficientNet-Lite0 at batch 16: forward 340 ms instead of 140 until the first
+        # backward pass), a cost cxrlens avoids with mallopt; the comparison is of the compute.
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD),
+                   MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD))
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     print(f"PyTorch {torch.__version__} ({args.threads} threads) against {args.cxrlens} "
           f"(RAYON_NUM_THREADS={args.threads}); median of {args.repeat} calls, median of {args.rounds} alternated rounds")
+    if args.pytorch_malloc == "same":
+        print(f"PyTorch's glibc malloc as cxrlens sets its own: mmap threshold {MMAP_THRESHOLD >> 20} MiB, "
+              f"trim threshold {TRIM_THRESHOLD >> 20} MiB")
+    else:
+        print("PyTorch's glibc malloc: defaults (cxrlens raises its thresholds, src/ml/memory.rs)")
     table = []
     for cfg in args.config:
         network, size, batch, frozen = parse_config(cfg)
@@ -159,6 +184,12 @@ def main():
             ratio = {k: m[k] / med[k] for k in m}
             print(f"  {'  ratio (÷ PyTorch)':<22}{ratio['forward']:>11.2f}×{ratio['forward_backward']:>11.2f}×"
                   f"{ratio['step']:>11.2f}×")
+            if len(rows) == len(torch_runs) > 1:
+                # Each round's own ratio (cxrlens then PyTorch, back to back): the spread shows how
+                # much the machine moved during the run.
+                spread = {k: [r[k] / t[k] for r, t in zip(rows, torch_runs)] for k in m}
+                print(f"  {'  per round, min–max':<22}"
+                      + "".join(f"{f'{min(v):.2f}–{max(v):.2f}×':>12}" for v in spread.values()))
             table.append((label, backend, m, med, ratio))
     print("\n| configuration | backend | forward | PyTorch | ratio | train step | PyTorch | ratio |")
     print("|---|---|---|---|---|---|---|---|")
