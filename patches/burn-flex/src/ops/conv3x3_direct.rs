@@ -454,9 +454,41 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-/// Output rows `rows` of item `b` into `y_b` (its `co` planes).
+/// Padded input and output rows a forward chunk holds, in bytes: a chunk's planes stay in a core's
+/// L2 cache (1 MiB on Zen 5, 1.25–2 MiB on recent Intel cores) between being filled, read by the
+/// tiles and copied out. Tried on the lung U-Net at 256², 2 threads (AMD EPYC Zen 5): 128 KiB to
+/// 1.5 MiB all beat whole bands, 768 KiB best (forward at batch 4 ≈ 10 % faster, at batch 1 12 %).
+const FORWARD_CHUNK_BYTES: usize = 768 * 1024;
+
+/// Output rows `rows` of item `b` into `y_b` (its `co` planes), in chunks of rows of about
+/// [`FORWARD_CHUNK_BYTES`] (a band of a 256² plane with 16 channels in and out is 8 MiB).
 #[allow(clippy::too_many_arguments)]
 fn forward_rows(
+    y_b: *mut f32,
+    input: &mut Vec<f32>,
+    tile_out: &mut Vec<f32>,
+    x: &[f32],
+    wb: &[f32],
+    s: &Shape3x3,
+    b: usize,
+    rows: core::ops::Range<usize>,
+) {
+    let channels = s.channels_in + s.channels_out.div_ceil(TILE_CHANNELS) * TILE_CHANNELS;
+    let per_row = channels * s.wp() * core::mem::size_of::<f32>();
+    let chunks = rows
+        .len()
+        .div_ceil((FORWARD_CHUNK_BYTES / per_row).max(4))
+        .max(1);
+    for c in 0..chunks {
+        let start = rows.start + c * rows.len() / chunks;
+        let end = rows.start + (c + 1) * rows.len() / chunks;
+        forward_chunk(y_b, input, tile_out, x, wb, s, b, start..end);
+    }
+}
+
+/// Output rows `rows` of item `b` into `y_b`.
+#[allow(clippy::too_many_arguments)]
+fn forward_chunk(
     y_b: *mut f32,
     input: &mut Vec<f32>,
     tile_out: &mut Vec<f32>,
