@@ -9,8 +9,9 @@ in cxrlens (`bench-backends --json --backends …`, flex by default) alternately
 and prints the medians, the ratio cxrlens / PyTorch (below 1: cxrlens is faster) and, with more
 than one round, the lowest and highest of the rounds' own ratios (how much the machine moved).
 
-PyTorch runs with the glibc malloc thresholds cxrlens sets for itself (--pytorch-malloc default:
-glibc's own, under which a fresh process pays page faults on every large buffer).
+PyTorch runs with the glibc malloc settings cxrlens sets for itself: its thresholds and one arena
+(--pytorch-malloc default: glibc's own, under which a fresh process pays page faults on every
+large buffer).
 
 The architectures are the ones cxrlens ships (ml::lung's U-Net; EfficientNet-Lite0 with the grey
 stem cxrlens uses and a 2-class head, optionally with the stem and the first K blocks frozen as
@@ -45,9 +46,11 @@ DEFAULT_CONFIGS = [
 ]
 
 
-# src/ml/memory.rs: buffers up to 256 MiB from the heap, free memory returned beyond 512 MiB.
+# src/ml/memory.rs: buffers up to 256 MiB from the heap, free memory returned beyond 512 MiB, one
+# arena (every thread allocates from the main heap).
 MMAP_THRESHOLD = 256 << 20
 TRIM_THRESHOLD = 512 << 20
+ARENAS = 1
 
 
 def parse_config(text):
@@ -147,7 +150,7 @@ def main():
         # each page (EfficientNet-Lite0 at batch 16: forward 340 ms instead of 140 until the first
         # backward pass), a cost cxrlens avoids with mallopt; the comparison is of the compute.
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD),
-                   MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD))
+                   MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD), MALLOC_ARENA_MAX=str(ARENAS))
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
@@ -155,7 +158,7 @@ def main():
           f"(RAYON_NUM_THREADS={args.threads}); median of {args.repeat} calls, median of {args.rounds} alternated rounds")
     if args.pytorch_malloc == "same":
         print(f"PyTorch's glibc malloc as cxrlens sets its own: mmap threshold {MMAP_THRESHOLD >> 20} MiB, "
-              f"trim threshold {TRIM_THRESHOLD >> 20} MiB")
+              f"trim threshold {TRIM_THRESHOLD >> 20} MiB, {ARENAS} arena")
     else:
         print("PyTorch's glibc malloc: defaults (cxrlens raises its thresholds, src/ml/memory.rs)")
     table = []

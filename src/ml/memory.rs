@@ -14,7 +14,17 @@ pub const MMAP_THRESHOLD: usize = 256 << 20;
 /// Free memory at the top of the heap is returned to the system only beyond this.
 pub const TRIM_THRESHOLD: usize = 512 << 20;
 
-/// Applies the thresholds above; call once at start-up, before worker threads exist. Returns
+/// Every thread allocates from the main heap, where the thresholds above hold. A thread's own
+/// arena (glibc gives each new thread one, up to eight per core) grows in heaps of at most 64 MiB,
+/// maps larger buffers afresh, and hands freed pages back: `perf` showed a training step driven
+/// from a pool thread (`ml::device::on_compute_threads`) spending 4.7 % of its samples in the
+/// TLB-flush interrupts of copy-on-write faults on freshly mapped zero pages. Alternated runs, lung
+/// U-Net 128² batch 8 on flex, 2 threads: step 149 → 143 ms (driven from the main thread) and
+/// 160 → 142 ms (from a pool thread). Buffers are allocated per tensor operation, not per element,
+/// so the one lock is not contended.
+pub const ARENAS: usize = 1;
+
+/// Applies the settings above; call once at start-up, before worker threads exist. Returns
 /// whether the allocator accepted them (always false where the C library is not glibc).
 pub fn keep_freed_buffers() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -24,6 +34,7 @@ pub fn keep_freed_buffers() -> bool {
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int) == 1
+                && libc::mallopt(libc::M_ARENA_MAX, ARENAS as libc::c_int) == 1
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -86,14 +86,16 @@ impl Workers {
                 });
                 // A panic in training becomes the run's error: the last committed checkpoint stays.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    train(
-                        &data,
-                        &options,
-                        &compute,
-                        &out_dir,
-                        &mut |p| send(TrainerEvent::Progress(p)),
-                        &cancel,
-                    )
+                    crate::ml::device::on_compute_threads(|| {
+                        train(
+                            &data,
+                            &options,
+                            &compute,
+                            &out_dir,
+                            &mut |p| send(TrainerEvent::Progress(p)),
+                            &cancel,
+                        )
+                    })
                 }));
                 let result = match result {
                     Ok(Err(MlError::Cancelled)) => Err("stopped".to_string()),

@@ -266,7 +266,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<String, String> {
         );
     }
     for compute in &devices {
-        let t = time_backend(compute, args)?;
+        // Where the trainers run their networks (`ml::device::on_compute_threads`).
+        let t = crate::ml::device::on_compute_threads(|| time_backend(compute, args))?;
         let per_s = |s: f64| args.batch as f64 / s;
         if args.json {
             let row = serde_json::json!({

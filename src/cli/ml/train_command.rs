@@ -142,8 +142,9 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     let out = args.out.clone().unwrap_or_else(|| default_out_dir(kind));
     eprintln!("device: {} ({})", compute.description, compute.reason);
     let cancel = AtomicBool::new(false);
+    let report = crate::ml::device::on_compute_threads(|| {
     let epoch_clock = std::cell::Cell::new(Instant::now());
-    let report = train(&args.data, &options, &compute, &out, &mut |p| match p {
+    train(&args.data, &options, &compute, &out, &mut |p| match p {
         TrainProgress::Message(m) => {
             epoch_clock.set(Instant::now());
             eprintln!("{m}")
@@ -173,6 +174,7 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
             }
         }
     }, &cancel)
+    })
     .map_err(|e| e.to_string())?;
     let mut text = format!(
         "trained {} epochs in {:.0} s on {}; wrote {}\n",
