@@ -3,26 +3,16 @@
 //! A file of its own: one test in its own process, so no other test's threads have made arenas
 //! after the settings were applied.
 
-/// Minor page faults taken by this thread so far.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn page_faults() -> i64 {
-    // SAFETY: getrusage writes into the zeroed struct it is given.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
-        usage.ru_minflt
-    }
-}
-
 /// Allocates a 96 MiB buffer (more than a glibc thread heap's 64 MiB), writes it and frees it;
 /// returns the page faults taken.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn cycle(fill: u8) -> i64 {
-    let before = page_faults();
+    let faults = || cxrlens::ml::memory::thread_minor_faults().expect("getrusage");
+    let before = faults();
     let buffer = std::hint::black_box(vec![fill; 96 << 20]);
     assert_eq!(buffer[buffer.len() - 1], fill);
     drop(buffer);
-    page_faults() - before
+    faults() - before
 }
 
 /// With glibc's defaults a new thread gets an arena of its own, whose heaps hold at most 64 MiB:

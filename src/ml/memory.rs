@@ -43,6 +43,23 @@ pub fn keep_freed_buffers() -> bool {
     }
 }
 
+/// Minor page faults the calling thread has taken so far (`getrusage(RUSAGE_THREAD)`); `None`
+/// where that is not available. For tests and measurements of the settings above.
+pub fn thread_minor_faults() -> Option<i64> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getrusage writes into the zeroed struct it is given.
+        unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            (libc::getrusage(libc::RUSAGE_THREAD, &mut usage) == 0).then_some(usage.ru_minflt)
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,12 +67,7 @@ mod tests {
     /// Minor page faults taken by this thread so far.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn page_faults() -> i64 {
-        // SAFETY: getrusage writes into the zeroed struct it is given.
-        unsafe {
-            let mut usage: libc::rusage = std::mem::zeroed();
-            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
-            usage.ru_minflt
-        }
+        thread_minor_faults().expect("getrusage")
     }
 
     /// Allocates four 6 MiB buffers, writes them and frees them; returns the page faults taken.
