@@ -210,10 +210,9 @@ pub fn select(
 /// PyTorch's caller thread does in its OpenMP team). Measured on the lung U-Net, flex, 2 threads
 /// (AMD EPYC Zen 5, alternated runs, one glibc arena in both, `ml::memory`): a one-image 128²
 /// training step 25.6 → 21.7 ms, 256² batch 4 279 → 268 ms, the trainer's 128² batch 8 143 → 142
-/// ms. The pool (`cxrlens-compute-N`) has as
-/// many threads as rayon's global pool (`RAYON_NUM_THREADS` or the cores) and is its own, so the
-/// viewer's work on the global pool never queues behind a training run. If it cannot be built,
-/// `work` runs on the calling thread.
+/// ms. The pool (`cxrlens-compute-N`) has as many threads as rayon's global pool
+/// (`RAYON_NUM_THREADS` or the cores) and is its own, so the viewer's work on the global pool never
+/// queues behind a training run. If it cannot be built, `work` runs on the calling thread.
 pub fn on_compute_threads<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     let pool = POOL.get_or_init(|| {

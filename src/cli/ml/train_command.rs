@@ -143,37 +143,37 @@ pub fn run_train(args: &TrainArgs, backend: Option<&str>) -> Result<String, Stri
     eprintln!("device: {} ({})", compute.description, compute.reason);
     let cancel = AtomicBool::new(false);
     let report = crate::ml::device::on_compute_threads(|| {
-    let epoch_clock = std::cell::Cell::new(Instant::now());
-    train(&args.data, &options, &compute, &out, &mut |p| match p {
-        TrainProgress::Message(m) => {
-            epoch_clock.set(Instant::now());
-            eprintln!("{m}")
-        }
-        // About ten lines per epoch, so a long run on a CPU shows that it moves.
-        TrainProgress::Batch { epoch, batch, batches, loss } => {
-            if batch % batches.div_ceil(10).max(1) == 0 || batch == batches {
-                eprintln!(
-                    "  epoch {epoch}: batch {batch}/{batches}, loss {loss:.4}, {:.1} images/s",
-                    (batch * options.batch_size) as f64 / epoch_clock.get().elapsed().as_secs_f64().max(1e-9)
-                );
+        let epoch_clock = std::cell::Cell::new(Instant::now());
+        train(&args.data, &options, &compute, &out, &mut |p| match p {
+            TrainProgress::Message(m) => {
+                epoch_clock.set(Instant::now());
+                eprintln!("{m}")
             }
-        }
-        TrainProgress::Epoch { epoch, epochs, train_loss, evaluation, seconds } => {
-            epoch_clock.set(Instant::now());
-            match evaluation.saliency {
-                Some(s) => eprintln!(
-                    "epoch {epoch}/{epochs}: loss {train_loss:.4}, val KL {:.4}, CC {:.4}, HS {:.4} ({seconds:.0} s)",
-                    s.kl, s.cc, s.hs
-                ),
-                None => eprintln!(
-                    "epoch {epoch}/{epochs}: loss {train_loss:.4}, val dice {}, acc {:.3}, macro AUC {} ({seconds:.0} s)",
-                    evaluation.dice.map_or("-".into(), |d| format!("{d:.4}")),
-                    evaluation.accuracy,
-                    evaluation.macro_auc.map_or("-".into(), |a| format!("{a:.3}")),
-                ),
+            // About ten lines per epoch, so a long run on a CPU shows that it moves.
+            TrainProgress::Batch { epoch, batch, batches, loss } => {
+                if batch % batches.div_ceil(10).max(1) == 0 || batch == batches {
+                    eprintln!(
+                        "  epoch {epoch}: batch {batch}/{batches}, loss {loss:.4}, {:.1} images/s",
+                        (batch * options.batch_size) as f64 / epoch_clock.get().elapsed().as_secs_f64().max(1e-9)
+                    );
+                }
             }
-        }
-    }, &cancel)
+            TrainProgress::Epoch { epoch, epochs, train_loss, evaluation, seconds } => {
+                epoch_clock.set(Instant::now());
+                match evaluation.saliency {
+                    Some(s) => eprintln!(
+                        "epoch {epoch}/{epochs}: loss {train_loss:.4}, val KL {:.4}, CC {:.4}, HS {:.4} ({seconds:.0} s)",
+                        s.kl, s.cc, s.hs
+                    ),
+                    None => eprintln!(
+                        "epoch {epoch}/{epochs}: loss {train_loss:.4}, val dice {}, acc {:.3}, macro AUC {} ({seconds:.0} s)",
+                        evaluation.dice.map_or("-".into(), |d| format!("{d:.4}")),
+                        evaluation.accuracy,
+                        evaluation.macro_auc.map_or("-".into(), |a| format!("{a:.3}")),
+                    ),
+                }
+            }
+        }, &cancel)
     })
     .map_err(|e| e.to_string())?;
     let mut text = format!(

@@ -459,7 +459,7 @@ unsafe impl Sync for SharedOut {}
 /// Padded input and output rows a forward chunk holds, in bytes: a chunk's planes stay in a core's
 /// L2 cache (1 MiB on Zen 5, 1.25–2 MiB on recent Intel cores) between being filled, read by the
 /// tiles and copied out. Tried on the lung U-Net at 256², 2 threads (AMD EPYC Zen 5): 128 KiB to
-/// 1.5 MiB all beat whole bands, 768 KiB best (forward at batch 4 ≈ 10 % faster, at batch 1 12 %).
+/// 1.5 MiB all beat whole bands, 768 KiB best (forward at batch 4 ≈ 7 % faster, at batch 1 12 %).
 const FORWARD_CHUNK_BYTES: usize = 768 * 1024;
 
 /// `rows` in consecutive chunks whose padded input and output planes take about
